@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# satlas setup: installs what a fresh machine of this kind lacks, idempotently.
+#   - Debian: libhdf5-dev (h5ad reader), pkg-config, clang-less C/C++ toolchain is already present.
+#   - libtorch for tch, assembled from PyPI wheels (torch-sys cannot download libtorch here):
+#     only the CPU libraries of the `torch` wheel plus the two CUDA runtime libraries that
+#     libtorch_cpu.so is linked against; libtorch.so is an empty stub (the real one only pulls in
+#     libtorch_cuda / cuBLAS / cuDNN, which satlas never uses).
+# Prints the environment to use (source scripts/env.sh does the same without installing).
+set -euo pipefail
+
+TORCH_VERSION=2.13.0          # must match tch 0.26.0 (torch-sys checks build-version)
+CUDART_WHEEL=nvidia-cuda-runtime==13.0.96
+CUPTI_WHEEL=nvidia-cuda-cupti==13.0.85
+SATLAS_CACHE=${SATLAS_CACHE:-$HOME/.cache/satlas}
+LIBTORCH=${LIBTORCH:-$SATLAS_CACHE/libtorch-$TORCH_VERSION}
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+install_debian_packages() {
+  local missing=()
+  for pkg in libhdf5-dev pkg-config; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+install_libtorch() {
+  if [ -f "$LIBTORCH/build-version" ] && [ "$(cat "$LIBTORCH/build-version")" = "$TORCH_VERSION" ] \
+     && [ -f "$LIBTORCH/lib/libtorch_cpu.so" ]; then
+    return 0
+  fi
+  say "assembling libtorch $TORCH_VERSION (CPU) under $LIBTORCH from PyPI wheels"
+  local work; work=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$work/wheels" \
+    "torch==$TORCH_VERSION" "$CUDART_WHEEL" "$CUPTI_WHEEL"
+  local stage="$work/libtorch"
+  mkdir -p "$stage/lib" "$stage/include"
+  python3 - "$work/wheels" "$stage" <<'PY'
+import sys, zipfile, pathlib, shutil
+wheels, stage = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+keep_torch_libs = {"libtorch_cpu.so", "libc10.so", "libgomp.so.1"}
+keep_cuda_libs = {"libcudart.so.13", "libcupti.so.13"}
+for whl in wheels.glob("*.whl"):
+    with zipfile.ZipFile(whl) as z:
+        for name in z.namelist():
+            p = pathlib.PurePosixPath(name)
+            if whl.name.startswith("torch-"):
+                if name.startswith("torch/include/") and not name.endswith("/"):
+                    dest = stage / "include" / pathlib.PurePosixPath(*p.parts[2:])
+                elif name.startswith("torch/lib/") and p.name in keep_torch_libs:
+                    dest = stage / "lib" / p.name
+                else:
+                    continue
+            elif p.name in keep_cuda_libs:
+                dest = stage / "lib" / p.name
+            else:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(name) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+PY
+  # The wheel's libgomp is versioned by hash; expose the plain soname too.
+  ( cd "$stage/lib" && for f in libgomp*.so*; do [ -e libgomp.so.1 ] || ln -s "$f" libgomp.so.1; done )
+  echo 'void satlas_libtorch_stub(void) {}' > "$work/stub.c"
+  gcc -shared -fPIC -o "$stage/lib/libtorch.so" "$work/stub.c"
+  echo "$TORCH_VERSION" > "$stage/build-version"
+  mkdir -p "$(dirname "$LIBTORCH")"
+  rm -rf "$LIBTORCH"
+  mv "$stage" "$LIBTORCH"
+  rm -rf "$work"
+  say "libtorch ready: $(du -sh "$LIBTORCH" | cut -f1)"
+}
+
+install_debian_packages
+install_libtorch

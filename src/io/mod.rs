@@ -1,0 +1,105 @@
+//! Readers for everything satlas ingests: proteome FASTA, count matrices (h5ad, 10x MatrixMarket).
+//!
+//! Readers are pure: they turn a file into validated in-memory values ([`Proteome`],
+//! [`DatasetFile`]) and never touch the atlas. Every error names the file and, where it can, the
+//! line, cell or gene at fault ([`ReadError`]).
+
+pub mod fasta;
+pub mod h5ad;
+pub mod mtx;
+
+mod error;
+
+pub use error::ReadError;
+pub use fasta::{read_proteome, FastaOptions, FastaReport, ProteinRecord, Proteome};
+
+use std::path::Path;
+
+/// A sparse cells x genes matrix of raw integer counts in CSR layout (one row per cell).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CountMatrix {
+    /// Cell identifiers (obs names / barcodes), one per row.
+    pub barcodes: Vec<String>,
+    /// Gene symbols (var names), one per column, in file order.
+    pub genes: Vec<String>,
+    /// Row pointer: the entries of cell `i` are `indptr[i]..indptr[i + 1]`.
+    pub indptr: Vec<u64>,
+    /// Column (gene) index of every stored entry, ascending within a row.
+    pub indices: Vec<u32>,
+    /// Count of every stored entry; zeros are never stored.
+    pub data: Vec<u32>,
+}
+
+impl CountMatrix {
+    /// Number of cells (rows).
+    pub fn n_cells(&self) -> usize {
+        self.barcodes.len()
+    }
+
+    /// Number of genes (columns).
+    pub fn n_genes(&self) -> usize {
+        self.genes.len()
+    }
+
+    /// Number of stored non-zero entries.
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The `(gene indices, counts)` of one cell.
+    pub fn row(&self, cell: usize) -> (&[u32], &[u32]) {
+        let (a, b) = (self.indptr[cell] as usize, self.indptr[cell + 1] as usize);
+        (&self.indices[a..b], &self.data[a..b])
+    }
+}
+
+/// One per-cell annotation column (an `obs` column of an h5ad, or a column of an obs CSV/TSV).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsColumn {
+    /// Column name.
+    pub name: String,
+    /// One value per cell; `None` for a missing value (NaN, empty, category code -1).
+    pub values: Vec<Option<String>>,
+}
+
+/// A count matrix with its per-cell annotations, as read from one file or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetFile {
+    /// Raw integer counts.
+    pub counts: CountMatrix,
+    /// Per-cell annotation columns (all string or categorical obs columns).
+    pub obs: Vec<ObsColumn>,
+    /// Short name of the format read (`h5ad`, `mtx`).
+    pub format: &'static str,
+}
+
+impl DatasetFile {
+    /// The annotation column called `name`, if present.
+    pub fn obs_column(&self, name: &str) -> Option<&ObsColumn> {
+        self.obs.iter().find(|c| c.name == name)
+    }
+}
+
+/// Where the raw counts of a dataset are, and where extra annotations come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Counts source inside an h5ad: `None` tries `X`, then `raw/X`, taking the first that holds
+    /// integers; `Some("X")`, `Some("raw/X")` or `Some("layers/NAME")` (or just `NAME`) forces one.
+    pub layer: Option<String>,
+    /// An obs table (CSV or TSV with a header; first column = barcode) joined onto the cells;
+    /// for 10x directories this is where labels come from.
+    pub obs_file: Option<std::path::PathBuf>,
+}
+
+/// Reads a dataset from an `.h5ad` file or a 10x MatrixMarket directory (or a `.mtx[.gz]` file
+/// inside one), dispatching on what `path` is.
+pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<DatasetFile, ReadError> {
+    let is_h5ad = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad") || e.eq_ignore_ascii_case("h5"));
+    if is_h5ad {
+        h5ad::read_h5ad(path, options)
+    } else {
+        mtx::read_10x(path, options)
+    }
+}

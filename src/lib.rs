@@ -1,0 +1,32 @@
+//! # satlas — a cross-species single-cell atlas in one file
+//!
+//! satlas implements SATURN (Rosen et al., *Nature Methods* 2024) on an embedded DuckDB store:
+//! proteins are embedded with a protein language model, genes of all species are clustered into
+//! shared macrogenes, and a ZINB autoencoder fine-tuned with a cross-species triplet loss maps
+//! every cell into one species-agnostic embedding space.
+//!
+//! The modules follow the data path, in order:
+//!
+//! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket.
+//! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
+//! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
+//! 4. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//!
+//! ```no_run
+//! use satlas::Atlas;
+//! let atlas = Atlas::create("pancreas.satlas")?;
+//! println!("{}", atlas.summary()?);
+//! # Ok::<(), satlas::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod atlas;
+pub mod ingest;
+pub mod io;
+pub mod progress;
+pub mod sql;
+
+mod error;
+
+pub use atlas::Atlas;
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Progress bars (work in progress).
