@@ -17,9 +17,8 @@ CREATE TABLE species (
 
 -- Every gene symbol the atlas has seen for a species (from a proteome or a dataset).
 -- symbol_key is the upper-cased symbol: genes match case-insensitively within a species.
-CREATE SEQUENCE gene_id_seq START 1;
 CREATE TABLE genes (
-    gene_id    INTEGER PRIMARY KEY DEFAULT nextval('gene_id_seq'),
+    gene_id    INTEGER PRIMARY KEY,
     species_id INTEGER NOT NULL REFERENCES species (species_id),
     symbol     VARCHAR NOT NULL,
     symbol_key VARCHAR NOT NULL,
@@ -27,9 +26,8 @@ CREATE TABLE genes (
 );
 
 -- Protein sequences, one row per kept FASTA record.
-CREATE SEQUENCE protein_id_seq START 1;
 CREATE TABLE proteins (
-    protein_id  INTEGER PRIMARY KEY DEFAULT nextval('protein_id_seq'),
+    protein_id  INTEGER PRIMARY KEY,
     species_id  INTEGER NOT NULL REFERENCES species (species_id),
     gene_id     INTEGER NOT NULL REFERENCES genes (gene_id),
     accession   VARCHAR NOT NULL,
@@ -93,7 +91,6 @@ CREATE TABLE dataset_genes (
 );
 
 -- Cells; cell_type is the value of the dataset's label column.
-CREATE SEQUENCE cell_id_seq START 1;
 CREATE TABLE cells (
     cell_id      BIGINT PRIMARY KEY,
     dataset_id   INTEGER NOT NULL REFERENCES datasets (dataset_id),
@@ -205,5 +202,11 @@ CREATE TABLE label_transfers (
     created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (transfer_id, cell_id)
 );
+
+-- Cells with their dataset and species names: the everyday lookup table.
+CREATE VIEW cell_info AS
+SELECT c.cell_id, s.name AS species, d.name AS dataset, c.barcode, c.cell_type,
+       c.library_size, c.n_genes
+FROM cells c JOIN datasets d USING (dataset_id) JOIN species s USING (species_id);
 
 INSERT INTO satlas_meta VALUES ('schema_version', '1');

@@ -1,1 +1,161 @@
-fn main() {}
+//! The `satlas` command line: parses arguments and calls one library function per subcommand.
+
+use anyhow::{Context, Result};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use satlas::ingest::{self, DatasetSpec};
+use satlas::io::{FastaOptions, ReadOptions};
+use satlas::Atlas;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// satlas: a cross-species single-cell atlas in one file (SATURN on DuckDB).
+///
+/// Typical flow: `satlas init`, `satlas add-proteome` per species, `satlas add-dataset` per
+/// count matrix, then `satlas info` and `satlas sql` to look inside.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// The atlas file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SATLAS_ATLAS",
+        default_value = "atlas.satlas"
+    )]
+    atlas: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new, empty atlas file.
+    Init,
+    /// Show what the atlas holds: species, datasets, cells per type, model runs, index state.
+    Info,
+    /// Run SQL against the atlas (interactive shell without -c). satlas' SQL procedures are
+    /// registered; try `SELECT * FROM satlas_info()` or `SELECT species, cell_type, count(*)
+    /// FROM cell_info GROUP BY ALL`.
+    Sql {
+        /// Run these statements and exit.
+        #[arg(short, long)]
+        command: Option<String>,
+        /// Open the atlas read-only (several readers may share it).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Add a species' protein sequences from a FASTA file (plain or gzipped).
+    ///
+    /// Ensembl `*.pep.all.fa` headers (gene from `gene_symbol:`) and plain `>SYMBOL ...` headers
+    /// are understood. Records whose sequence holds a stop `*` are dropped and counted.
+    AddProteome(AddProteome),
+    /// Add a dataset of raw integer counts with cell-type labels (h5ad or 10x directory).
+    AddDataset(AddDataset),
+}
+
+#[derive(ClapArgs)]
+struct AddProteome {
+    /// Species name (created if new), e.g. human, mouse.
+    #[arg(short, long)]
+    species: String,
+    /// Use the `gene:` id when a record has no `gene_symbol:`.
+    #[arg(long)]
+    gene_fallback: bool,
+    /// The FASTA file (.fa, .fa.gz).
+    file: PathBuf,
+}
+
+#[derive(ClapArgs)]
+struct AddDataset {
+    /// Species of the cells; its proteome must be in the atlas already.
+    #[arg(short, long)]
+    species: String,
+    /// obs column with the cell-type labels (SATURN's weak supervision).
+    #[arg(short, long)]
+    label: String,
+    /// Dataset name (default: the file name without extension).
+    #[arg(short, long)]
+    name: Option<String>,
+    /// Where the raw counts are in an h5ad: X, raw/X or layers/NAME (default: X, else raw/X).
+    #[arg(long)]
+    layer: Option<String>,
+    /// CSV/TSV of per-cell annotations (first column: barcode), e.g. labels for a 10x directory.
+    #[arg(long)]
+    obs: Option<PathBuf>,
+    /// An .h5ad file or a 10x directory (matrix.mtx[.gz], features.tsv[.gz], barcodes.tsv[.gz]).
+    file: PathBuf,
+}
+
+fn main() {
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("error: {error}");
+        for cause in error.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let path = &cli.atlas;
+    match cli.command {
+        Command::Init => {
+            Atlas::create(path)?;
+            println!("created atlas {}", path.display());
+        }
+        Command::Info => print!("{}", Atlas::open_read_only(path)?.summary()?),
+        Command::Sql { command, read_only } => {
+            let atlas = if read_only {
+                Atlas::open_read_only(path)?
+            } else {
+                Atlas::open(path)?
+            };
+            sql(&atlas, command.as_deref())?;
+        }
+        Command::AddProteome(args) => {
+            let mut atlas = Atlas::open(path)?;
+            let options = FastaOptions {
+                gene_fallback: args.gene_fallback,
+            };
+            let report = ingest::add_proteome(&mut atlas, &args.species, &args.file, &options)
+                .with_context(|| format!("adding proteome {}", args.file.display()))?;
+            println!("{report}");
+        }
+        Command::AddDataset(args) => {
+            let mut atlas = Atlas::open(path)?;
+            let spec = DatasetSpec {
+                path: args.file.clone(),
+                species: args.species,
+                name: args.name,
+                label_column: args.label,
+                read: ReadOptions {
+                    layer: args.layer,
+                    obs_file: args.obs,
+                },
+            };
+            let report = ingest::add_dataset(&mut atlas, &spec)
+                .with_context(|| format!("adding dataset {}", args.file.display()))?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
+
+fn sql(atlas: &Atlas, command: Option<&str>) -> Result<()> {
+    let conn = atlas.connection();
+    match command {
+        Some(sql) => print!("{}", satlas::sql::console::run(conn, sql)?),
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "satlas sql on {}: end statements with ';', .quit to leave",
+                    atlas.path().display()
+                );
+            }
+            satlas::sql::console::interactive(conn, stdin.lock(), std::io::stdout())?;
+        }
+    }
+    Ok(())
+}

@@ -1,28 +1,315 @@
-//! The atlas file (work in progress).
-use std::path::Path;
-/// Atlas errors.
+//! The atlas file: one DuckDB database holding everything satlas knows.
+//!
+//! This module owns opening, creating and version-checking the file ([`schema`]), the rule that
+//! every user action is one transaction ([`Atlas::write`]), and the read-side views of the whole
+//! atlas ([`AtlasSummary`], [`Atlas::content_digest`]). Stage modules read and write their own
+//! tables through the connection handed to them here.
+
+pub mod bulk;
+mod schema;
+pub mod species;
+mod summary;
+
+pub use schema::SCHEMA_VERSION;
+pub(crate) use summary::query_all;
+pub use summary::{AtlasSummary, DatasetInfo, ModelRunInfo, SpeciesInfo};
+
+use duckdb::{AccessMode, Config, Connection, Transaction};
+use std::path::{Path, PathBuf};
+
+/// Why the atlas could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AtlasError {
-    /// DuckDB failed.
-    #[error("atlas database error: {0}")]
-    Db(#[from] duckdb::Error),
+    /// `open` was asked for a file that does not exist.
+    #[error("no atlas at {path}: create one with `satlas init {path}`")]
+    NotFound {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// `create` was asked for a file that already exists.
+    #[error("{path} already exists: open it, or choose another path for a new atlas")]
+    AlreadyExists {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// Another process holds the atlas open for writing.
+    #[error(
+        "atlas {path} is in use by another process (DuckDB allows one writer at a time): wait \
+         for it to finish, or open read-only for queries"
+    )]
+    InUse {
+        /// The atlas path.
+        path: PathBuf,
+    },
+    /// The file is a database, but not a satlas atlas.
+    #[error(
+        "{path} is not a satlas atlas (no schema version found): use `satlas init` to create one"
+    )]
+    NotAnAtlas {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The atlas was written by a newer satlas.
+    #[error(
+        "{path} has schema version {found}, newer than this satlas supports ({supported}): \
+         upgrade satlas to open it"
+    )]
+    SchemaTooNew {
+        /// The path.
+        path: PathBuf,
+        /// Version stored in the file.
+        found: u32,
+        /// Version this build understands.
+        supported: u32,
+    },
+    /// The atlas was written by an older satlas and no migration exists.
+    #[error(
+        "{path} has schema version {found}, older than this satlas ({supported}) and no migration \
+         exists: re-create the atlas with `satlas init` and re-ingest"
+    )]
+    SchemaTooOld {
+        /// The path.
+        path: PathBuf,
+        /// Version stored in the file.
+        found: u32,
+        /// Version this build understands.
+        supported: u32,
+    },
+    /// A species the atlas does not know.
+    #[error(
+        "unknown species {name:?} (known: {known}): add its proteome first with \
+         `satlas add-proteome --species {name} FILE.fa`"
+    )]
+    UnknownSpecies {
+        /// The species asked for.
+        name: String,
+        /// The species the atlas knows, comma-separated.
+        known: String,
+    },
+    /// A database operation failed.
+    #[error("atlas database error while {context}: {source}")]
+    Db {
+        /// What satlas was doing.
+        context: String,
+        /// DuckDB's error.
+        #[source]
+        source: duckdb::Error,
+    },
 }
-/// An open atlas.
-pub struct Atlas {
-    conn: duckdb::Connection,
-}
-impl Atlas {
-    /// Creates an atlas.
-    pub fn create(path: impl AsRef<Path>) -> crate::Result<Atlas> {
-        let conn = duckdb::Connection::open(path).map_err(AtlasError::from)?;
-        Ok(Atlas { conn })
+
+impl AtlasError {
+    /// Wraps a DuckDB error with what satlas was doing when it happened.
+    pub fn db(context: impl Into<String>, source: duckdb::Error) -> Self {
+        AtlasError::Db {
+            context: context.into(),
+            source,
+        }
     }
-    /// A summary.
-    pub fn summary(&self) -> crate::Result<String> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT 1", [], |r| r.get(0))
-            .map_err(AtlasError::from)?;
-        Ok(n.to_string())
+}
+
+/// Attaches what satlas was doing to a DuckDB result.
+pub trait DbContext<T> {
+    /// Turns a DuckDB error into [`AtlasError::Db`] with `context`.
+    fn context(self, context: &str) -> Result<T, AtlasError>;
+}
+
+impl<T> DbContext<T> for Result<T, duckdb::Error> {
+    fn context(self, context: &str) -> Result<T, AtlasError> {
+        self.map_err(|source| AtlasError::db(context, source))
+    }
+}
+
+/// An open atlas file (or an in-memory atlas, for tests).
+pub struct Atlas {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Atlas {
+    /// Creates a new, empty atlas at `path`; refuses to overwrite an existing file.
+    pub fn create(path: impl AsRef<Path>) -> Result<Atlas, AtlasError> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(AtlasError::AlreadyExists { path: path.into() });
+        }
+        let conn = connect(path, AccessMode::ReadWrite)?;
+        schema::create(&conn)?;
+        Atlas::wrap(conn, path)
+    }
+
+    /// Opens an existing atlas for reading and writing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Atlas, AtlasError> {
+        Atlas::open_with(path.as_ref(), AccessMode::ReadWrite)
+    }
+
+    /// Opens an existing atlas read-only: any number of readers may share a file no one writes.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Atlas, AtlasError> {
+        Atlas::open_with(path.as_ref(), AccessMode::ReadOnly)
+    }
+
+    /// A fresh atlas that lives in memory only (tests, scratch work).
+    pub fn in_memory() -> Result<Atlas, AtlasError> {
+        let conn = Connection::open_in_memory().context("opening an in-memory database")?;
+        schema::create(&conn)?;
+        Atlas::wrap(conn, Path::new(":memory:"))
+    }
+
+    fn open_with(path: &Path, mode: AccessMode) -> Result<Atlas, AtlasError> {
+        if !path.exists() {
+            return Err(AtlasError::NotFound { path: path.into() });
+        }
+        let conn = connect(path, mode)?;
+        schema::check(&conn, &path.display().to_string())?;
+        Atlas::wrap(conn, path)
+    }
+
+    fn wrap(conn: Connection, path: &Path) -> Result<Atlas, AtlasError> {
+        crate::sql::register(&conn)?;
+        Ok(Atlas {
+            conn,
+            path: path.into(),
+        })
+    }
+
+    /// Where the atlas lives (`:memory:` for an in-memory atlas).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The DuckDB connection, with satlas' SQL functions registered.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs one user action as one transaction: committed if `action` succeeds, rolled back (the
+    /// atlas left exactly as it was) if it fails.
+    pub fn write<T, E>(
+        &mut self,
+        action: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<AtlasError>,
+    {
+        let tx = self.conn.transaction().context("starting a transaction")?;
+        let value = action(&tx)?; // dropping `tx` on error rolls back
+        tx.commit().context("committing the transaction")?;
+        Ok(value)
+    }
+
+    /// Everything a user wants to know about the atlas at a glance (`satlas info`).
+    pub fn summary(&self) -> Result<AtlasSummary, AtlasError> {
+        AtlasSummary::read(&self.conn, &self.path)
+    }
+
+    /// A digest of the content of every table: equal digests mean equal content. Used to prove
+    /// that a refused action left the atlas unchanged.
+    pub fn content_digest(&self) -> Result<String, AtlasError> {
+        content_digest(&self.conn)
+    }
+}
+
+fn connect(path: &Path, mode: AccessMode) -> Result<Connection, AtlasError> {
+    let config = Config::default()
+        .access_mode(mode)
+        .and_then(|c| c.enable_autoload_extension(false))
+        .context("configuring DuckDB")?;
+    Connection::open_with_flags(path, config).map_err(|source| {
+        if source.to_string().contains("Could not set lock") {
+            AtlasError::InUse { path: path.into() }
+        } else if source.to_string().contains("not a valid DuckDB database") {
+            AtlasError::NotAnAtlas { path: path.into() }
+        } else {
+            AtlasError::db(format!("opening {}", path.display()), source)
+        }
+    })
+}
+
+fn content_digest(conn: &Connection) -> Result<String, AtlasError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT table_name FROM information_schema.tables \
+             WHERE table_schema = 'main' AND table_type = 'BASE TABLE' ORDER BY table_name",
+        )
+        .context("listing tables")?;
+    let tables: Vec<String> = stmt
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .context("listing tables")?;
+    let mut digest = String::new();
+    for table in tables {
+        let (rows, sum): (i64, String) = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM \"{table}\" t"
+                ),
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(&format!("digesting table {table}"))?;
+        digest.push_str(&format!("{table}:{rows}:{sum};"));
+    }
+    Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_open_and_refuse_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.satlas");
+        drop(Atlas::create(&path).unwrap());
+        assert!(matches!(
+            Atlas::create(&path),
+            Err(AtlasError::AlreadyExists { .. })
+        ));
+        let atlas = Atlas::open(&path).unwrap();
+        assert_eq!(atlas.summary().unwrap().schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn missing_file_is_not_created_by_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.satlas");
+        assert!(matches!(
+            Atlas::open(&path),
+            Err(AtlasError::NotFound { .. })
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn plain_duckdb_file_is_not_an_atlas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain.duckdb");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INT)")
+            .unwrap();
+        assert!(matches!(
+            Atlas::open(&path),
+            Err(AtlasError::NotAnAtlas { .. })
+        ));
+    }
+
+    #[test]
+    fn failed_write_rolls_back_and_digest_sees_changes() {
+        let mut atlas = Atlas::in_memory().unwrap();
+        let before = atlas.content_digest().unwrap();
+        let result: Result<(), AtlasError> = atlas.write(|tx| {
+            tx.execute("INSERT INTO species (name) VALUES ('human')", [])
+                .context("insert")?;
+            Err(AtlasError::NotAnAtlas { path: "x".into() })
+        });
+        assert!(result.is_err());
+        assert_eq!(atlas.content_digest().unwrap(), before);
+        atlas
+            .write(|tx| {
+                tx.execute("INSERT INTO species (name) VALUES ('human')", [])
+                    .context("insert")
+            })
+            .unwrap();
+        assert_ne!(atlas.content_digest().unwrap(), before);
     }
 }

@@ -1,8 +1,76 @@
-//! Ingest (work in progress).
-/// Ingest errors.
+//! Ingest: proteomes and datasets into the atlas, each as one transaction.
+//!
+//! Files are read and validated first ([`crate::io`]), then written in a single
+//! [`Atlas::write`](crate::Atlas::write): a refused or failed ingest leaves the atlas exactly as
+//! it was. Gene symbols are matched case-insensitively within a species ([`genes`]).
+
+mod dataset;
+mod genes;
+mod proteome;
+
+pub use dataset::{add_dataset, DatasetReport, DatasetSpec};
+pub use proteome::{add_proteome, ProteomeReport};
+
+use std::path::PathBuf;
+
+/// Why an ingest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// Unknown species.
-    #[error("unknown species {0:?}")]
-    UnknownSpecies(String),
+    /// A dataset of that name or with identical content is already in the atlas.
+    #[error("{path}: {reason}; nothing was added")]
+    DuplicateDataset {
+        /// The file being added.
+        path: PathBuf,
+        /// Which dataset it collides with, and how.
+        reason: String,
+    },
+    /// Proteins of this file are already in the atlas for the species.
+    #[error(
+        "{path}: protein {accession:?} is already in the atlas for species {species:?}; a proteome \
+         is added once (nothing was added)"
+    )]
+    DuplicateProtein {
+        /// The FASTA file.
+        path: PathBuf,
+        /// The species.
+        species: String,
+        /// The first protein found twice.
+        accession: String,
+    },
+    /// The label column is missing or holds no value.
+    #[error("{path}: label column {column:?} {problem}; available columns: {available}")]
+    BadLabelColumn {
+        /// The dataset file.
+        path: PathBuf,
+        /// The requested label column.
+        column: String,
+        /// What is wrong with it.
+        problem: &'static str,
+        /// The obs columns of the file.
+        available: String,
+    },
+    /// A species or dataset name that cannot be used.
+    #[error("invalid {what} name {name:?}: use letters, digits, '_', '-' or '.'")]
+    InvalidName {
+        /// `species` or `dataset`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
+}
+
+/// Checks a user-chosen species or dataset name.
+fn check_name(what: &'static str, name: &str) -> Result<(), IngestError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::InvalidName {
+            what,
+            name: name.into(),
+        })
+    }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The satlas demo on the bundled real fixtures (Baron et al. 2016 human + mouse pancreas):
+# installs what is missing, builds, and runs the pipeline into out/demo.satlas.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+cargo build --locked --bin satlas
+satlas() { "$CARGO_TARGET_DIR/debug/satlas" --atlas out/demo.satlas "$@"; }
+mkdir -p out && rm -f out/demo.satlas out/demo.satlas.wal
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step "1. create the atlas"
+satlas init
+step "2. proteomes (human: Swiss-Prot; mouse: SURROGATE = human ortholog sequences, see fixtures/README.md)"
+satlas add-proteome --species human fixtures/proteins/human.fa.gz
+satlas add-proteome --species mouse fixtures/proteins/mouse_surrogate.fa.gz
+step "3. datasets (raw counts + cell-type labels)"
+satlas add-dataset --species human --label cell_type1 --name baron_human fixtures/baron/human.h5ad
+satlas add-dataset --species mouse --label cell_type1 --name baron_mouse fixtures/baron/mouse.h5ad
+step "4. what is in the atlas"
+satlas info
+step "5. SQL: cells per species and cell type"
+satlas sql -c "$(cat sql/examples/cells_per_type.sql)"

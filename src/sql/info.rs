@@ -1,0 +1,105 @@
+//! `satlas_info()`: the `satlas info` overview as rows (section, name, detail, count).
+
+use super::{Args, Procedure};
+use crate::atlas::AtlasSummary;
+use duckdb::arrow::array::{ArrayRef, Int64Array, StringArray};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::core::LogicalTypeId;
+use duckdb::Connection;
+use std::sync::Arc;
+
+/// `SELECT * FROM satlas_info()`: one row per species figure, dataset, cell type and model run.
+pub struct SatlasInfo;
+
+impl Procedure for SatlasInfo {
+    const NAME: &'static str = "satlas_info";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        Vec::new()
+    }
+
+    fn run(conn: &Connection, _args: &Args) -> crate::Result<RecordBatch> {
+        let summary = AtlasSummary::read(conn, std::path::Path::new(""))?;
+        Ok(rows_batch(&summary_rows(&summary)))
+    }
+}
+
+type Row = (&'static str, String, String, i64);
+
+fn summary_rows(summary: &AtlasSummary) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for s in &summary.species {
+        rows.push(("species", s.name.clone(), "genes".into(), s.genes));
+        rows.push(("species", s.name.clone(), "proteins".into(), s.proteins));
+        rows.push((
+            "species",
+            s.name.clone(),
+            "genes_with_protein".into(),
+            s.genes_with_protein,
+        ));
+        rows.push((
+            "species",
+            s.name.clone(),
+            "genes_with_embedding".into(),
+            s.genes_with_embedding,
+        ));
+    }
+    for d in &summary.datasets {
+        rows.push(("dataset", d.name.clone(), "cells".into(), d.cells));
+        rows.push(("dataset", d.name.clone(), "genes".into(), d.genes));
+        rows.push((
+            "dataset",
+            d.name.clone(),
+            "genes_with_protein".into(),
+            d.genes_with_protein,
+        ));
+        rows.push(("dataset", d.name.clone(), "nnz".into(), d.nnz));
+        for (label, n) in &d.cell_types {
+            rows.push((
+                "cell_type",
+                d.name.clone(),
+                label.clone().unwrap_or_default(),
+                *n,
+            ));
+        }
+    }
+    for r in &summary.model_runs {
+        let name = format!("#{} {}", r.id, r.kind);
+        rows.push((
+            "model_run",
+            name.clone(),
+            "embedded_cells".into(),
+            r.embedded_cells,
+        ));
+        if let Some(n) = r.indexed_cells {
+            rows.push(("model_run", name, "indexed_cells".into(), n));
+        }
+    }
+    rows
+}
+
+fn rows_batch(rows: &[Row]) -> RecordBatch {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "section",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+        ),
+        (
+            "detail",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.as_str()),
+            )),
+        ),
+        (
+            "count",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns).expect("four equal-length columns form a batch")
+}
