@@ -24,6 +24,8 @@ What it writes (see fixtures/README.md)
 * proteins/mouse_surrogate.fa.gz: a SURROGATE mouse proteome, NOT real mouse data: for every 1:1
   human->mouse pair whose mouse gene is in the mouse data and whose human gene is in
   proteins/human.fa.gz, the HUMAN sequence under `>MouseSymbol surrogate=human:HUMAN uniprot=ACC`.
+* legacy/anndata06.h5ad: the first 8 cells x 200 genes of the human subset in the anndata < 0.7
+  layout (compound obs/var datasets, `uns/<col>_categories`, `h5sparse_format` X).
 * bad/: tiny malformed inputs for error tests.
 * expected.json: the facts the Rust tests check, computed here with numpy, independently of the
   Rust readers.
@@ -265,6 +267,35 @@ def write_bad(out_dir, human_h5ad):
         f.write("AAAC-1\nAAAG-1\n")
 
 
+def write_anndata06(path, m, barcodes, genes, columns, n_cells=8, n_genes=200):
+    """The first `n_cells` x `n_genes` of a dataset in the anndata < 0.7 layout: obs and var as
+    compound datasets (index in field `index`), categorical codes with categories in
+    `uns/<col>_categories`, X as a group with `h5sparse_format`/`h5sparse_shape` attributes."""
+    sub = m[:n_cells, :n_genes].tocsr()
+    string = h5py.string_dtype()
+    types = sorted(set(columns["cell_type1"][:n_cells]))
+    obs = np.zeros(
+        n_cells,
+        dtype=[("index", string), ("cell_type1", np.int8), ("donor", string), ("n_counts", np.float32)],
+    )
+    obs["index"] = barcodes[:n_cells]
+    obs["cell_type1"] = [types.index(t) for t in columns["cell_type1"][:n_cells]]
+    obs["donor"] = columns["donor"][:n_cells]
+    obs["n_counts"] = np.asarray(sub.sum(axis=1)).ravel()
+    var = np.zeros(n_genes, dtype=[("index", string)])
+    var["index"] = genes[:n_genes]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("obs", data=obs, track_times=False)
+        f.create_dataset("var", data=var, track_times=False)
+        f.create_dataset("uns/cell_type1_categories", data=types, dtype=string, track_times=False)
+        x = f.create_group("X")
+        x.attrs["h5sparse_format"] = "csr"
+        x.attrs["h5sparse_shape"] = np.array(sub.shape, dtype=np.int64)
+        x.create_dataset("data", data=sub.data.astype(np.float32), track_times=False)
+        x.create_dataset("indices", data=sub.indices.astype(np.int32), track_times=False)
+        x.create_dataset("indptr", data=sub.indptr.astype(np.int32), track_times=False)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -273,7 +304,7 @@ def main():
     args = parser.parse_args()
     baron = os.path.join(args.data, "baron_pancreas")
     out = args.out
-    for sub in ("baron", "proteins", "bad"):
+    for sub in ("baron", "proteins", "bad", "legacy"):
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
         os.makedirs(os.path.join(out, sub))
     expected = {"datasets": {}, "proteomes": {}}
@@ -299,6 +330,8 @@ def main():
         np.array([position[b] for b in h_barcodes]),
     )
     write_10x(os.path.join(out, "baron", "human_10x"), h_m, h_barcodes, h_genes, h_obs)
+
+    write_anndata06(os.path.join(out, "legacy", "anndata06.h5ad"), h_m, h_barcodes, h_genes, h_obs)
 
     human_facts = dataset_facts(h_m, h_genes, h_obs)
     for name in ("human.h5ad", "human_modern.h5ad", "human_10x"):

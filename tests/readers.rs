@@ -71,6 +71,35 @@ fn tenx_directory_gives_the_same_matrix_and_obs() {
 }
 
 #[test]
+fn anndata_06_compound_dataframes_read_like_the_current_encoding() {
+    let legacy = read("legacy/anndata06.h5ad");
+    let full = read("baron/human.h5ad");
+    let m = &legacy.counts;
+    assert_eq!(m.barcodes, full.counts.barcodes[..8]);
+    assert_eq!(m.genes, full.counts.genes[..200]);
+    for cell in 0..8 {
+        let (genes, counts) = full.counts.row(cell);
+        let keep = genes.iter().take_while(|&&g| g < 200).count();
+        assert_eq!(
+            m.row(cell),
+            (&genes[..keep], &counts[..keep]),
+            "cell {cell}"
+        );
+        let total: u32 = counts[..keep].iter().sum();
+        let n_counts = &legacy.obs_column("n_counts").unwrap().values[cell];
+        assert_eq!(n_counts.as_deref(), Some(total.to_string().as_str()));
+    }
+    for column in ["cell_type1", "donor"] {
+        let values = &legacy.obs_column(column).unwrap().values;
+        assert_eq!(
+            values,
+            &full.obs_column(column).unwrap().values[..8],
+            "{column}"
+        );
+    }
+}
+
+#[test]
 fn datasets_match_expected_facts() {
     let expected = expected();
     let datasets = expected["datasets"].as_object().unwrap();

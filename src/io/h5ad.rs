@@ -9,22 +9,26 @@
 //! * **current** (anndata >= 0.8): `encoding-type` attributes; categoricals are groups with
 //!   `codes` + `categories`; nullable columns are groups with `values` + `mask`.
 //!
-//! Dataframe indices come from the dataset the `_index` attribute names (else `_index`, else
-//! `index`). Counts come from `X`, `raw/X` (genes from `raw/var`) or `layers/NAME`, per
+//! * **oldest** (anndata < 0.7): `obs`/`var` are compound datasets (one field per column, the
+//!   index in field `index`), categorical codes with their categories in `uns/<col>_categories`;
+//!   fields are read one at a time through a one-field compound memory type ([`Field`]).
+//!
+//! Dataframe group indices come from the dataset the `_index` attribute names (else `_index`,
+//! else `index`). Counts come from `X`, `raw/X` (genes from `raw/var`) or `layers/NAME`, per
 //! [`ReadOptions::layer`]; each may be a CSR group, a CSC group or a dense 2-D dataset, read with
 //! whole-dataset reads and decoded by the shared [`sparse`](super::sparse) code. Every value must be
 //! a non-negative integer whatever the stored type.
 //!
 //! Obs columns: string and categorical columns are read as they are; numeric and boolean columns
 //! are stringified (integers exactly, floats in Rust's shortest round-trip form, NaN as missing),
-//! so nothing is silently lost. Not supported (a clear error says so): obs stored as one compound
-//! dataset (anndata < 0.7) and fixed-length string datasets.
+//! so nothing is silently lost. Not supported (a clear error says so): fixed-length strings.
 
 use super::sparse::{push_compressed, push_dense, CountsBuilder, Major};
 use super::text::ObsTable;
 use super::{CountMatrix, DatasetFile, ObsColumn, ReadError, ReadOptions};
-use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
-use hdf5::{Container, Dataset, File, Group, Location, ObjectReference1, ReferencedObject};
+use hdf5::types::{CompoundField, CompoundType, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Dataset, File, Group, H5Type, Location, ObjectReference1, ReferencedObject};
+use std::cell::RefCell;
 use std::path::Path;
 
 /// Reads an h5ad file: counts per `options.layer`, obs columns, and `options.obs_file` joined on.
@@ -81,70 +85,72 @@ impl H5ad<'_> {
         self.file.link_exists(name) && self.file.group(name).is_ok()
     }
 
-    /// The index (row names) of the dataframe group `frame` (`obs`, `var`, `raw/var`).
+    /// The index (row names) of the dataframe `frame` (`obs`, `var`, `raw/var`).
     fn frame_index(&self, frame: &str) -> Result<Vec<String>, ReadError> {
-        if !self.is_group(frame) {
-            let what = if self.file.link_exists(frame) {
-                "is a compound dataset (anndata < 0.7), which satlas does not read; re-save the \
-                 file with anndata >= 0.7 (`anndata.read_h5ad(f).write_h5ad(g)`)"
-            } else {
-                "is missing; an h5ad needs obs and var dataframes"
+        let (dataset, field, object) = if self.is_group(frame) {
+            let group = self.group(frame)?;
+            let name = match attr_string(&group, "_index") {
+                Some(name) => name,
+                None if group.link_exists("_index") => "_index".into(),
+                None => "index".into(),
             };
-            return Err(self.error(frame, what));
-        }
-        let group = self.group(frame)?;
-        let name = match attr_string(&group, "_index") {
-            Some(name) => name,
-            None if group.link_exists("_index") => "_index".into(),
-            None => "index".into(),
+            let object = format!("{frame}/{name}");
+            (self.dataset(&object)?, None, object)
+        } else if self.file.link_exists(frame) {
+            (
+                self.dataset(frame)?,
+                Some("index"),
+                format!("{frame}.index"),
+            )
+        } else {
+            return Err(self.error(frame, "missing; an h5ad needs obs and var dataframes"));
         };
-        let object = format!("{frame}/{name}");
-        let index = self.dataset(&object)?;
-        let values = self.values(&index, &object)?;
+        let values = self.values(&dataset, field, &object)?;
         Ok(values.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    /// Every readable value of a 1-D dataset, stringified (see the module doc).
+    /// Every value of a 1-D dataset, or of one `field` of a compound dataset, stringified (see
+    /// the module doc).
     fn values(
         &self,
-        container: &Container,
+        dataset: &Dataset,
+        field: Option<&str>,
         object: &str,
     ) -> Result<Vec<Option<String>>, ReadError> {
         let fail = |e: hdf5::Error| self.error(object, e);
-        let descriptor = container
+        let mut descriptor = dataset
             .dtype()
             .and_then(|t| t.to_descriptor())
             .map_err(fail)?;
+        if let (Some(name), TypeDescriptor::Compound(compound)) = (field, &descriptor) {
+            let found = compound.fields.iter().find(|f| f.name == name);
+            descriptor = found
+                .ok_or_else(|| self.error(object, format!("no field {name:?}")))?
+                .ty
+                .clone();
+        }
+        let strings = |v: Vec<String>| v.into_iter().map(Some).collect();
         let values = match descriptor {
-            TypeDescriptor::VarLenUnicode => container
-                .read_raw::<VarLenUnicode>()
-                .map_err(fail)?
-                .into_iter()
-                .map(|s| Some(s.as_str().to_string()))
-                .collect(),
-            TypeDescriptor::VarLenAscii => container
-                .read_raw::<VarLenAscii>()
-                .map_err(fail)?
-                .into_iter()
-                .map(|s| Some(s.as_str().to_string()))
-                .collect(),
-            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => container
-                .read_raw::<i64>()
-                .map_err(fail)?
-                .into_iter()
-                .map(|v| Some(v.to_string()))
-                .collect(),
-            TypeDescriptor::Float(_) => container
-                .read_raw::<f64>()
+            TypeDescriptor::VarLenUnicode => {
+                let v = read_values::<VarLenUnicode>(dataset, field).map_err(fail)?;
+                strings(v.iter().map(|s| s.to_string()).collect())
+            }
+            TypeDescriptor::VarLenAscii => {
+                let v = read_values::<VarLenAscii>(dataset, field).map_err(fail)?;
+                strings(v.iter().map(|s| s.to_string()).collect())
+            }
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+                let v = read_values::<i64>(dataset, field).map_err(fail)?;
+                strings(v.iter().map(i64::to_string).collect())
+            }
+            TypeDescriptor::Boolean => {
+                let v = read_values::<bool>(dataset, field).map_err(fail)?;
+                strings(v.iter().map(bool::to_string).collect())
+            }
+            TypeDescriptor::Float(_) => read_values::<f64>(dataset, field)
                 .map_err(fail)?
                 .into_iter()
                 .map(|v| (!v.is_nan()).then(|| v.to_string()))
-                .collect(),
-            TypeDescriptor::Boolean => container
-                .read_raw::<bool>()
-                .map_err(fail)?
-                .into_iter()
-                .map(|v| Some(v.to_string()))
                 .collect(),
             other => {
                 return Err(self.error(
@@ -161,6 +167,9 @@ impl H5ad<'_> {
 
     /// The obs columns, in `column-order` (else member) order.
     fn obs_columns(&self, n_cells: usize) -> Result<Vec<ObsColumn>, ReadError> {
+        if !self.is_group("obs") {
+            return self.compound_obs_columns();
+        }
         let obs = self.group("obs")?;
         let index = attr_string(&obs, "_index").unwrap_or_else(|| "_index".into());
         let names = match attr_strings(&obs, "column-order") {
@@ -186,6 +195,35 @@ impl H5ad<'_> {
         Ok(columns)
     }
 
+    /// The columns of a compound `obs` dataset (anndata < 0.7): every field but `index`;
+    /// a field with a `uns/<name>_categories` array holds categorical codes.
+    fn compound_obs_columns(&self) -> Result<Vec<ObsColumn>, ReadError> {
+        let obs = self.dataset("obs")?;
+        let descriptor = obs
+            .dtype()
+            .and_then(|t| t.to_descriptor())
+            .map_err(|e| self.error("obs", e))?;
+        let TypeDescriptor::Compound(compound) = descriptor else {
+            return Err(self.error("obs", "neither a group nor a compound dataset"));
+        };
+        let mut columns = Vec::new();
+        for field in compound.fields.iter().filter(|f| f.name != "index") {
+            let name = field.name.clone();
+            let object = format!("obs.{name}");
+            let categories = format!("uns/{name}_categories");
+            let values = if self.file.link_exists(&categories) {
+                let categories = self.values(&self.dataset(&categories)?, None, &categories)?;
+                let codes = read_values::<i64>(&obs, Some(&name));
+                let codes = codes.map_err(|e| self.error(&object, e))?;
+                self.decode_categories(codes.into_iter(), &categories, &object)?
+            } else {
+                self.values(&obs, Some(&name), &object)?
+            };
+            columns.push(ObsColumn { name, values });
+        }
+        Ok(columns)
+    }
+
     fn obs_column(&self, object: &str, name: &str) -> Result<Vec<Option<String>>, ReadError> {
         if self.is_group(object) {
             let group = self.group(object)?;
@@ -198,7 +236,7 @@ impl H5ad<'_> {
                     &format!("{object}/codes"),
                 ),
                 e if e.starts_with("nullable-") => {
-                    let values = self.values(&*part("values")?, object)?;
+                    let values = self.values(&part("values")?, None, object)?;
                     let mask = part("mask")?
                         .read_raw::<bool>()
                         .map_err(|e| self.error(object, e))?;
@@ -232,7 +270,7 @@ impl H5ad<'_> {
         if self.file.link_exists(&legacy) {
             return self.categorical(&codes, &self.dataset(&legacy)?, object);
         }
-        self.values(&codes, object)
+        self.values(&codes, None, object)
     }
 
     fn categorical(
@@ -241,10 +279,19 @@ impl H5ad<'_> {
         categories: &Dataset,
         object: &str,
     ) -> Result<Vec<Option<String>>, ReadError> {
-        let categories = self.values(categories, object)?;
+        let categories = self.values(categories, None, object)?;
         let codes = codes.read_raw::<i64>().map_err(|e| self.error(object, e))?;
+        self.decode_categories(codes.into_iter(), &categories, object)
+    }
+
+    /// Category of every code; negative codes are missing values.
+    fn decode_categories(
+        &self,
+        codes: impl Iterator<Item = i64>,
+        categories: &[Option<String>],
+        object: &str,
+    ) -> Result<Vec<Option<String>>, ReadError> {
         codes
-            .into_iter()
             .map(|c| match usize::try_from(c) {
                 Err(_) => Ok(None),
                 Ok(c) => categories.get(c).cloned().ok_or_else(|| {
@@ -363,6 +410,38 @@ impl H5ad<'_> {
         })?;
         Ok(builder.finish())
     }
+}
+
+thread_local! {
+    /// The field [`Field`] reads; set by [`read_values`] just before each read.
+    static FIELD_NAME: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A one-field compound memory type: reading a compound dataset into it makes HDF5 convert
+/// just the field named [`FIELD_NAME`] (HDF5 matches compound members by name).
+#[repr(C)]
+struct Field<V>(V);
+
+// SAFETY: `Field<V>` is `repr(C)` with its only member at offset 0, so its layout is exactly
+// the compound type described: one member of `V`'s type at offset 0, size `size_of::<V>()`.
+unsafe impl<V: H5Type> H5Type for Field<V> {
+    fn type_descriptor() -> TypeDescriptor {
+        let name = FIELD_NAME.with(|n| n.borrow().clone());
+        TypeDescriptor::Compound(CompoundType {
+            fields: vec![CompoundField::new(&name, V::type_descriptor(), 0, 0)],
+            size: std::mem::size_of::<V>(),
+        })
+    }
+}
+
+/// All values of a dataset, or of one field of a compound dataset, as `V`.
+fn read_values<V: H5Type>(dataset: &Dataset, field: Option<&str>) -> hdf5::Result<Vec<V>> {
+    let Some(name) = field else {
+        return dataset.read_raw::<V>();
+    };
+    FIELD_NAME.with(|n| name.clone_into(&mut n.borrow_mut()));
+    let values = dataset.read_raw::<Field<V>>()?;
+    Ok(values.into_iter().map(|f| f.0).collect())
 }
 
 /// A scalar string attribute, if present and a string.
