@@ -100,6 +100,23 @@ fn anndata_06_compound_dataframes_read_like_the_current_encoding() {
 }
 
 #[test]
+fn an_obs_file_joins_onto_an_h5ad_by_barcode() {
+    let plain = read("baron/human.h5ad");
+    let options = ReadOptions {
+        obs_file: Some(fixture("baron/human_10x/obs.csv")),
+        ..ReadOptions::default()
+    };
+    let joined = read_dataset(&fixture("baron/human_modern.h5ad"), &options).unwrap();
+    assert_eq!(joined.obs, plain.obs);
+    let options = ReadOptions {
+        obs_file: Some(fixture("bad/truncated_10x/barcodes.tsv")),
+        ..ReadOptions::default()
+    };
+    let err = read_dataset(&fixture("baron/human.h5ad"), &options).unwrap_err();
+    assert!(matches!(err, ReadError::MissingCell { .. }), "{err}");
+}
+
+#[test]
 fn datasets_match_expected_facts() {
     let expected = expected();
     let datasets = expected["datasets"].as_object().unwrap();

@@ -189,10 +189,12 @@ fn first_token(header: &str) -> &str {
 /// `(protein id, gene)` of a header, `None` when an Ensembl header names no usable gene.
 fn parse_header(header: &str, options: &FastaOptions) -> Option<(String, String)> {
     let id = first_token(header);
+    // `description:` runs to the end of an Ensembl header; its words are not tokens.
     let value_of = |key: &str| {
         header
             .split_whitespace()
             .skip(1)
+            .take_while(|t| !t.starts_with("description:"))
             .find_map(|t| t.strip_prefix(key))
     };
     let symbol = value_of("gene_symbol:");
@@ -221,7 +223,7 @@ mod tests {
 >ENSP01.1 pep chromosome:GRCh38:11:1:2:-1 gene:ENSG01.1 transcript:ENST01.1 gene_biotype:protein_coding transcript_biotype:protein_coding gene_symbol:INS description:insulin [Source:HGNC]
 malwmr
 llpllalla
->ENSP02.1 pep chromosome:GRCh38:1:1:2:1 gene:ENSG02.3 transcript:ENST02.1 gene_biotype:protein_coding
+>ENSP02.1 pep chromosome:GRCh38:1:1:2:1 gene:ENSG02.3 transcript:ENST02.1 gene_biotype:protein_coding description:binds gene_symbol:FAKE
 MKV
 >ENSP03.1 pep gene:ENSG03.1 gene_symbol:GCG
 MKS*LL

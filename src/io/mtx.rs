@@ -14,19 +14,21 @@ use std::path::{Path, PathBuf};
 const LAYOUT_HINT: &str = "a 10x directory holds matrix.mtx[.gz], features.tsv[.gz] (or \
                            genes.tsv[.gz]) and barcodes.tsv[.gz]";
 
-/// Reads a 10x directory, or the directory of a `matrix.mtx[.gz]` path.
+/// Reads a 10x directory, or a MatrixMarket file with the features and barcodes beside it.
 pub fn read_10x(path: &Path, options: &ReadOptions) -> Result<DatasetFile, ReadError> {
-    let dir = if path.is_dir() {
-        path
-    } else if path.exists() {
-        path.parent().unwrap_or(Path::new("."))
+    let (dir, matrix) = if path.is_dir() {
+        (
+            path,
+            find(path, &["matrix.mtx.gz", "matrix.mtx"], "matrix.mtx[.gz]")?,
+        )
+    } else if path.is_file() {
+        (path.parent().unwrap_or(Path::new(".")), path.to_path_buf())
     } else {
         return Err(ReadError::Io {
             path: path.to_path_buf(),
             source: std::io::ErrorKind::NotFound.into(),
         });
     };
-    let matrix = find(dir, &["matrix.mtx.gz", "matrix.mtx"], "matrix.mtx[.gz]")?;
     let features = find(
         dir,
         &[
