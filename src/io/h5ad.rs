@@ -11,12 +11,12 @@
 //!
 //! * **oldest** (anndata < 0.7): `obs`/`var` are compound datasets (one field per column, the
 //!   index in field `index`), categorical codes with their categories in `uns/<col>_categories`;
-//!   fields are read one at a time through a one-field compound memory type ([`Field`]).
+//!   fields are read one at a time through a one-field compound memory type (`Field`).
 //!
 //! Dataframe group indices come from the dataset the `_index` attribute names (else `_index`,
 //! else `index`). Counts come from `X`, `raw/X` (genes from `raw/var`) or `layers/NAME`, per
 //! [`ReadOptions::layer`]; each may be a CSR group, a CSC group or a dense 2-D dataset, read with
-//! whole-dataset reads and decoded by the shared [`sparse`](super::sparse) code. Every value must be
+//! whole-dataset reads and decoded by the shared `sparse` module. Every value must be
 //! a non-negative integer whatever the stored type.
 //!
 //! Obs columns: string and categorical columns are read as they are; numeric and boolean columns
