@@ -1,6 +1,6 @@
 //! The one error type of the readers: what was wrong, where, and what to do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a file could not be read. Every variant names the file; most name the line, cell or gene.
 #[derive(Debug, thiserror::Error)]
@@ -82,4 +82,40 @@ pub enum ReadError {
         /// The HDF5 library's message.
         message: String,
     },
+    /// A file a format needs is not there (e.g. `barcodes.tsv` in a 10x directory).
+    #[error("{path}: no {expected} found; {hint}")]
+    MissingFile {
+        /// The directory (or file) that was searched.
+        path: PathBuf,
+        /// The file(s) expected, e.g. `barcodes.tsv[.gz]`.
+        expected: String,
+        /// What a complete input looks like.
+        hint: &'static str,
+    },
+    /// Cells of the count matrix have no row in the obs table joined onto them.
+    #[error(
+        "{path}: no row for cell {barcode:?} ({missing} of {total} cells missing); the obs table \
+         needs one row per cell, keyed by barcode in its first column"
+    )]
+    MissingCell {
+        /// The obs table.
+        path: PathBuf,
+        /// The first cell without a row.
+        barcode: String,
+        /// How many cells have no row.
+        missing: usize,
+        /// How many cells the matrix has.
+        total: usize,
+    },
+}
+
+impl ReadError {
+    /// A [`ReadError::Malformed`] at `line` of `path`.
+    pub(crate) fn malformed(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        ReadError::Malformed {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
 }

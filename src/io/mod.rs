@@ -9,6 +9,8 @@ pub mod h5ad;
 pub mod mtx;
 
 mod error;
+mod sparse;
+mod text;
 
 pub use error::ReadError;
 pub use fasta::{read_proteome, FastaOptions, FastaReport, ProteinRecord, Proteome};
