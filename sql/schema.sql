@@ -34,7 +34,7 @@ CREATE TABLE proteins (
     header      VARCHAR NOT NULL,
     sequence    VARCHAR NOT NULL,
     source_file VARCHAR NOT NULL,
-    UNIQUE (species_id, accession)
+    UNIQUE (species_id, accession, gene_id)  -- one accession may serve several genes (e.g. H3-3A/B)
 );
 
 -- Protein language models (or imported embedding files) that produced embeddings.

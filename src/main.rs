@@ -39,7 +39,7 @@ enum Command {
     /// FROM cell_info GROUP BY ALL`.
     Sql {
         /// Run these statements and exit.
-        #[arg(short, long)]
+        #[arg(short, long, allow_hyphen_values = true)]
         command: Option<String>,
         /// Open the atlas read-only (several readers may share it).
         #[arg(long)]

@@ -2,4 +2,4 @@
 SELECT species, cell_type, count(*) AS cells
 FROM cell_info
 GROUP BY ALL
-ORDER BY species, cells DESC;
+ORDER BY species, cells DESC, cell_type;

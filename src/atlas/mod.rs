@@ -122,6 +122,8 @@ impl<T> DbContext<T> for Result<T, duckdb::Error> {
 /// An open atlas file (or an in-memory atlas, for tests).
 pub struct Atlas {
     conn: Connection,
+    /// Keeps alive the connection satlas' SQL procedures run on (they hold a weak handle).
+    _procedures: crate::sql::SharedConnection,
     path: PathBuf,
 }
 
@@ -164,9 +166,10 @@ impl Atlas {
     }
 
     fn wrap(conn: Connection, path: &Path) -> Result<Atlas, AtlasError> {
-        crate::sql::register(&conn)?;
+        let procedures = crate::sql::register(&conn)?;
         Ok(Atlas {
             conn,
+            _procedures: procedures,
             path: path.into(),
         })
     }

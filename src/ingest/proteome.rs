@@ -70,8 +70,8 @@ fn write_proteome(
     })
 }
 
-/// A proteome is added once: any accession already present for the species (or repeated
-/// within the file) refuses the whole file.
+/// A proteome is added once: a (protein, gene) pair already present for the species (or
+/// repeated within the file) refuses the whole file. One accession may serve several genes.
 fn refuse_known_proteins(
     conn: &Connection,
     species_id: i32,
@@ -79,21 +79,22 @@ fn refuse_known_proteins(
     path: &Path,
     proteome: &Proteome,
 ) -> crate::Result<()> {
-    let mut seen: HashSet<String> = query_all(
+    let mut seen: HashSet<(String, String)> = query_all(
         conn,
-        "SELECT accession FROM proteins WHERE species_id = ?",
+        "SELECT p.accession, g.symbol_key FROM proteins p JOIN genes g USING (gene_id)
+         WHERE p.species_id = ?",
         [species_id],
         "reading proteins",
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?
     .into_iter()
     .collect();
     for record in &proteome.records {
-        if !seen.insert(record.protein_id.clone()) {
+        if !seen.insert((record.protein_id.clone(), genes::symbol_key(&record.gene))) {
             return Err(IngestError::DuplicateProtein {
                 path: path.into(),
                 species: species_name.into(),
-                accession: record.protein_id.clone(),
+                accession: format!("{} ({})", record.protein_id, record.gene),
             }
             .into());
         }

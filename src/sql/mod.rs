@@ -23,10 +23,15 @@ use duckdb::vtab::{
 use duckdb::Connection;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-/// A second connection to the atlas database, shared by the procedures of one [`Atlas`](crate::Atlas).
+/// A second connection to the atlas database, owned by the [`Atlas`](crate::Atlas) and used by its
+/// procedures.
 pub type SharedConnection = Arc<Mutex<Connection>>;
+
+/// What the registered functions hold: a weak handle, so that the database (which owns the
+/// registrations) does not keep its own connection alive and closes when the `Atlas` is dropped.
+type ProcedureHandle = Weak<Mutex<Connection>>;
 
 /// A satlas operation callable from SQL as `SELECT * FROM name(param := value, ...)` or
 /// `CALL name(...)`.
@@ -39,20 +44,23 @@ pub trait Procedure: 'static {
     fn run(conn: &Connection, args: &Args) -> crate::Result<RecordBatch>;
 }
 
-/// Registers every satlas procedure on `conn`.
-pub(crate) fn register(conn: &Connection) -> Result<(), AtlasError> {
+/// Registers every satlas procedure on `conn`; returns the connection the procedures use, which
+/// the caller must keep alive as long as `conn`.
+pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError> {
     let shared: SharedConnection = Arc::new(Mutex::new(
         conn.try_clone()
             .context("opening the procedure connection")?,
     ));
-    register_one::<info::SatlasInfo>(conn, &shared)
+    let handle = Arc::downgrade(&shared);
+    register_one::<info::SatlasInfo>(conn, &handle)?;
+    Ok(shared)
 }
 
 fn register_one<P: Procedure>(
     conn: &Connection,
-    shared: &SharedConnection,
+    handle: &ProcedureHandle,
 ) -> Result<(), AtlasError> {
-    conn.register_table_function_with_extra_info::<ProcedureVTab<P>, _>(P::NAME, shared)
+    conn.register_table_function_with_extra_info::<ProcedureVTab<P>, _>(P::NAME, handle)
         .context(&format!("registering SQL procedure {}", P::NAME))
 }
 
@@ -77,9 +85,12 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
     /// Reads the named arguments, runs the procedure, declares its result columns.
     fn bind(bind: &BindInfo) -> Result<ProcedureResult, Box<dyn std::error::Error>> {
         let args = Args::from_bind(bind, &P::parameters())?;
-        // SAFETY: the extra info was set at registration to a `SharedConnection` that DuckDB
+        // SAFETY: the extra info was set at registration to a `ProcedureHandle`, which DuckDB
         // keeps alive as long as the function is registered.
-        let shared = unsafe { &*bind.get_extra_info::<SharedConnection>() };
+        let handle = unsafe { &*bind.get_extra_info::<ProcedureHandle>() };
+        let shared = handle
+            .upgrade()
+            .ok_or_else(|| format!("{}: the atlas was closed", P::NAME))?;
         let conn = shared.lock().map_err(|_| {
             format!(
                 "{}: the atlas connection is poisoned by an earlier panic; reopen the atlas",

@@ -1,0 +1,402 @@
+//! End-to-end tests of the `satlas` binary on the bundled fixtures: ingest both species, check the
+//! atlas against the facts `scripts/make_fixtures.py` computed independently
+//! (`fixtures/expected.json`), and check that every refused input leaves the atlas unchanged.
+
+use satlas::Atlas;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
+}
+
+/// Runs `satlas --atlas ATLAS args...`.
+fn satlas(atlas: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_satlas"))
+        .arg("--atlas")
+        .arg(atlas)
+        .args(args)
+        .output()
+        .expect("the satlas binary runs")
+}
+
+fn ok(atlas: &Path, args: &[&str]) -> String {
+    let out = satlas(atlas, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "satlas {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A temporary atlas with both proteomes and both Baron datasets.
+fn ingested() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let atlas = dir.path().join("test.satlas");
+    ok(&atlas, &["init"]);
+    let human_fa = fixture("proteins/human.fa.gz");
+    let mouse_fa = fixture("proteins/mouse_surrogate.fa.gz");
+    ok(
+        &atlas,
+        &[
+            "add-proteome",
+            "--species",
+            "human",
+            human_fa.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &atlas,
+        &[
+            "add-proteome",
+            "--species",
+            "mouse",
+            mouse_fa.to_str().unwrap(),
+        ],
+    );
+    for (species, file) in [("human", "baron/human.h5ad"), ("mouse", "baron/mouse.h5ad")] {
+        let path = fixture(file);
+        let name = format!("baron_{species}");
+        ok(
+            &atlas,
+            &[
+                "add-dataset",
+                "--species",
+                species,
+                "--label",
+                "cell_type1",
+                "--name",
+                &name,
+                path.to_str().unwrap(),
+            ],
+        );
+    }
+    (dir, atlas)
+}
+
+fn query_i64(atlas: &Atlas, sql: &str) -> i64 {
+    atlas
+        .connection()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[test]
+fn ingest_matches_the_source_files_exactly() {
+    let (_dir, path) = ingested();
+    let atlas = Atlas::open_read_only(&path).unwrap();
+    let facts = expected();
+    for (species, file) in [("human", "baron/human.h5ad"), ("mouse", "baron/mouse.h5ad")] {
+        let want = &facts["datasets"][file];
+        let name = format!("baron_{species}");
+        let in_dataset =
+            format!("FROM cells c JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
+        assert_eq!(
+            query_i64(&atlas, &format!("SELECT count(*) {in_dataset}")),
+            want["n_cells"].as_i64().unwrap()
+        );
+        assert_eq!(
+            query_i64(
+                &atlas,
+                &format!("SELECT n_genes FROM datasets WHERE name = '{name}'")
+            ),
+            want["n_genes"].as_i64().unwrap()
+        );
+        let nnz = format!("SELECT sum(len(k.counts)) FROM counts k JOIN cells c USING (cell_id) JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
+        assert_eq!(
+            query_i64(&atlas, &nnz),
+            want["nnz"].as_i64().unwrap(),
+            "{name} non-zeros"
+        );
+        let total = format!("SELECT sum(c.library_size)::BIGINT {in_dataset}");
+        assert_eq!(
+            query_i64(&atlas, &total),
+            want["total_counts"].as_i64().unwrap(),
+            "{name} total counts"
+        );
+        let stored_total = format!("SELECT sum(list_sum(k.counts))::BIGINT FROM counts k JOIN cells c USING (cell_id) JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
+        assert_eq!(
+            query_i64(&atlas, &stored_total),
+            want["total_counts"].as_i64().unwrap()
+        );
+        for (cell_type, n) in want["cell_type1"].as_object().unwrap() {
+            let sql = format!("SELECT count(*) {in_dataset} AND c.cell_type = '{cell_type}'");
+            assert_eq!(
+                query_i64(&atlas, &sql),
+                n.as_i64().unwrap(),
+                "{name} {cell_type}"
+            );
+        }
+    }
+    for (species, file) in [
+        ("human", "proteins/human.fa.gz"),
+        ("mouse", "proteins/mouse_surrogate.fa.gz"),
+    ] {
+        let want = &facts["proteomes"][file];
+        let sql = format!("SELECT count(*) FROM proteins JOIN species USING (species_id) WHERE name = '{species}'");
+        assert_eq!(
+            query_i64(&atlas, &sql),
+            want["kept"].as_i64().unwrap(),
+            "{species} proteins"
+        );
+        let genes = format!("SELECT count(DISTINCT gene_id) FROM proteins JOIN species USING (species_id) WHERE name = '{species}'");
+        assert_eq!(
+            query_i64(&atlas, &genes),
+            want["distinct_genes"].as_i64().unwrap()
+        );
+    }
+}
+
+#[test]
+fn info_and_sql_show_the_atlas() {
+    let (_dir, atlas) = ingested();
+    let info = ok(&atlas, &["info"]);
+    assert!(
+        info.contains("baron_human [human]: 215 cells x 20125 genes"),
+        "{info}"
+    );
+    assert!(info.contains("1447 with protein"), "{info}");
+    let sql = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/examples/cells_per_type.sql"),
+    )
+    .unwrap();
+    let out = ok(&atlas, &["sql", "--read-only", "-c", &sql]);
+    assert!(
+        out.contains("| mouse   | B_cell             | 10    |"),
+        "{out}"
+    );
+    assert!(out.contains("(27 rows)"), "{out}");
+    let out = ok(&atlas, &["sql", "-c", "SELECT count FROM satlas_info() WHERE section = 'dataset' AND name = 'baron_mouse' AND detail = 'cells'"]);
+    assert!(out.contains("205"), "{out}");
+}
+
+#[test]
+fn the_same_data_from_10x_matches_h5ad() {
+    let (_dir, atlas) = ingested();
+    let dir = fixture("baron/human_10x");
+    let obs = dir.join("obs.csv");
+    let args = [
+        "add-dataset",
+        "--species",
+        "human",
+        "--label",
+        "cell_type1",
+        "--name",
+        "human_10x",
+        "--obs",
+        obs.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ];
+    ok(&atlas, &args);
+    let a = Atlas::open_read_only(&atlas).unwrap();
+    let per_cell = |name: &str| {
+        format!("SELECT list(c.barcode || ':' || c.cell_type || ':' || c.library_size ORDER BY c.barcode)::VARCHAR FROM cells c JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'")
+    };
+    let h5ad: String = a
+        .connection()
+        .query_row(&per_cell("baron_human"), [], |r| r.get(0))
+        .unwrap();
+    let tenx: String = a
+        .connection()
+        .query_row(&per_cell("human_10x"), [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(h5ad, tenx);
+}
+
+/// Every refused command leaves the atlas content exactly as it was, with a message naming the problem.
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let (dir, atlas) = ingested();
+    let empty = dir.path().join("empty.h5ad");
+    std::fs::write(&empty, b"").unwrap();
+    let f = |rel: &str| fixture(rel).to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &[&str])> = vec![
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "cell_type1".into(),
+                f("bad/truncated.h5ad"),
+            ],
+            &["truncated.h5ad"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "cell_type1".into(),
+                empty.to_str().unwrap().into(),
+            ],
+            &["empty.h5ad"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "no_such_column".into(),
+                "--name".into(),
+                "x".into(),
+                f("baron/human_modern.h5ad"),
+            ],
+            &["no_such_column", "cell_type1"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "cell_type".into(),
+                f("bad/lognorm.h5ad"),
+            ],
+            &["integer"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "zebrafish".into(),
+                "--label".into(),
+                "cell_type1".into(),
+                f("baron/human_modern.h5ad"),
+            ],
+            &["unknown species", "zebrafish", "add-proteome"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "cell_type1".into(),
+                "--name".into(),
+                "again".into(),
+                f("baron/human.h5ad"),
+            ],
+            &["identical content", "baron_human"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "cell_type1".into(),
+                "--name".into(),
+                "baron_human".into(),
+                f("baron/human_modern.h5ad"),
+            ],
+            &["baron_human", "already"],
+        ),
+        (
+            vec![
+                "add-dataset".into(),
+                "--species".into(),
+                "human".into(),
+                "--label".into(),
+                "cell_type1".into(),
+                "--name".into(),
+                "t10x".into(),
+                f("bad/truncated_10x"),
+            ],
+            &["matrix.mtx"],
+        ),
+        (
+            vec![
+                "add-proteome".into(),
+                "--species".into(),
+                "human".into(),
+                f("bad/empty.fa"),
+            ],
+            &["empty.fa", "empty"],
+        ),
+        (
+            vec![
+                "add-proteome".into(),
+                "--species".into(),
+                "human".into(),
+                f("bad/sequence_before_header.fa"),
+            ],
+            &["sequence_before_header.fa:1"],
+        ),
+        (
+            vec![
+                "add-proteome".into(),
+                "--species".into(),
+                "human".into(),
+                f("proteins/human.fa.gz"),
+            ],
+            &["already in the atlas"],
+        ),
+        (
+            vec![
+                "add-proteome".into(),
+                "--species".into(),
+                "bad name".into(),
+                f("proteins/human.fa.gz"),
+            ],
+            &["invalid species name"],
+        ),
+    ];
+    let digest = || {
+        Atlas::open_read_only(&atlas)
+            .unwrap()
+            .content_digest()
+            .unwrap()
+    };
+    let before = digest();
+    for (args, needles) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = satlas(&atlas, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "{args:?}: error should mention {needle:?}: {stderr}"
+            );
+        }
+        assert_eq!(digest(), before, "{args:?} changed the atlas");
+    }
+}
+
+#[test]
+fn atlas_in_use_is_reported_clearly() {
+    let (_dir, atlas) = ingested();
+    let _holder = Atlas::open(&atlas).unwrap();
+    let out = satlas(
+        &atlas,
+        &[
+            "add-proteome",
+            "--species",
+            "rat",
+            fixture("proteins/human.fa.gz").to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_commands_need_an_atlas() {
+    let dir = tempfile::tempdir().unwrap();
+    let atlas = dir.path().join("a.satlas");
+    let out = satlas(&atlas, &["info"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("satlas init"));
+    ok(&atlas, &["init"]);
+    let out = satlas(&atlas, &["init"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
