@@ -11,7 +11,9 @@ use satlas::Atlas;
 use std::path::{Path, PathBuf};
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
 }
 
 fn ingest(c: &mut Criterion) {
@@ -21,10 +23,17 @@ fn ingest(c: &mut Criterion) {
         eprintln!("skipping ingest bench: {} not found", h5ad.display());
         return;
     }
-    let cells = read_dataset(&h5ad, &ReadOptions::default()).expect("Baron human reads").counts.n_cells();
+    let cells = read_dataset(&h5ad, &ReadOptions::default())
+        .expect("Baron human reads")
+        .counts
+        .n_cells();
     let mut group = c.benchmark_group("baron_human");
-    group.throughput(Throughput::Elements(cells as u64)).sample_size(10);
-    group.bench_function("read_h5ad", |b| b.iter(|| read_dataset(&h5ad, &ReadOptions::default()).unwrap()));
+    group
+        .throughput(Throughput::Elements(cells as u64))
+        .sample_size(10);
+    group.bench_function("read_h5ad", |b| {
+        b.iter(|| read_dataset(&h5ad, &ReadOptions::default()).unwrap())
+    });
     group.bench_function("ingest_into_atlas", |b| {
         b.iter_batched(
             || {

@@ -6,6 +6,7 @@
 //! tables through the connection handed to them here.
 
 pub mod bulk;
+pub mod counts;
 mod schema;
 pub mod species;
 mod summary;
@@ -85,6 +86,12 @@ pub enum AtlasError {
         name: String,
         /// The species the atlas knows, comma-separated.
         known: String,
+    },
+    /// The atlas content breaks an invariant satlas relies on.
+    #[error("the atlas is inconsistent: {what}; it was probably modified outside satlas")]
+    Inconsistent {
+        /// What does not hold.
+        what: String,
     },
     /// A database operation failed.
     #[error("atlas database error while {context}: {source}")]
