@@ -1,9 +1,9 @@
 //! Precomputed gene embeddings: SATURN's `torch.save`d dicts and `.npy` matrices.
 //!
 //! - `.pt` / `.torch` / `.pth`: what SATURN loads with `torch.load` (`SATURN.md` section 1): a
-//!   Python dict `{gene symbol: 1-D float tensor}` written by `torch.save` (zip format, PyTorch
-//!   >= 1.6). libtorch's own unpickler reads it (`tch::Tensor::loadz_multi`); no Python involved.
-//!   Entries come back sorted by gene symbol.
+//!   Python dict `{gene symbol: 1-D float tensor}` written by `torch.save` (the zip format of
+//!   PyTorch 1.6 and later). libtorch's own unpickler reads it (`tch::Tensor::loadz_multi`); no
+//!   Python involved. Entries come back sorted by gene symbol.
 //! - `.npy`: a 2-D float32/float64 matrix, genes x dimensions (C or Fortran order), with a text
 //!   file naming one gene per line in row order.
 //!

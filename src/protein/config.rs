@@ -97,7 +97,10 @@ impl Esm2Config {
             return Err("num_hidden_layers, hidden_size and intermediate_size must be > 0".into());
         }
         let heads = self.num_attention_heads;
-        if heads == 0 || self.hidden_size % heads != 0 || (self.hidden_size / heads) % 2 != 0 {
+        if heads == 0
+            || !self.hidden_size.is_multiple_of(heads)
+            || !(self.hidden_size / heads).is_multiple_of(2)
+        {
             return Err(format!(
                 "hidden_size {} must split into num_attention_heads {} heads of even size",
                 self.hidden_size, heads
