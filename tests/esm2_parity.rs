@@ -175,6 +175,29 @@ fn checkpoint_variants_and_errors() {
         0.0,
     );
 
+    // A sharded checkpoint: two files and model.safetensors.index.json, no model.safetensors.
+    let (first, second) = weights.split_at(weights.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        Tensor::write_safetensors(part, dir.path().join(file)).unwrap();
+        for (k, _) in part {
+            weight_map.insert(k.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let model = Esm2::load_dir(dir.path(), Device::Cpu).unwrap();
+    let same = tch::no_grad(|| model.forward(ids, mask, 2));
+    assert_close("sharded checkpoint", &same, &expected, 0.0, 0.0);
+
     let missing: Vec<_> = weights
         .iter()
         .filter(|(k, _)| k != "encoder.layer.1.attention.self.key.bias")

@@ -315,8 +315,9 @@ pub struct Esm2 {
 }
 
 impl Esm2 {
-    /// Loads a Hugging Face ESM-2 directory: `config.json`, `model.safetensors` and, if present,
-    /// `vocab.txt` (otherwise the standard ESM-2 alphabet).
+    /// Loads a Hugging Face ESM-2 directory: `config.json`, the weights (`model.safetensors`, or
+    /// the shards listed by `model.safetensors.index.json` as for the 3B and 15B models) and, if
+    /// present, `vocab.txt` (otherwise the standard ESM-2 alphabet).
     pub fn load_dir(dir: &Path, device: Device) -> Result<Self, ProteinError> {
         let config = Esm2Config::from_file(&dir.join("config.json"))?;
         let vocab = dir.join("vocab.txt");
@@ -325,10 +326,26 @@ impl Esm2 {
         } else {
             Alphabet::esm2()
         };
-        Self::load(config, alphabet, &dir.join("model.safetensors"), device)
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let weights = if !single.exists() && index.exists() {
+            index
+        } else if !single.exists() {
+            return Err(ProteinError::Weights {
+                path: single,
+                message: "no model.safetensors (nor model.safetensors.index.json); satlas reads \
+                          Hugging Face safetensors: download the facebook/esm2_* safetensors files \
+                          or convert pytorch_model.bin with transformers"
+                    .into(),
+            });
+        } else {
+            single
+        };
+        Self::load(config, alphabet, &weights, device)
     }
 
-    /// Builds the model for `config` and fills it from a safetensors file, by Hugging Face name
+    /// Builds the model for `config` and fills it from a safetensors file (or a sharded
+    /// checkpoint's `*.safetensors.index.json`), by Hugging Face name
     /// (with or without the `esm.` prefix). Every tensor the model needs must be present with the
     /// shape `config` implies. The rotary `inv_freq` buffer is used when present (see
     /// [`RotaryEmbedding::new`]); other tensors (heads, `position_ids`) are ignored.
@@ -424,19 +441,7 @@ fn load_safetensors(
     config: &Esm2Config,
 ) -> Result<Option<Tensor>, ProteinError> {
     let layers = config.num_hidden_layers;
-    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| match e {
-            tch::TchError::Io(source) => ProteinError::Io {
-                path: path.into(),
-                source,
-            },
-            other => ProteinError::Weights {
-                path: path.into(),
-                message: other.to_string(),
-            },
-        })?
-        .into_iter()
-        .collect();
+    let tensors = read_checkpoint(path)?;
     let extra_layer = format!("encoder.layer.{layers}.");
     if let Some(name) = tensors.keys().find(|k| k.contains(&extra_layer)) {
         return Err(ProteinError::Config {
@@ -493,6 +498,44 @@ fn load_safetensors(
         });
     }
     Ok(Some(inv_freq.to_kind(Kind::Float)))
+}
+
+/// All tensors of a safetensors file, or of the shards a `*.index.json` names in its `weight_map`.
+fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>, ProteinError> {
+    let read = |file: &Path| {
+        Tensor::read_safetensors(file).map_err(|e| match e {
+            tch::TchError::Io(source) => ProteinError::Io {
+                path: file.into(),
+                source,
+            },
+            other => ProteinError::Weights {
+                path: file.into(),
+                message: other.to_string(),
+            },
+        })
+    };
+    if path.extension().is_none_or(|e| e != "json") {
+        return Ok(read(path)?.into_iter().collect());
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ProteinError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let index: Index = serde_json::from_str(&text).map_err(|e| ProteinError::Weights {
+        path: path.into(),
+        message: format!("not a safetensors index (no weight_map): {e}"),
+    })?;
+    let shards: std::collections::BTreeSet<&String> = index.weight_map.values().collect();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tensors = HashMap::new();
+    for shard in shards {
+        tensors.extend(read(&dir.join(shard))?);
+    }
+    Ok(tensors)
 }
 
 /// Where the parameter `name` (`EsmModel` naming) may be in a checkpoint: as is, behind the `esm.`
