@@ -305,3 +305,42 @@ fn bfloat16_stays_close() {
     println!("tiny pooled, bf16 vs f32 reference: min cosine = {worst:.5}");
     assert!(worst > 0.999, "bf16 embeddings drifted: min cosine {worst}");
 }
+
+#[test]
+fn embedding_errors_name_the_problem() {
+    let model = tiny();
+    let chunk = [("P1", "MKT"), ("EMPTY", "")];
+    let err = embed_chunk(&model, &chunk, &EmbedOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, ProteinError::EmptySequence { id } if id == "EMPTY"),
+        "{err}"
+    );
+    for options in [
+        EmbedOptions {
+            layer: Some(3),
+            ..EmbedOptions::default()
+        },
+        EmbedOptions {
+            truncation: Truncation::Tokens(1),
+            ..EmbedOptions::default()
+        },
+        EmbedOptions {
+            tokens_per_batch: 0,
+            ..EmbedOptions::default()
+        },
+    ] {
+        let err = embed_chunk(&model, &chunk[..1], &options).unwrap_err();
+        assert!(matches!(err, ProteinError::Options(_)), "{err}");
+    }
+    // Layer 0 (the embedding layer's output) is a valid choice.
+    let options = EmbedOptions {
+        layer: Some(0),
+        ..EmbedOptions::default()
+    };
+    assert_eq!(
+        embed_chunk(&model, &chunk[..1], &options).unwrap()[0]
+            .1
+            .len(),
+        32
+    );
+}

@@ -55,13 +55,13 @@ impl EmbedOptions {
 
     fn check(&self) -> Result<(), ProteinError> {
         let too_short = match self.truncation {
-            Truncation::Tokens(n) => n < 3,
+            Truncation::Tokens(n) => n < 2,
             Truncation::Residues(n) => n < 1,
             Truncation::None => false,
         };
         if too_short {
             return Err(ProteinError::Options(format!(
-                "{:?} keeps no residue; use at least Tokens(3) or Residues(1)",
+                "{:?} keeps no residue; use at least Tokens(2) or Residues(1)",
                 self.truncation
             )));
         }
