@@ -27,7 +27,10 @@ fi
 ESTIMATES=$CARGO_TARGET_DIR/criterion/esm2_t6_8m/embed_64_proteins/new/estimates.json
 RUST=$("$PY" -c "import json; e=json.load(open('$ESTIMATES')); print(f'{$TOKENS / (e[\"median\"][\"point_estimate\"] * 1e-9):.1f}')")
 
-HF=$(OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/esm2_bench.py "$THREADS" | tee /dev/stderr | sed -n 's/^hf_tokens_per_s //p')
+OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/esm2_bench.py "$THREADS" 2>/dev/null > "$LOG.hf"
+cat "$LOG.hf"
+HF=$(sed -n 's/^hf_tokens_per_s //p' "$LOG.hf")
+rm -f "$LOG" "$LOG.hf"
 
 echo "threads=$THREADS tokens/iteration=$TOKENS (criterion median; transformers median of 5)"
 echo "satlas (tch)   tokens/s: $RUST"
