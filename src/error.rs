@@ -6,6 +6,9 @@ pub enum Error {
     /// Reading an input file failed.
     #[error(transparent)]
     Read(#[from] crate::io::ReadError),
+    /// A protein language model could not be loaded or run.
+    #[error(transparent)]
+    Protein(#[from] crate::protein::ProteinError),
     /// The atlas file could not be opened, read or written.
     #[error(transparent)]
     Atlas(#[from] crate::atlas::AtlasError),

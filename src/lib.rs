@@ -8,9 +8,10 @@
 //! The modules follow the data path, in order:
 //!
 //! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket.
-//! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
-//! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
-//! 4. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 2. [`protein`] — protein embeddings: ESM-2 in `tch`, per protein and per gene.
+//! 3. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
+//! 4. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
+//! 5. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -24,6 +25,7 @@ pub mod atlas;
 pub mod ingest;
 pub mod io;
 pub mod progress;
+pub mod protein;
 pub mod sql;
 
 mod error;

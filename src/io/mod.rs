@@ -1,9 +1,11 @@
-//! Readers for everything satlas ingests: proteome FASTA, count matrices (h5ad, 10x MatrixMarket).
+//! Readers for everything satlas ingests: proteome FASTA, count matrices (h5ad, 10x MatrixMarket),
+//! precomputed gene embeddings (SATURN's `.pt`/`.torch`, `.npy`).
 //!
 //! Readers are pure: they turn a file into validated in-memory values ([`Proteome`],
 //! [`DatasetFile`]) and never touch the atlas. Every error names the file and, where it can, the
 //! line, cell or gene at fault ([`ReadError`]).
 
+pub mod embeddings;
 pub mod fasta;
 pub mod h5ad;
 pub mod mtx;
@@ -12,6 +14,7 @@ mod error;
 mod sparse;
 mod text;
 
+pub use embeddings::{read_gene_embeddings, GeneEmbeddings};
 pub use error::ReadError;
 pub use fasta::{read_proteome, FastaOptions, FastaReport, ProteinRecord, Proteome};
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# ESM-2 tokens/s: satlas (tch, benches/esm2.rs) vs Hugging Face transformers
+# (scripts/reference/esm2_bench.py) on the same 64 proteins, threads and batching.
+#
+#   scripts/bench_esm2.sh [THREADS] [--release]     (THREADS default 2)
+#
+# Needs ../shared/data and the reference environment (scripts/refenv.sh). By default the criterion
+# bench runs through `cargo test --bench esm2 -- --bench`, i.e. the dev profile, whose dependencies
+# are built at opt-level 2: the work happens inside the prebuilt libtorch, and `cargo bench` would
+# first build bundled DuckDB in release mode (~20 min). `--release` uses `cargo bench` anyway.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${1:-2}
+source scripts/env.sh
+PY=${SATLAS_REFENV:-$HOME/.cache/satlas/refenv}/bin/python
+LOG=$(mktemp)
+
+if [ "${2:-}" = "--release" ]; then
+  SATLAS_BENCH_THREADS=$THREADS cargo bench --bench esm2 -- --noplot 2>&1 | tee "$LOG"
+else
+  SATLAS_BENCH_THREADS=$THREADS cargo test --bench esm2 -- --bench --noplot 2>&1 | tee "$LOG"
+fi
+TOKENS=$(sed -n 's/.*, \([0-9]*\) tokens per iteration.*/\1/p' "$LOG" | tail -1)
+if [ -z "$TOKENS" ]; then
+  echo "the Rust bench did not run (see above)"; exit 1
+fi
+ESTIMATES=$CARGO_TARGET_DIR/criterion/esm2_t6_8m/embed_64_proteins/new/estimates.json
+RUST=$("$PY" -c "import json; e=json.load(open('$ESTIMATES')); print(f'{$TOKENS / (e[\"median\"][\"point_estimate\"] * 1e-9):.1f}')")
+
+OMP_NUM_THREADS=$THREADS "$PY" scripts/reference/esm2_bench.py "$THREADS" 2>/dev/null > "$LOG.hf"
+cat "$LOG.hf"
+HF=$(sed -n 's/^hf_tokens_per_s //p' "$LOG.hf")
+rm -f "$LOG" "$LOG.hf"
+
+echo "threads=$THREADS tokens/iteration=$TOKENS (criterion median; transformers median of 5)"
+echo "satlas (tch)   tokens/s: $RUST"
+echo "transformers   tokens/s: $HF"
+"$PY" -c "print(f'ratio satlas / transformers: {$RUST / $HF:.2f}')"

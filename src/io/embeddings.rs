@@ -1,0 +1,350 @@
+//! Precomputed gene embeddings: SATURN's `torch.save`d dicts and `.npy` matrices.
+//!
+//! - `.pt` / `.torch` / `.pth`: what SATURN loads with `torch.load` (`SATURN.md` section 1): a
+//!   Python dict `{gene symbol: 1-D float tensor}` written by `torch.save` (the zip format of
+//!   PyTorch 1.6 and later). libtorch's own unpickler reads it (`tch::Tensor::loadz_multi`); no
+//!   Python involved. Entries come back sorted by gene symbol.
+//! - `.npy`: a 2-D float32/float64 matrix, genes x dimensions (C or Fortran order), with a text
+//!   file naming one gene per line in row order.
+//!
+//! Parquet is not read. Every file is validated the same way: at least one gene, one dimension for
+//! all, finite values, and no gene twice (compared case-insensitively, as genes are matched
+//! case-insensitively against count matrices).
+
+use super::ReadError;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// Gene embeddings as read: `(gene symbol, embedding)`.
+pub type GeneEmbeddings = Vec<(String, Vec<f32>)>;
+
+/// Reads a gene-embedding file, by extension: `.pt`/`.torch`/`.pth` (SATURN's dict), or `.npy`
+/// together with `gene_list` (one symbol per line, in row order).
+pub fn read_gene_embeddings(
+    path: &Path,
+    gene_list: Option<&Path>,
+) -> Result<GeneEmbeddings, ReadError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match (ext.as_deref(), gene_list) {
+        (Some("npy"), Some(genes)) => read_npy_embeddings(path, genes),
+        (Some("npy"), None) => Err(malformed(
+            path,
+            0,
+            "a .npy matrix has no gene names: give the gene list file (one symbol per line, in row \
+             order) too"
+                .into(),
+        )),
+        (Some("pt" | "torch" | "pth"), _) => read_torch_embeddings(path),
+        _ => Err(malformed(
+            path,
+            0,
+            "unknown gene-embedding format: expected .pt/.torch (torch.save'd dict, as SATURN) or \
+             .npy with a gene list"
+                .into(),
+        )),
+    }
+}
+
+/// Reads SATURN's `torch.save({gene symbol: 1-D float tensor})` file; sorted by gene.
+pub fn read_torch_embeddings(path: &Path) -> Result<GeneEmbeddings, ReadError> {
+    std::fs::metadata(path).map_err(|source| ReadError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let tensors = Tensor::loadz_multi(path).map_err(|e| {
+        malformed(
+            path,
+            0,
+            format!(
+                "not a torch.save'd dict of tensors ({e}); SATURN embedding files are \
+                 torch.save({{gene symbol: 1-D tensor}}) in the zip format of PyTorch >= 1.6"
+            ),
+        )
+    })?;
+    let mut out = Vec::with_capacity(tensors.len());
+    for (gene, t) in tensors {
+        let float = matches!(
+            t.kind(),
+            Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+        );
+        if t.dim() != 1 || !float {
+            return Err(malformed(
+                path,
+                0,
+                format!(
+                    "gene {gene:?}: expected a 1-D float tensor, found {:?} of shape {:?}",
+                    t.kind(),
+                    t.size()
+                ),
+            ));
+        }
+        let values = Vec::<f32>::try_from(t.to_kind(Kind::Float))
+            .map_err(|e| malformed(path, 0, format!("gene {gene:?}: {e}")))?;
+        out.push((gene, values));
+    }
+    validate(path, &out)?;
+    Ok(out)
+}
+
+/// Reads a genes x dimensions `.npy` matrix (float32 or float64) and its gene list.
+pub fn read_npy_embeddings(npy: &Path, gene_list: &Path) -> Result<GeneEmbeddings, ReadError> {
+    let text = std::fs::read_to_string(gene_list).map_err(|source| ReadError::Io {
+        path: gene_list.into(),
+        source,
+    })?;
+    let mut genes: Vec<&str> = text.lines().map(str::trim).collect();
+    while genes.last() == Some(&"") {
+        genes.pop();
+    }
+    if let Some(i) = genes.iter().position(|g| g.is_empty()) {
+        return Err(malformed(gene_list, i + 1, "empty gene symbol".into()));
+    }
+    let (rows, cols, values) = read_npy_matrix(npy)?;
+    if rows != genes.len() {
+        return Err(malformed(
+            npy,
+            0,
+            format!(
+                "the matrix has {rows} rows but {} names {} genes; they must match row for row",
+                gene_list.display(),
+                genes.len()
+            ),
+        ));
+    }
+    let out: GeneEmbeddings = genes
+        .into_iter()
+        .zip(values.chunks_exact(cols.max(1)))
+        .map(|(g, row)| (g.to_string(), row.to_vec()))
+        .collect();
+    validate(npy, &out)?;
+    Ok(out)
+}
+
+/// `(rows, cols, row-major values)` of a 2-D float `.npy` file (format versions 1-3).
+fn read_npy_matrix(path: &Path) -> Result<(usize, usize, Vec<f32>), ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let bad = |message: String| malformed(path, 0, message);
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (no \\x93NUMPY magic)".into()));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(format!("unsupported .npy format version {v}"))),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("truncated .npy header".into()))?;
+    let field = |key: &str| {
+        let at = header.find(&format!("'{key}':"))? + key.len() + 3;
+        Some(header[at..].trim_start())
+    };
+    let descr = field("descr")
+        .and_then(|d| d.strip_prefix('\'')?.split('\'').next())
+        .ok_or_else(|| bad(format!("no descr in the .npy header {header:?}")))?;
+    let fortran = field("fortran_order").is_some_and(|f| f.starts_with("True"));
+    let shape: Vec<usize> = field("shape")
+        .and_then(|s| s.strip_prefix('(')?.split(')').next())
+        .and_then(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| d.parse().ok())
+                .collect::<Option<Vec<usize>>>()
+        })
+        .ok_or_else(|| bad(format!("no shape in the .npy header {header:?}")))?;
+    let [rows, cols] = shape[..] else {
+        return Err(bad(format!(
+            "expected a 2-D genes x dimensions matrix, found shape {shape:?}"
+        )));
+    };
+    let (width, big_endian) = match descr {
+        "<f4" | "=f4" => (4, false),
+        ">f4" => (4, true),
+        "<f8" | "=f8" => (8, false),
+        ">f8" => (8, true),
+        other => {
+            return Err(bad(format!(
+                "dtype {other:?} is not supported: save the matrix as float32 or float64"
+            )))
+        }
+    };
+    let data = &bytes[start + header_len..];
+    if data.len() != rows * cols * width {
+        return Err(bad(format!(
+            "{} data bytes for a {rows} x {cols} matrix of {width}-byte floats (truncated file?)",
+            data.len()
+        )));
+    }
+    let values: Vec<f32> = data
+        .chunks_exact(width)
+        .map(|b| match (width, big_endian) {
+            (4, false) => f32::from_le_bytes(b.try_into().expect("4 bytes")),
+            (4, true) => f32::from_be_bytes(b.try_into().expect("4 bytes")),
+            (_, false) => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+            (_, true) => f64::from_be_bytes(b.try_into().expect("8 bytes")) as f32,
+        })
+        .collect();
+    let values = if fortran {
+        // Column-major on disk: element (r, c) is at c * rows + r.
+        (0..rows * cols)
+            .map(|i| values[(i % cols) * rows + i / cols])
+            .collect()
+    } else {
+        values
+    };
+    Ok((rows, cols, values))
+}
+
+/// At least one gene, one dimension (> 0) for all, finite values, no gene twice (case-insensitive).
+fn validate(path: &Path, genes: &GeneEmbeddings) -> Result<(), ReadError> {
+    let Some((first_gene, first)) = genes.first() else {
+        return Err(ReadError::Empty {
+            path: path.into(),
+            what: "no gene embedding".into(),
+        });
+    };
+    if first.is_empty() {
+        return Err(malformed(
+            path,
+            0,
+            format!("gene {first_gene:?} has an empty embedding"),
+        ));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(genes.len());
+    for (i, (gene, values)) in genes.iter().enumerate() {
+        if values.len() != first.len() {
+            return Err(malformed(
+                path,
+                0,
+                format!(
+                    "gene {gene:?} has an embedding of dimension {}, but {first_gene:?} has {}; \
+                     all genes need one dimension",
+                    values.len(),
+                    first.len()
+                ),
+            ));
+        }
+        if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+            return Err(malformed(
+                path,
+                0,
+                format!(
+                    "gene {gene:?}: value {j} is {}; embeddings must be finite",
+                    values[j]
+                ),
+            ));
+        }
+        if let Some(&first) = seen.get(&gene.to_lowercase()) {
+            return Err(ReadError::Duplicate {
+                path: path.into(),
+                kind: "gene (case-insensitive)",
+                name: gene.clone(),
+                first,
+                second: i,
+            });
+        }
+        seen.insert(gene.to_lowercase(), i);
+    }
+    Ok(())
+}
+
+fn malformed(path: &Path, line: usize, message: String) -> ReadError {
+    ReadError::Malformed {
+        path: path.into(),
+        line,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/embeddings")
+            .join(name)
+    }
+
+    /// scripts/reference/embeddings_reference.py: gene i, dimension j holds i + j / 8, genes
+    /// INS, GCG, SST, PPY in rows 0..4.
+    fn expected(gene: &str) -> Vec<f32> {
+        let i = ["INS", "GCG", "SST", "PPY"]
+            .iter()
+            .position(|g| *g == gene)
+            .unwrap();
+        (0..6).map(|j| i as f32 + j as f32 / 8.0).collect()
+    }
+
+    #[test]
+    fn reads_saturn_torch_dicts() {
+        for name in ["saturn_genes.torch", "saturn_f64.pt"] {
+            let genes = read_gene_embeddings(&fixture(name), None).unwrap();
+            let names: Vec<&str> = genes.iter().map(|(g, _)| g.as_str()).collect();
+            assert_eq!(names, ["GCG", "INS", "PPY", "SST"], "{name}");
+            for (g, v) in &genes {
+                assert_eq!(v, &expected(g), "{name} {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn reads_npy_with_gene_list() {
+        for name in ["genes.npy", "genes_f64.npy"] {
+            let genes = read_gene_embeddings(&fixture(name), Some(&fixture("genes.txt"))).unwrap();
+            let names: Vec<&str> = genes.iter().map(|(g, _)| g.as_str()).collect();
+            assert_eq!(names, ["INS", "GCG", "SST", "PPY"], "{name}");
+            for (g, v) in &genes {
+                assert_eq!(v, &expected(g), "{name} {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_files_naming_path_and_gene() {
+        let err = |name: &str| {
+            read_gene_embeddings(&fixture(name), None)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("bad_dim.pt");
+        assert!(
+            e.contains("bad_dim.pt") && e.contains("\"SST\"") && e.contains("dimension 5"),
+            "{e}"
+        );
+        let e = err("bad_nan.pt");
+        assert!(
+            e.contains("bad_nan.pt") && e.contains("\"GCG\"") && e.contains("NaN"),
+            "{e}"
+        );
+        let e = err("empty.pt");
+        assert!(e.contains("empty.pt") && e.contains("empty"), "{e}");
+        let e = err("genes.npy");
+        assert!(e.contains("gene list"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("genes.txt");
+        std::fs::write(&list, "INS\nGCG\nins\nPPY\n").unwrap();
+        let e = read_gene_embeddings(&fixture("genes.npy"), Some(&list)).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::Duplicate { name, first: 0, second: 2, .. } if name == "ins"),
+            "{e}"
+        );
+        std::fs::write(&list, "INS\nGCG\n").unwrap();
+        let e = read_gene_embeddings(&fixture("genes.npy"), Some(&list)).unwrap_err();
+        assert!(e.to_string().contains("4 rows"), "{e}");
+    }
+}

@@ -1,0 +1,556 @@
+//! ESM-2, the protein language model SATURN embeds proteins with, in `tch`.
+//!
+//! Paper: Lin et al., "Evolutionary-scale prediction of atomic-level protein structure with a
+//! language model", *Science* 379 (2023) (ESM-2); weights and original code: fair-esm
+//! (github.com/facebookresearch/esm, `esm/model/esm2.py`). This file follows the Hugging Face port,
+//! `transformers/models/esm/modeling_esm.py` (`EsmModel`), block for block, and every parameter
+//! path is the Hugging Face `EsmModel` checkpoint key (`embeddings.word_embeddings.weight`,
+//! `encoder.layer.N.attention.self.query.weight`, ...). Checkpoints of `EsmForMaskedLM` /
+//! `EsmForSequenceClassification` carry the same keys behind an `esm.` prefix; both load, and the
+//! heads they add (`lm_head`, `classifier`, `contact_head`) are ignored. Any ESM-2 size loads with no
+//! code change: the shapes come from `config.json`.
+//!
+//! Numerics are tested against transformers in `tests/esm2_parity.rs` (reference:
+//! `scripts/reference/esm2_reference.py`). fair-esm `.pt` checkpoints are not read; convert them
+//! with transformers' `convert_esm.py` or download the `facebook/esm2_*` safetensors.
+
+use super::{Alphabet, Esm2Config, ProteinError};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// Every Linear / LayerNorm is created zero-filled and then overwritten by the checkpoint.
+const ZERO: nn::Init = nn::Init::Const(0.0);
+
+fn linear(path: nn::Path, input: usize, output: usize) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: ZERO,
+        bs_init: Some(ZERO),
+        bias: true,
+    };
+    nn::linear(path, input as i64, output as i64, config)
+}
+
+fn layer_norm(path: nn::Path, width: usize, eps: f64) -> nn::LayerNorm {
+    let config = nn::LayerNormConfig {
+        eps,
+        ws_init: ZERO,
+        bs_init: ZERO,
+        ..Default::default()
+    };
+    nn::layer_norm(path, vec![width as i64], config)
+}
+
+/// `EsmEmbeddings`: token embedding, token-dropout rescaling, padding zeroed.
+#[derive(Debug)]
+pub struct EsmEmbeddings {
+    word_embeddings: nn::Embedding,
+    layer_norm: Option<nn::LayerNorm>,
+    token_dropout: bool,
+    mask_token_id: i64,
+}
+
+impl EsmEmbeddings {
+    /// Parameters under `path` (`embeddings`).
+    pub fn new(path: nn::Path, cfg: &Esm2Config) -> Self {
+        let config = nn::EmbeddingConfig {
+            ws_init: ZERO,
+            padding_idx: cfg.pad_token_id,
+            ..Default::default()
+        };
+        let word_embeddings = nn::embedding(
+            &path / "word_embeddings",
+            cfg.vocab_size as i64,
+            cfg.hidden_size as i64,
+            config,
+        );
+        let layer_norm = cfg
+            .emb_layer_norm_before
+            .then(|| layer_norm(&path / "layer_norm", cfg.hidden_size, cfg.layer_norm_eps));
+        Self {
+            word_embeddings,
+            layer_norm,
+            token_dropout: cfg.token_dropout,
+            mask_token_id: cfg.mask_token_id,
+        }
+    }
+
+    /// `input_ids`, `attention_mask`: `[batch, tokens]` (mask 1 on real tokens, 0 on padding).
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+        let mut x = self.word_embeddings.forward(input_ids);
+        if self.token_dropout {
+            // modeling_esm.py EsmEmbeddings.forward: `<mask>` embeddings are zeroed and the rest
+            // scaled by (1 - 0.15 * 0.8) / (1 - mask_ratio_observed), the expected share of tokens
+            // ESM-2 saw unmasked in training. With no `<mask>` in the input the factor is 0.88.
+            let is_mask = input_ids.eq(self.mask_token_id);
+            x = x.masked_fill(&is_mask.unsqueeze(-1), 0.0);
+            let mask_ratio_train = 0.15 * 0.8;
+            let src_lengths = attention_mask.sum_dim_intlist(-1, false, None);
+            let mask_ratio_observed = is_mask
+                .sum_dim_intlist(-1, false, None)
+                .to_kind(Kind::Float)
+                / src_lengths;
+            let unmasked = (1f64 - mask_ratio_observed).view([-1, 1, 1]);
+            x = (x * (1.0 - mask_ratio_train) / unmasked).to_kind(self.kind());
+        }
+        if let Some(ln) = &self.layer_norm {
+            x = ln.forward(&x);
+        }
+        // Padding positions are zeroed before the first layer.
+        x * attention_mask.unsqueeze(-1).to_kind(self.kind())
+    }
+
+    fn kind(&self) -> Kind {
+        self.word_embeddings.ws.kind()
+    }
+}
+
+/// `RotaryEmbedding` (Su et al., RoFormer, arXiv:2104.09864), as in modeling_esm.py: frequencies
+/// `1 / rope_theta^(2i / head_dim)` (`rope_theta` = 10000 for ESM-2), the angle table `cat(freqs, freqs)`, and
+/// `x * cos + rotate_half(x) * sin` on queries and keys.
+#[derive(Debug)]
+pub struct RotaryEmbedding {
+    inv_freq: Tensor,
+}
+
+impl RotaryEmbedding {
+    /// Frequencies for heads of size `head_dim`, computed. [`Esm2::load`] replaces them by the
+    /// checkpoint's `inv_freq` buffer when it has one, as transformers and fair-esm do (the buffer
+    /// is loaded with the state dict); the published ESM-2 buffers differ from the formula by up to
+    /// 7e-5, which moves the final hidden states by ~1e-4.
+    pub fn new(head_dim: usize, rope_theta: f64, device: Device) -> Self {
+        let dim = head_dim as i64;
+        let exponent = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, device))
+            .to_kind(Kind::Float)
+            / dim as f64;
+        let inv_freq = Tensor::pow_scalar(rope_theta, &exponent).reciprocal();
+        Self { inv_freq }
+    }
+
+    /// Frequencies taken from a checkpoint (`[head_dim / 2]`, f32).
+    pub fn from_inv_freq(inv_freq: Tensor) -> Self {
+        Self { inv_freq }
+    }
+
+    /// `(cos, sin)` tables, `[1, 1, tokens, head_dim]`, in `kind`.
+    pub fn tables(&self, tokens: i64, kind: Kind) -> (Tensor, Tensor) {
+        let t = Tensor::arange(tokens, (Kind::Float, self.inv_freq.device()));
+        let freqs = t.outer(&self.inv_freq);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        let cos = emb.cos().to_kind(kind).unsqueeze(0).unsqueeze(0);
+        let sin = emb.sin().to_kind(kind).unsqueeze(0).unsqueeze(0);
+        (cos, sin)
+    }
+
+    /// Rotates `x` (`[batch, heads, tokens, head_dim]`).
+    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let halves = x.chunk(2, -1);
+        let rotated = Tensor::cat(&[&(-&halves[1]), &halves[0]], -1);
+        x * cos + rotated * sin
+    }
+}
+
+/// `EsmSelfAttention`: multi-head attention with rotary queries/keys and a key padding mask.
+#[derive(Debug)]
+pub struct EsmSelfAttention {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    heads: i64,
+    head_dim: i64,
+}
+
+impl EsmSelfAttention {
+    /// Parameters under `path` (`encoder.layer.N.attention.self`).
+    pub fn new(path: nn::Path, cfg: &Esm2Config) -> Self {
+        let d = cfg.hidden_size;
+        Self {
+            query: linear(&path / "query", d, d),
+            key: linear(&path / "key", d, d),
+            value: linear(&path / "value", d, d),
+            heads: cfg.num_attention_heads as i64,
+            head_dim: cfg.head_dim() as i64,
+        }
+    }
+
+    /// `x`: `[batch, tokens, hidden]`; `key_mask`: bool `[batch, 1, 1, tokens]`, true where a key
+    /// may be attended to; `cos`/`sin` from [`RotaryEmbedding::tables`].
+    pub fn forward(&self, x: &Tensor, key_mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let (b, t, d) = x
+            .size3()
+            .expect("hidden states are [batch, tokens, hidden]");
+        let split = |y: Tensor| y.view([b, t, self.heads, self.head_dim]).transpose(1, 2);
+        // modeling_esm.py scales the queries by head_dim^-0.5 *before* the rotation.
+        let q = split(self.query.forward(x)) * (self.head_dim as f64).powf(-0.5);
+        let k = split(self.key.forward(x));
+        let v = split(self.value.forward(x));
+        let q = RotaryEmbedding::apply(&q, cos, sin);
+        let k = RotaryEmbedding::apply(&k, cos, sin);
+        // softmax(q k^T + mask) v; the queries are already scaled, hence scale 1.
+        let context = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(key_mask),
+            0.0,
+            false,
+            1.0,
+            false,
+        );
+        context.transpose(1, 2).reshape([b, t, d])
+    }
+}
+
+/// `EsmAttention`: pre-LayerNorm, self-attention, output projection, residual.
+#[derive(Debug)]
+pub struct EsmAttention {
+    self_attention: EsmSelfAttention,
+    output_dense: nn::Linear,
+    layer_norm: nn::LayerNorm,
+}
+
+impl EsmAttention {
+    /// Parameters under `path` (`encoder.layer.N.attention`).
+    pub fn new(path: nn::Path, cfg: &Esm2Config) -> Self {
+        let d = cfg.hidden_size;
+        Self {
+            self_attention: EsmSelfAttention::new(&path / "self", cfg),
+            output_dense: linear(&path / "output" / "dense", d, d),
+            layer_norm: layer_norm(&path / "LayerNorm", d, cfg.layer_norm_eps),
+        }
+    }
+
+    /// `x + dense(self_attention(LayerNorm(x)))`.
+    pub fn forward(&self, x: &Tensor, key_mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let h = self.layer_norm.forward(x);
+        let h = self.self_attention.forward(&h, key_mask, cos, sin);
+        self.output_dense.forward(&h) + x
+    }
+}
+
+/// `EsmLayer`: attention block, then the pre-LayerNorm feed-forward block with erf-GELU.
+#[derive(Debug)]
+pub struct EsmLayer {
+    attention: EsmAttention,
+    intermediate_dense: nn::Linear,
+    output_dense: nn::Linear,
+    layer_norm: nn::LayerNorm,
+}
+
+impl EsmLayer {
+    /// Parameters under `path` (`encoder.layer.N`).
+    pub fn new(path: nn::Path, cfg: &Esm2Config) -> Self {
+        let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
+        Self {
+            attention: EsmAttention::new(&path / "attention", cfg),
+            intermediate_dense: linear(&path / "intermediate" / "dense", d, f),
+            output_dense: linear(&path / "output" / "dense", f, d),
+            layer_norm: layer_norm(&path / "LayerNorm", d, cfg.layer_norm_eps),
+        }
+    }
+
+    /// One transformer layer.
+    pub fn forward(&self, x: &Tensor, key_mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let a = self.attention.forward(x, key_mask, cos, sin);
+        // EsmIntermediate uses the exact (erf) GELU whatever `hidden_act` says.
+        let h = self
+            .intermediate_dense
+            .forward(&self.layer_norm.forward(&a))
+            .gelu("none");
+        self.output_dense.forward(&h) + a
+    }
+}
+
+/// `EsmEncoder`: the layers, then `emb_layer_norm_after` on the last one's output.
+#[derive(Debug)]
+pub struct EsmEncoder {
+    layers: Vec<EsmLayer>,
+    emb_layer_norm_after: nn::LayerNorm,
+    rotary: RotaryEmbedding,
+}
+
+impl EsmEncoder {
+    /// Parameters under `path` (`encoder`).
+    pub fn new(path: nn::Path, cfg: &Esm2Config) -> Self {
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| EsmLayer::new(&path / "layer" / i, cfg))
+            .collect();
+        Self {
+            layers,
+            emb_layer_norm_after: layer_norm(
+                &path / "emb_layer_norm_after",
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+            ),
+            rotary: RotaryEmbedding::new(cfg.head_dim(), cfg.rope_theta, path.device()),
+        }
+    }
+
+    /// Runs the first `repr_layer` layers; when that is all of them, the final layer norm too
+    /// (fair-esm's `representations[num_layers]`, transformers' `last_hidden_state`).
+    pub fn forward(&self, x: Tensor, attention_mask: &Tensor, repr_layer: usize) -> Tensor {
+        let tokens = x.size()[1];
+        let (cos, sin) = self.rotary.tables(tokens, x.kind());
+        let key_mask = attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+        let mut x = x;
+        for layer in &self.layers[..repr_layer] {
+            x = layer.forward(&x, &key_mask, &cos, &sin);
+        }
+        if repr_layer == self.layers.len() {
+            x = self.emb_layer_norm_after.forward(&x);
+        }
+        x
+    }
+}
+
+/// A loaded ESM-2 model with its alphabet.
+#[derive(Debug)]
+pub struct Esm2 {
+    config: Esm2Config,
+    alphabet: Alphabet,
+    vs: nn::VarStore,
+    embeddings: EsmEmbeddings,
+    encoder: EsmEncoder,
+}
+
+impl Esm2 {
+    /// Loads a Hugging Face ESM-2 directory: `config.json`, the weights (`model.safetensors`, or
+    /// the shards listed by `model.safetensors.index.json` as for the 3B and 15B models) and, if
+    /// present, `vocab.txt` (otherwise the standard ESM-2 alphabet).
+    pub fn load_dir(dir: &Path, device: Device) -> Result<Self, ProteinError> {
+        let config = Esm2Config::from_file(&dir.join("config.json"))?;
+        let vocab = dir.join("vocab.txt");
+        let alphabet = if vocab.exists() {
+            Alphabet::from_vocab_file(&vocab)?
+        } else {
+            Alphabet::esm2()
+        };
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let weights = if !single.exists() && index.exists() {
+            index
+        } else if !single.exists() {
+            return Err(ProteinError::Weights {
+                path: single,
+                message: "no model.safetensors (nor model.safetensors.index.json); satlas reads \
+                          Hugging Face safetensors: download the facebook/esm2_* safetensors files \
+                          or convert pytorch_model.bin with transformers"
+                    .into(),
+            });
+        } else {
+            single
+        };
+        Self::load(config, alphabet, &weights, device)
+    }
+
+    /// Builds the model for `config` and fills it from a safetensors file (or a sharded
+    /// checkpoint's `*.safetensors.index.json`), by Hugging Face name
+    /// (with or without the `esm.` prefix). Every tensor the model needs must be present with the
+    /// shape `config` implies. The rotary `inv_freq` buffer is used when present (see
+    /// [`RotaryEmbedding::new`]); other tensors (heads, `position_ids`) are ignored.
+    /// Weights stored in half precision are widened to f32.
+    pub fn load(
+        config: Esm2Config,
+        alphabet: Alphabet,
+        weights: &Path,
+        device: Device,
+    ) -> Result<Self, ProteinError> {
+        config.validate().map_err(|message| ProteinError::Config {
+            path: weights.into(),
+            message,
+        })?;
+        if alphabet.len() != config.vocab_size
+            || alphabet.mask_id() != config.mask_token_id
+            || alphabet.pad_id() != config.pad_token_id
+        {
+            return Err(ProteinError::Config {
+                path: weights.into(),
+                message: format!(
+                    "the vocabulary ({} tokens, <mask> {}, <pad> {}) does not match config.json \
+                     (vocab_size {}, mask_token_id {}, pad_token_id {})",
+                    alphabet.len(),
+                    alphabet.mask_id(),
+                    alphabet.pad_id(),
+                    config.vocab_size,
+                    config.mask_token_id,
+                    config.pad_token_id
+                ),
+            });
+        }
+        let mut vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let embeddings = EsmEmbeddings::new(&root / "embeddings", &config);
+        let mut encoder = EsmEncoder::new(&root / "encoder", &config);
+        let stored_inv_freq = load_safetensors(&vs, weights, &config)?;
+        if let Some(inv_freq) = stored_inv_freq {
+            encoder.rotary = RotaryEmbedding::from_inv_freq(inv_freq.to_device(device));
+        }
+        vs.freeze();
+        Ok(Self {
+            config,
+            alphabet,
+            vs,
+            embeddings,
+            encoder,
+        })
+    }
+
+    /// Converts the weights to bfloat16 (about 2x less memory, lower precision; off by default).
+    pub fn to_bfloat16(&mut self) {
+        self.vs.bfloat16();
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &Esm2Config {
+        &self.config
+    }
+
+    /// The token alphabet.
+    pub fn alphabet(&self) -> &Alphabet {
+        &self.alphabet
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Hidden states `[batch, tokens, hidden]` after `repr_layer` layers (0 = the embedding
+    /// output, `num_hidden_layers` = the final representation, after `emb_layer_norm_after`).
+    /// `input_ids` and `attention_mask` are int64 `[batch, tokens]`; padding must be `<pad>` with
+    /// mask 0. Panics if the shapes disagree or `repr_layer > num_hidden_layers`; run it inside
+    /// [`tch::no_grad`].
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        repr_layer: usize,
+    ) -> Tensor {
+        let x = self.embeddings.forward(input_ids, attention_mask);
+        self.encoder.forward(x, attention_mask, repr_layer)
+    }
+}
+
+/// Copies every variable of `vs` from the safetensors file, checking names and shapes, refuses
+/// checkpoints with more layers than the config, and returns the rotary `inv_freq` buffer if the
+/// checkpoint has one (transformers < 5: per layer, all equal; transformers 5: one, model-level).
+fn load_safetensors(
+    vs: &nn::VarStore,
+    path: &Path,
+    config: &Esm2Config,
+) -> Result<Option<Tensor>, ProteinError> {
+    let layers = config.num_hidden_layers;
+    let tensors = read_checkpoint(path)?;
+    let extra_layer = format!("encoder.layer.{layers}.");
+    if let Some(name) = tensors.keys().find(|k| k.contains(&extra_layer)) {
+        return Err(ProteinError::Config {
+            path: path.into(),
+            message: format!(
+                "the checkpoint has tensor {name:?} but config.json says num_hidden_layers = \
+                 {layers}; use the config.json that came with these weights"
+            ),
+        });
+    }
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        for (name, mut var) in vars {
+            let found = checkpoint_keys(&name)
+                .into_iter()
+                .find_map(|key| tensors.get(&key).map(|t| (key, t)));
+            let Some((key, src)) = found else {
+                return Err(ProteinError::MissingTensor {
+                    path: path.into(),
+                    name,
+                });
+            };
+            if src.size() != var.size() {
+                return Err(ProteinError::TensorShape {
+                    path: path.into(),
+                    name: key,
+                    expected: var.size(),
+                    found: src.size(),
+                });
+            }
+            var.f_copy_(&src.to_kind(var.kind()))
+                .map_err(ProteinError::torch(format!("copying {key}")))?;
+        }
+        Ok(())
+    })?;
+    let inv_freq = [
+        "rotary_embeddings.inv_freq",
+        "encoder.layer.0.attention.self.rotary_embeddings.inv_freq",
+    ]
+    .into_iter()
+    .flat_map(checkpoint_keys)
+    .find_map(|key| tensors.get(&key).map(|t| (key, t)));
+    let Some((key, inv_freq)) = inv_freq else {
+        return Ok(None);
+    };
+    let expected = vec![(config.head_dim() / 2) as i64];
+    if inv_freq.size() != expected {
+        return Err(ProteinError::TensorShape {
+            path: path.into(),
+            name: key,
+            expected,
+            found: inv_freq.size(),
+        });
+    }
+    Ok(Some(inv_freq.to_kind(Kind::Float)))
+}
+
+/// All tensors of a safetensors file, or of the shards a `*.index.json` names in its `weight_map`.
+fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>, ProteinError> {
+    let read = |file: &Path| {
+        Tensor::read_safetensors(file).map_err(|e| match e {
+            tch::TchError::Io(source) => ProteinError::Io {
+                path: file.into(),
+                source,
+            },
+            other => ProteinError::Weights {
+                path: file.into(),
+                message: other.to_string(),
+            },
+        })
+    };
+    if path.extension().is_none_or(|e| e != "json") {
+        return Ok(read(path)?.into_iter().collect());
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ProteinError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let index: Index = serde_json::from_str(&text).map_err(|e| ProteinError::Weights {
+        path: path.into(),
+        message: format!("not a safetensors index (no weight_map): {e}"),
+    })?;
+    let shards: std::collections::BTreeSet<&String> = index.weight_map.values().collect();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tensors = HashMap::new();
+    for shard in shards {
+        tensors.extend(read(&dir.join(shard))?);
+    }
+    Ok(tensors)
+}
+
+/// Where the parameter `name` (`EsmModel` naming) may be in a checkpoint: as is, behind the `esm.`
+/// prefix of the task models, and, for layer norms, under the legacy `gamma`/`beta` names that
+/// transformers still maps on load (and that transformers 5's `save_pretrained` writes).
+fn checkpoint_keys(name: &str) -> Vec<String> {
+    let legacy = name
+        .strip_suffix("LayerNorm.weight")
+        .map(|stem| format!("{stem}LayerNorm.gamma"))
+        .or_else(|| {
+            name.strip_suffix("LayerNorm.bias")
+                .map(|stem| format!("{stem}LayerNorm.beta"))
+        });
+    std::iter::once(name.to_string())
+        .chain(legacy)
+        .flat_map(|key| [format!("esm.{key}"), key].into_iter().rev())
+        .collect()
+}
