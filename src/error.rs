@@ -12,6 +12,9 @@ pub enum Error {
     /// The atlas file could not be opened, read or written.
     #[error(transparent)]
     Atlas(#[from] crate::atlas::AtlasError),
+    /// A SQL procedure was called with a bad argument.
+    #[error(transparent)]
+    Sql(#[from] crate::sql::ArgsError),
     /// An ingest was refused (unknown species, duplicate dataset, ...).
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
+use satlas::protein::{store, EmbedOptions};
 use satlas::Atlas;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -52,6 +53,44 @@ enum Command {
     AddProteome(AddProteome),
     /// Add a dataset of raw integer counts with cell-type labels (h5ad or 10x directory).
     AddDataset(AddDataset),
+    /// Embed a species' proteins with an ESM-2 checkpoint (Hugging Face directory with
+    /// config.json and model.safetensors); gene embedding = mean over the gene's proteins.
+    /// Resumable: proteins embedded by an earlier, interrupted run are skipped.
+    EmbedProteins(EmbedProteins),
+    /// Import precomputed gene embeddings: SATURN's torch.save'd {gene: tensor} dict (.pt/.torch)
+    /// or a .npy matrix with --genes.
+    ImportEmbeddings(ImportEmbeddings),
+}
+
+#[derive(ClapArgs)]
+struct EmbedProteins {
+    /// Species whose proteins to embed.
+    #[arg(short, long)]
+    species: String,
+    /// ESM-2 checkpoint directory (config.json, model.safetensors[, vocab.txt]).
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Layer to pool (default: the last, after the final layer norm).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// Padded tokens per forward batch.
+    #[arg(long, default_value_t = 4096)]
+    tokens_per_batch: usize,
+    /// Intra-op threads (default: libtorch's choice).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(ClapArgs)]
+struct ImportEmbeddings {
+    /// Species the genes belong to.
+    #[arg(short, long)]
+    species: String,
+    /// Gene list (one symbol per line, in row order) for a .npy matrix.
+    #[arg(long)]
+    genes: Option<PathBuf>,
+    /// The embedding file (.pt, .torch or .npy).
+    file: PathBuf,
 }
 
 #[derive(ClapArgs)]
@@ -136,6 +175,36 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = ingest::add_dataset(&mut atlas, &spec)
                 .with_context(|| format!("adding dataset {}", args.file.display()))?;
+            println!("{report}");
+        }
+        Command::EmbedProteins(args) => {
+            let mut atlas = Atlas::open(path)?;
+            let options = EmbedOptions {
+                layer: args.layer,
+                tokens_per_batch: args.tokens_per_batch,
+                threads: args.threads,
+                ..EmbedOptions::default()
+            };
+            let report =
+                store::embed_species(atlas.connection_mut(), &args.species, &args.model, &options)
+                    .with_context(|| {
+                        format!(
+                            "embedding {} proteins with {}",
+                            args.species,
+                            args.model.display()
+                        )
+                    })?;
+            println!("{report}");
+        }
+        Command::ImportEmbeddings(args) => {
+            let mut atlas = Atlas::open(path)?;
+            let report = store::import_embeddings(
+                atlas.connection_mut(),
+                &args.species,
+                &args.file,
+                args.genes.as_deref(),
+            )
+            .with_context(|| format!("importing {}", args.file.display()))?;
             println!("{report}");
         }
     }

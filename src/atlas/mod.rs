@@ -200,10 +200,13 @@ impl Atlas {
     where
         E: From<AtlasError>,
     {
-        let tx = self.conn.transaction().context("starting a transaction")?;
-        let value = action(&tx)?; // dropping `tx` on error rolls back
-        tx.commit().context("committing the transaction")?;
-        Ok(value)
+        write(&mut self.conn, action)
+    }
+
+    /// The connection, for stage functions that open their own transactions (long work committed
+    /// in resumable steps).
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Everything a user wants to know about the atlas at a glance (`satlas info`).
@@ -216,6 +219,20 @@ impl Atlas {
     pub fn content_digest(&self) -> Result<String, AtlasError> {
         content_digest(&self.conn)
     }
+}
+
+/// Runs `action` in one transaction on `conn`: committed on success, rolled back on error.
+pub fn write<T, E>(
+    conn: &mut Connection,
+    action: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<AtlasError>,
+{
+    let tx = conn.transaction().context("starting a transaction")?;
+    let value = action(&tx)?; // dropping `tx` on error rolls back
+    tx.commit().context("committing the transaction")?;
+    Ok(value)
 }
 
 fn connect(path: &Path, mode: AccessMode) -> Result<Connection, AtlasError> {

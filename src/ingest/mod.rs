@@ -5,7 +5,7 @@
 //! it was. Gene symbols are matched case-insensitively within a species ([`genes`]).
 
 mod dataset;
-mod genes;
+pub mod genes;
 mod proteome;
 
 pub use dataset::{add_dataset, DatasetReport, DatasetSpec};

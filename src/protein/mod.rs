@@ -5,6 +5,7 @@
 //! - [`tokenizer`]: the ESM alphabet and SATURN's truncation rule.
 //! - [`esm2`]: the model, loaded from Hugging Face safetensors.
 //! - [`embed`]: batched mean-pooled protein embeddings and per-gene means.
+//! - [`store`]: embeddings in the atlas (resumable ESM-2 runs, imports, reads).
 //!
 //! ```no_run
 //! use satlas::protein::{embed_chunk, gene_embeddings, EmbedOptions, Esm2};
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod embed;
 pub mod esm2;
+pub mod store;
 pub mod tokenizer;
 
 mod error;

@@ -67,6 +67,25 @@ impl Args {
         })
     }
 
+    /// A text argument that must be given.
+    pub fn required_text(&self, name: &str) -> Result<String, ArgsError> {
+        self.text(name)?.ok_or(ArgsError {
+            name: name.into(),
+            expected: "given (it is required)",
+        })
+    }
+
+    /// A non-negative integer argument, if given.
+    pub fn usize(&self, name: &str) -> Result<Option<usize>, ArgsError> {
+        match self.int(name)? {
+            Some(v) if v < 0 => Err(ArgsError {
+                name: name.into(),
+                expected: "a non-negative integer",
+            }),
+            v => Ok(v.map(|v| v as usize)),
+        }
+    }
+
     /// A floating-point argument, if given (integers are accepted).
     pub fn float(&self, name: &str) -> Result<Option<f64>, ArgsError> {
         self.get(name, "a number", |v| match v {

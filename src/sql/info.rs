@@ -18,7 +18,7 @@ impl Procedure for SatlasInfo {
         Vec::new()
     }
 
-    fn run(conn: &Connection, _args: &Args) -> crate::Result<RecordBatch> {
+    fn run(conn: &mut Connection, _args: &Args) -> crate::Result<RecordBatch> {
         let summary = AtlasSummary::read(conn, std::path::Path::new(""))?;
         Ok(rows_batch(&summary_rows(&summary)))
     }

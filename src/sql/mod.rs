@@ -9,6 +9,7 @@
 
 mod args;
 pub mod console;
+mod embeddings;
 mod info;
 
 pub use args::{Args, ArgsError};
@@ -41,7 +42,7 @@ pub trait Procedure: 'static {
     /// Named parameters and their DuckDB types.
     fn parameters() -> Vec<(&'static str, LogicalTypeId)>;
     /// Runs the procedure on the atlas behind `conn`; the rows it returns become the result.
-    fn run(conn: &Connection, args: &Args) -> crate::Result<RecordBatch>;
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch>;
 }
 
 /// Registers every satlas procedure on `conn`; returns the connection the procedures use, which
@@ -53,6 +54,8 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     ));
     let handle = Arc::downgrade(&shared);
     register_one::<info::SatlasInfo>(conn, &handle)?;
+    register_one::<embeddings::EmbedProteins>(conn, &handle)?;
+    register_one::<embeddings::ImportEmbeddings>(conn, &handle)?;
     Ok(shared)
 }
 
@@ -91,14 +94,14 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
         let shared = handle
             .upgrade()
             .ok_or_else(|| format!("{}: the atlas was closed", P::NAME))?;
-        let conn = shared.lock().map_err(|_| {
+        let mut conn = shared.lock().map_err(|_| {
             format!(
                 "{}: the atlas connection is poisoned by an earlier panic; reopen the atlas",
                 P::NAME
             )
         })?;
         let batch =
-            P::run(&conn, &args).map_err(|e| format!("{}: {}", P::NAME, error_chain(&e)))?;
+            P::run(&mut conn, &args).map_err(|e| format!("{}: {}", P::NAME, error_chain(&e)))?;
         for field in batch.schema().fields() {
             bind.add_result_column(field.name(), to_duckdb_logical_type_for_field(field)?);
         }

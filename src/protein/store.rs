@@ -1,0 +1,362 @@
+//! Protein and gene embeddings in the atlas: embedding a species' proteins with ESM-2 (resumable,
+//! in committed chunks), importing precomputed gene embeddings, and reading them back.
+//!
+//! Every embedding row names the `embedding_models` row that made it (model name, checksum of the
+//! weights or imported file, layer, dimension), so embeddings of different models never mix.
+
+use super::{embed_chunk, EmbedOptions, Esm2, GeneMeans, ProteinError};
+use crate::atlas::{self, bulk, query_all, species, AtlasError, DbContext};
+use crate::ingest::genes;
+use crate::io::embeddings::read_gene_embeddings;
+use crate::progress;
+use duckdb::arrow::array::{ArrayRef, Int32Array};
+use duckdb::arrow::datatypes::Float32Type;
+use duckdb::{Connection, OptionalExt};
+use ndarray::Array2;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Proteins embedded and committed per transaction (the resume granularity).
+const PROTEINS_PER_COMMIT: usize = 64;
+
+/// Identifies the model (or imported file) that produced a set of embeddings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingModel {
+    /// Model or file name.
+    pub name: String,
+    /// sha256 of the weights or of the imported file.
+    pub checksum: String,
+    /// Layer whose representation was pooled (`None` for imports).
+    pub layer: Option<usize>,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// `esm2` or `import`.
+    pub source: &'static str,
+}
+
+/// What an embedding run or import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingReport {
+    /// Species.
+    pub species: String,
+    /// The `embedding_models` row used.
+    pub embedding_model_id: i32,
+    /// Model name.
+    pub model: String,
+    /// Proteins embedded by this call (0 for imports).
+    pub proteins_embedded: usize,
+    /// Proteins skipped because an earlier run had embedded them already.
+    pub proteins_skipped: usize,
+    /// Genes of the species with an embedding from this model afterwards.
+    pub genes: usize,
+}
+
+impl fmt::Display for EmbeddingReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} proteins embedded ({} already done) with {} (model #{}); {} genes have an embedding",
+            self.species, self.proteins_embedded, self.proteins_skipped, self.model, self.embedding_model_id, self.genes
+        )
+    }
+}
+
+/// Embeds every not-yet-embedded protein of `species_name` with the ESM-2 checkpoint in
+/// `model_dir`, committing every [`PROTEINS_PER_COMMIT`] proteins (an interrupted run resumes
+/// where it stopped), then recomputes the species' gene embeddings (mean over each gene's
+/// proteins) in one transaction.
+pub fn embed_species(
+    conn: &mut Connection,
+    species_name: &str,
+    model_dir: &Path,
+    options: &EmbedOptions,
+) -> crate::Result<EmbeddingReport> {
+    let species_id = species::require(conn, species_name)?;
+    let model = Esm2::load_dir(model_dir, tch::Device::Cpu)?;
+    let layer = options.layer.unwrap_or(model.config().num_hidden_layers);
+    let identity = EmbeddingModel {
+        name: model_name(model_dir),
+        checksum: checksum_dir(model_dir)?,
+        layer: Some(layer),
+        dim: model.config().hidden_size,
+        source: "esm2",
+    };
+    let model_id = atlas::write(conn, |tx| find_or_create_model(tx, &identity))?;
+    let todo = pending_proteins(conn, species_id, model_id)?;
+    let total: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM proteins WHERE species_id = ?",
+            [species_id],
+            |r| r.get(0),
+        )
+        .context("counting proteins")?;
+    let bar = progress::bar(todo.len() as u64, "embedding");
+    for chunk in todo.chunks(PROTEINS_PER_COMMIT) {
+        let embedded = embed_chunk(&model, chunk, options)?;
+        atlas::write(conn, |tx| {
+            insert_protein_embeddings(tx, model_id, &embedded)
+        })?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let genes = atlas::write(conn, |tx| pool_gene_embeddings(tx, species_id, model_id))?;
+    Ok(EmbeddingReport {
+        species: species_name.into(),
+        embedding_model_id: model_id,
+        model: identity.name,
+        proteins_embedded: todo.len(),
+        proteins_skipped: total as usize - todo.len(),
+        genes,
+    })
+}
+
+/// Imports precomputed gene embeddings (SATURN's `.pt` dict, or `.npy` + gene list) for a species,
+/// in one transaction. Genes the atlas lacks are added (they may appear in later datasets).
+pub fn import_embeddings(
+    conn: &mut Connection,
+    species_name: &str,
+    path: &Path,
+    gene_list: Option<&Path>,
+) -> crate::Result<EmbeddingReport> {
+    let species_id = species::require(conn, species_name)?;
+    let embeddings = read_gene_embeddings(path, gene_list)?;
+    let identity = EmbeddingModel {
+        name: model_name(path),
+        checksum: checksum_file(path)?,
+        layer: None,
+        dim: embeddings.first().map_or(0, |e| e.1.len()),
+        source: "import",
+    };
+    atlas::write(conn, |tx| {
+        let model_id = find_or_create_model(tx, &identity)?;
+        let symbols: Vec<&str> = embeddings.iter().map(|(g, _)| g.as_str()).collect();
+        let (gene_ids, _) = genes::resolve_or_create(tx, species_id, &symbols)?;
+        tx.execute(
+            "DELETE FROM gene_embeddings WHERE embedding_model_id = ?
+               AND gene_id IN (SELECT gene_id FROM genes WHERE species_id = ?)",
+            [model_id, species_id],
+        )
+        .context("replacing gene embeddings")?;
+        insert_gene_embeddings(
+            tx,
+            model_id,
+            &gene_ids,
+            embeddings.iter().map(|(_, e)| e.as_slice()),
+        )?;
+        Ok::<_, crate::Error>(EmbeddingReport {
+            species: species_name.into(),
+            embedding_model_id: model_id,
+            model: identity.name.clone(),
+            proteins_embedded: 0,
+            proteins_skipped: 0,
+            genes: gene_ids.len(),
+        })
+    })
+}
+
+/// The gene embeddings of `model_id` for `gene_ids` (rows in that order); genes without an
+/// embedding are reported as an error naming the first.
+pub fn read_gene_matrix(
+    conn: &Connection,
+    model_id: i32,
+    gene_ids: &[i32],
+) -> Result<Array2<f32>, AtlasError> {
+    let rows: std::collections::HashMap<i32, Vec<f32>> = query_all(
+        conn,
+        "SELECT gene_id, embedding FROM gene_embeddings WHERE embedding_model_id = ?",
+        [model_id],
+        "reading gene embeddings",
+        |r| Ok((r.get(0)?, float_list(r.get_ref(1)?))),
+    )?
+    .into_iter()
+    .collect();
+    let dim = rows.values().next().map_or(0, Vec::len);
+    let mut matrix = Array2::zeros((gene_ids.len(), dim));
+    for (i, gene) in gene_ids.iter().enumerate() {
+        let row = rows.get(gene).ok_or_else(|| AtlasError::Inconsistent {
+            what: format!("gene {gene} has no embedding from model #{model_id}"),
+        })?;
+        matrix
+            .row_mut(i)
+            .assign(&ndarray::ArrayView1::from(row.as_slice()));
+    }
+    Ok(matrix)
+}
+
+/// A `FLOAT[]` value as a vector (empty when NULL or not a float list).
+pub fn float_list(value: duckdb::types::ValueRef<'_>) -> Vec<f32> {
+    match value.to_owned() {
+        duckdb::types::Value::List(items) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                duckdb::types::Value::Float(x) => Some(x),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> Result<i32, AtlasError> {
+    let layer = model.layer.map(|l| l as i32);
+    let existing: Option<i32> = conn
+        .query_row(
+            "SELECT embedding_model_id FROM embedding_models
+             WHERE name = ? AND checksum = ? AND layer IS NOT DISTINCT FROM ? AND source = ?",
+            duckdb::params![model.name, model.checksum, layer, model.source],
+            |r| r.get(0),
+        )
+        .optional()
+        .context("looking up the embedding model")?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    conn.query_row(
+        "INSERT INTO embedding_models (name, checksum, layer, dim, source) VALUES (?, ?, ?, ?, ?)
+         RETURNING embedding_model_id",
+        duckdb::params![
+            model.name,
+            model.checksum,
+            layer,
+            model.dim as i32,
+            model.source
+        ],
+        |r| r.get(0),
+    )
+    .context("recording the embedding model")
+}
+
+/// `(protein id as text, sequence)` of the species' proteins without an embedding from the
+/// model, shortest first (similar lengths batch together).
+fn pending_proteins(
+    conn: &Connection,
+    species_id: i32,
+    model_id: i32,
+) -> Result<Vec<(String, String)>, AtlasError> {
+    query_all(
+        conn,
+        "SELECT p.protein_id::VARCHAR, p.sequence FROM proteins p
+         WHERE p.species_id = ? AND NOT EXISTS (SELECT 1 FROM protein_embeddings e
+             WHERE e.protein_id = p.protein_id AND e.embedding_model_id = ?)
+         ORDER BY length(p.sequence), p.protein_id",
+        [species_id, model_id],
+        "listing proteins to embed",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+fn insert_protein_embeddings(
+    conn: &Connection,
+    model_id: i32,
+    embedded: &[(String, Vec<f32>)],
+) -> crate::Result<()> {
+    let ids = embedded
+        .iter()
+        .map(|(id, _)| id.parse::<i32>())
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|_| AtlasError::Inconsistent {
+            what: "protein ids are integers".into(),
+        })?;
+    let n = ids.len();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("protein_id", Arc::new(Int32Array::from(ids))),
+        (
+            "embedding_model_id",
+            Arc::new(Int32Array::from(vec![model_id; n])),
+        ),
+        (
+            "embedding",
+            bulk::list_column::<Float32Type, _>(embedded.iter().map(|(_, e)| e.as_slice())),
+        ),
+    ];
+    Ok(bulk::append(conn, "protein_embeddings", columns)?)
+}
+
+/// Replaces the species' gene embeddings of `model_id` with the mean over each gene's proteins.
+fn pool_gene_embeddings(conn: &Connection, species_id: i32, model_id: i32) -> crate::Result<usize> {
+    let rows: Vec<(String, Vec<f32>)> = query_all(
+        conn,
+        "SELECT p.gene_id::VARCHAR, e.embedding FROM protein_embeddings e JOIN proteins p USING (protein_id)
+         WHERE p.species_id = ? AND e.embedding_model_id = ? ORDER BY p.gene_id, p.protein_id",
+        [species_id, model_id],
+        "reading protein embeddings",
+        |r| Ok((r.get(0)?, float_list(r.get_ref(1)?))),
+    )?;
+    let mut means = GeneMeans::new();
+    for (gene, embedding) in &rows {
+        means.add(gene, embedding)?;
+    }
+    let pooled = means.finish();
+    let gene_ids: Vec<i32> = pooled
+        .iter()
+        .map(|(g, _)| g.parse().unwrap_or_default())
+        .collect();
+    conn.execute(
+        "DELETE FROM gene_embeddings WHERE embedding_model_id = ?
+           AND gene_id IN (SELECT gene_id FROM genes WHERE species_id = ?)",
+        [model_id, species_id],
+    )
+    .context("replacing gene embeddings")?;
+    insert_gene_embeddings(
+        conn,
+        model_id,
+        &gene_ids,
+        pooled.iter().map(|(_, e)| e.as_slice()),
+    )?;
+    Ok(gene_ids.len())
+}
+
+fn insert_gene_embeddings<'a>(
+    conn: &Connection,
+    model_id: i32,
+    gene_ids: &[i32],
+    embeddings: impl Iterator<Item = &'a [f32]>,
+) -> Result<(), AtlasError> {
+    let n = gene_ids.len();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("gene_id", Arc::new(Int32Array::from(gene_ids.to_vec()))),
+        (
+            "embedding_model_id",
+            Arc::new(Int32Array::from(vec![model_id; n])),
+        ),
+        ("embedding", bulk::list_column::<Float32Type, _>(embeddings)),
+    ];
+    bulk::append(conn, "gene_embeddings", columns)
+}
+
+fn model_name(path: &Path) -> String {
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
+fn checksum_dir(dir: &Path) -> Result<String, ProteinError> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|source| ProteinError::Io {
+            path: dir.into(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(checksum_file(&file)?.as_bytes());
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn checksum_file(path: &Path) -> Result<String, ProteinError> {
+    let io = |source| ProteinError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}

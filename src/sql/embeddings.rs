@@ -1,0 +1,88 @@
+//! `satlas_embed_proteins(...)` and `satlas_import_embeddings(...)`: the protein-embedding stage
+//! from SQL. Both return one row describing what was done.
+
+use super::{Args, Procedure};
+use crate::protein::store::{embed_species, import_embeddings, EmbeddingReport};
+use crate::protein::EmbedOptions;
+use duckdb::arrow::array::{ArrayRef, Int64Array, StringArray};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::core::LogicalTypeId;
+use duckdb::Connection;
+use std::path::Path;
+use std::sync::Arc;
+
+/// `CALL satlas_embed_proteins(species := 'human', model := '/path/to/esm2_dir', layer := 6)`.
+pub struct EmbedProteins;
+
+impl Procedure for EmbedProteins {
+    const NAME: &'static str = "satlas_embed_proteins";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        vec![
+            ("species", LogicalTypeId::Varchar),
+            ("model", LogicalTypeId::Varchar),
+            ("layer", LogicalTypeId::Bigint),
+        ]
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let species = args.required_text("species")?;
+        let model = args.required_text("model")?;
+        let options = EmbedOptions {
+            layer: args.usize("layer")?,
+            ..EmbedOptions::default()
+        };
+        Ok(report_batch(&embed_species(
+            conn,
+            &species,
+            Path::new(&model),
+            &options,
+        )?))
+    }
+}
+
+/// `CALL satlas_import_embeddings(species := 'human', file := 'human_embeddings.pt')`
+/// (`genes := 'genes.txt'` for a `.npy` matrix).
+pub struct ImportEmbeddings;
+
+impl Procedure for ImportEmbeddings {
+    const NAME: &'static str = "satlas_import_embeddings";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        vec![
+            ("species", LogicalTypeId::Varchar),
+            ("file", LogicalTypeId::Varchar),
+            ("genes", LogicalTypeId::Varchar),
+        ]
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let species = args.required_text("species")?;
+        let file = args.required_text("file")?;
+        let genes = args.text("genes")?;
+        let report = import_embeddings(
+            conn,
+            &species,
+            Path::new(&file),
+            genes.as_deref().map(Path::new),
+        )?;
+        Ok(report_batch(&report))
+    }
+}
+
+fn report_batch(report: &EmbeddingReport) -> RecordBatch {
+    let int = |v: usize| -> ArrayRef { Arc::new(Int64Array::from(vec![v as i64])) };
+    let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+    RecordBatch::try_from_iter(vec![
+        ("species", text(&report.species)),
+        (
+            "embedding_model_id",
+            int(report.embedding_model_id as usize),
+        ),
+        ("model", text(&report.model)),
+        ("proteins_embedded", int(report.proteins_embedded)),
+        ("proteins_skipped", int(report.proteins_skipped)),
+        ("genes", int(report.genes)),
+    ])
+    .expect("equal-length columns form a batch")
+}
