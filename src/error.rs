@@ -12,6 +12,9 @@ pub enum Error {
     /// An ingest was refused (unknown species, duplicate dataset, ...).
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
+    /// Gene selection, k-means or macrogene weights refused to run.
+    #[error(transparent)]
+    Macrogene(#[from] crate::macrogene::MacrogeneError),
 }
 
 /// `Result` with the crate [`Error`].

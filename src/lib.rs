@@ -10,7 +10,8 @@
 //! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket.
 //! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
 //! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
-//! 4. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 4. [`macrogene`] — gene selection (Seurat v3 HVG), k-means macrogenes, rank-based weights.
+//! 5. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -23,6 +24,7 @@
 pub mod atlas;
 pub mod ingest;
 pub mod io;
+pub mod macrogene;
 pub mod progress;
 pub mod sql;
 
