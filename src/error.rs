@@ -15,6 +15,9 @@ pub enum Error {
     /// Gene selection, k-means or macrogene weights refused to run.
     #[error(transparent)]
     Macrogene(#[from] crate::macrogene::MacrogeneError),
+    /// The SATURN network, its training or a checkpoint failed.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }
 
 /// `Result` with the crate [`Error`].

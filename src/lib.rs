@@ -11,7 +11,8 @@
 //! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
 //! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
 //! 4. [`macrogene`] — gene selection (Seurat v3 HVG), k-means macrogenes, rank-based weights.
-//! 5. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 5. [`model`] — the SATURN network, its losses, pretraining and fine-tuning.
+//! 6. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -25,6 +26,7 @@ pub mod atlas;
 pub mod ingest;
 pub mod io;
 pub mod macrogene;
+pub mod model;
 pub mod progress;
 pub mod sql;
 
