@@ -43,6 +43,8 @@ fn assert_close(what: &str, a: &Tensor, b: &Tensor, rtol: f64, atol: f64) {
     let excess = ((&a - &b).abs() - (b.abs() * rtol + atol))
         .max()
         .double_value(&[]);
+    let worst = (&a - &b).abs().max().double_value(&[]);
+    eprintln!("{what}: max |rust - python| = {worst:.2e}");
     assert!(
         excess <= 0.0,
         "{what}: differs beyond rtol {rtol}, atol {atol} (by {excess:e})\nrust {a}\npython {b}"

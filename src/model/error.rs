@@ -37,9 +37,6 @@ pub enum ModelError {
         /// Row of the cell in that species' count matrix.
         cell: usize,
     },
-    /// A count matrix is malformed.
-    #[error(transparent)]
-    Counts(#[from] crate::macrogene::MacrogeneError),
     /// A checkpoint does not fit the model configuration.
     #[error("checkpoint does not match the model: {reason}")]
     Checkpoint {
