@@ -18,6 +18,12 @@ pub enum Error {
     /// An ingest was refused (unknown species, duplicate dataset, ...).
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
+    /// Gene selection, k-means or macrogene weights refused to run.
+    #[error(transparent)]
+    Macrogene(#[from] crate::macrogene::MacrogeneError),
+    /// The SATURN network, its training or a checkpoint failed.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }
 
 /// `Result` with the crate [`Error`].

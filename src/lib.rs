@@ -8,10 +8,12 @@
 //! The modules follow the data path, in order:
 //!
 //! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket.
-//! 2. [`protein`] — protein embeddings: ESM-2 in `tch`, per protein and per gene.
-//! 3. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
-//! 4. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
-//! 5. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
+//! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
+//! 4. [`protein`] — protein embeddings: ESM-2 in `tch`, per protein and per gene, in the atlas.
+//! 5. [`macrogene`] — gene selection (Seurat v3 HVG), k-means macrogenes, rank-based weights.
+//! 6. [`model`] — the SATURN network, its losses, pretraining and fine-tuning.
+//! 7. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -21,12 +23,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod io;
 pub mod atlas;
 pub mod ingest;
-pub mod io;
-pub mod progress;
 pub mod protein;
+pub mod macrogene;
+pub mod model;
 pub mod sql;
+pub mod progress;
 
 mod error;
 

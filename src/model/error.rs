@@ -1,0 +1,76 @@
+//! The error type of the SATURN model and its training: what was wrong, where, what to do.
+
+/// Why the network could not be built, trained, saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A parameter is outside its valid range; nothing was computed.
+    #[error("invalid parameter {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name, as in the params struct.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// The valid range and what to do.
+        reason: String,
+    },
+    /// Inputs whose shapes must agree do not.
+    #[error("shape mismatch for species {species:?}: {what}")]
+    Shape {
+        /// The species concerned (empty when not species-specific).
+        species: String,
+        /// Which inputs, with their shapes.
+        what: String,
+    },
+    /// A species that the model was not built for.
+    #[error("unknown species {species:?}; the model knows {known}; a species added later is embedded with `Saturn::embed_with_weights`")]
+    UnknownSpecies {
+        /// The species asked for.
+        species: String,
+        /// The model's species, comma-separated.
+        known: String,
+    },
+    /// A cell has no counts in the selected genes (ln of a zero library size).
+    #[error("species {species:?}: cell {cell} has no counts in the selected genes; drop such cells before training (SATURN.md section 2)")]
+    EmptyCell {
+        /// The species.
+        species: String,
+        /// Row of the cell in that species' count matrix.
+        cell: usize,
+    },
+    /// A checkpoint does not fit the model configuration.
+    #[error("checkpoint does not match the model: {reason}")]
+    Checkpoint {
+        /// What differs and what to do.
+        reason: String,
+    },
+    /// A libtorch operation failed.
+    #[error("libtorch error in {context}: {source}")]
+    Torch {
+        /// The step that failed.
+        context: &'static str,
+        /// The libtorch error.
+        #[source]
+        source: tch::TchError,
+    },
+}
+
+/// `Result` with [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Shorthand for [`ModelError::InvalidParameter`].
+pub(crate) fn invalid(
+    name: &'static str,
+    value: impl std::fmt::Display,
+    reason: impl Into<String>,
+) -> ModelError {
+    ModelError::InvalidParameter {
+        name,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Maps a libtorch error to [`ModelError::Torch`] with the step that failed.
+pub(crate) fn torch(context: &'static str) -> impl Fn(tch::TchError) -> ModelError {
+    move |source| ModelError::Torch { context, source }
+}

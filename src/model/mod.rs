@@ -1,0 +1,25 @@
+//! The SATURN network, its losses and its two training loops (SATURN.md sections 4-6).
+//!
+//! 1. [`network`] — the network ([`Saturn`]), its configuration, forward pass, embedding and
+//!    checkpoints (state dict to and from bytes).
+//! 2. [`zinb`] — the ZINB log-likelihood of the pretraining loss.
+//! 3. [`losses`] — the protein-similarity regulariser and the triplet loss.
+//! 4. [`triplet`] — the cross-species semi-hard triplet miner.
+//! 5. [`train`] — pretraining and fine-tuning, seeded, with a per-epoch callback.
+//!
+//! Typical use: `Saturn::new(config, weights)` → [`pretrain`] → [`finetune`] →
+//! [`Saturn::embed`] per species → [`Saturn::save_bytes`].
+
+pub mod losses;
+pub mod network;
+pub mod train;
+pub mod triplet;
+pub mod zinb;
+
+mod error;
+
+pub use error::{ModelError, Result};
+pub use network::{Embedding, Forward, Saturn, SaturnConfig};
+pub use train::{finetune, pretrain, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData};
+pub use triplet::{mine_triplets, Triplet};
+pub use zinb::{zinb_log_likelihood, zinb_nll};

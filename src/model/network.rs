@@ -1,0 +1,583 @@
+//! The SATURN network in tch (SATURN.md section 4; upstream: snap-stanford/SATURN
+//! `model/saturn_model.py`, `SATURNPretrainModel`).
+//!
+//! Parameter paths mirror the upstream PyTorch state-dict keys (`nn.Sequential` indices included),
+//! except that per-species modules are indexed by the species' position in
+//! [`SaturnConfig::species`] instead of its name (tch paths cannot hold dots):
+//!
+//! | path | shape | upstream |
+//! |---|---|---|
+//! | `p_weights` | M x G | `p_weights` (P = ln W) |
+//! | `cl_layer_norm.{weight,bias}` | M | `cl_layer_norm` |
+//! | `encoder.{0,1}.{0,1}.*` | | `encoder` = two `full_block`s |
+//! | `px_decoder.0.{0,1}.*` | | `px_decoder` |
+//! | `cl_scale_decoder.{0,1}.*` | | `cl_scale_decoder` |
+//! | `px_dropout_decoders.{s}.0.*` | G_s x hidden | `px_dropout_decoders[species]` |
+//! | `px_rs.{s}` | G_s | `px_rs[species]` |
+//! | `p_weights_embeddings.0.{0,1}.*` | | `p_weights_embeddings` |
+//!
+//! FIXes against upstream: dropout on the macrogene layer only in training; the decoder gets the
+//! real species one-hot (upstream always set column 0).
+
+use super::error::{invalid, torch, ModelError, Result};
+use crate::macrogene::CsrView;
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// The network's shape. Stored beside the weights (JSON) so a checkpoint can be rebuilt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaturnConfig {
+    /// Species names; the position is the species index (one-hot column, per-species modules).
+    pub species: Vec<String>,
+    /// Number of selected genes per species, in the same order; P's columns are these blocks.
+    pub genes_per_species: Vec<usize>,
+    /// Number of macrogenes M (default 2000).
+    pub n_macrogenes: usize,
+    /// Hidden width (default 256; also the width of the regulariser's gene vectors Q).
+    pub hidden_dim: usize,
+    /// Latent (embedding) width (default 256).
+    pub latent_dim: usize,
+    /// Dropout probability of every `full_block` and the macrogene layer (default 0.1).
+    pub dropout: f64,
+}
+
+impl SaturnConfig {
+    /// A configuration with SATURN's defaults for the given species and gene counts.
+    pub fn new(species: Vec<String>, genes_per_species: Vec<usize>, n_macrogenes: usize) -> Self {
+        Self {
+            species,
+            genes_per_species,
+            n_macrogenes,
+            hidden_dim: 256,
+            latent_dim: 256,
+            dropout: 0.1,
+        }
+    }
+
+    /// Validates the configuration.
+    pub fn check(&self) -> Result<()> {
+        if self.species.is_empty() || self.species.len() != self.genes_per_species.len() {
+            return Err(invalid(
+                "species",
+                format!(
+                    "{} species, {} gene counts",
+                    self.species.len(),
+                    self.genes_per_species.len()
+                ),
+                "give one gene count per species, at least one species",
+            ));
+        }
+        let mut names = self.species.clone();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid("species", &w[0], "species names must be unique"));
+        }
+        if let Some(i) = self.genes_per_species.iter().position(|&g| g == 0) {
+            return Err(invalid(
+                "genes_per_species",
+                0,
+                format!("species {:?} has no genes", self.species[i]),
+            ));
+        }
+        for (name, v) in [
+            ("n_macrogenes", self.n_macrogenes),
+            ("hidden_dim", self.hidden_dim),
+            ("latent_dim", self.latent_dim),
+        ] {
+            if v == 0 {
+                return Err(invalid(name, v, "must be at least 1"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(invalid("dropout", self.dropout, "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    /// Total number of genes G over all species.
+    pub fn n_genes(&self) -> usize {
+        self.genes_per_species.iter().sum()
+    }
+
+    /// The index of a species, or [`ModelError::UnknownSpecies`].
+    pub fn species_index(&self, name: &str) -> Result<usize> {
+        self.species
+            .iter()
+            .position(|s| s == name)
+            .ok_or_else(|| ModelError::UnknownSpecies {
+                species: name.to_string(),
+                known: self.species.join(", "),
+            })
+    }
+
+    /// First column of every species' block in P.
+    fn offsets(&self) -> Vec<i64> {
+        let mut acc = 0;
+        self.genes_per_species
+            .iter()
+            .map(|&g| {
+                let o = acc;
+                acc += g as i64;
+                o
+            })
+            .collect()
+    }
+}
+
+/// `full_block(in, out)` = Linear -> LayerNorm -> ReLU -> Dropout (paths `0` and `1`).
+#[derive(Debug)]
+pub struct FullBlock {
+    linear: nn::Linear,
+    norm: nn::LayerNorm,
+    dropout: f64,
+}
+
+impl FullBlock {
+    /// Creates the block's parameters under `path`.
+    pub fn new(path: &nn::Path<'_>, input: usize, output: usize, dropout: f64) -> Self {
+        let linear = nn::linear(path / "0", input as i64, output as i64, Default::default());
+        let norm = nn::layer_norm(path / "1", vec![output as i64], Default::default());
+        Self {
+            linear,
+            norm,
+            dropout,
+        }
+    }
+
+    /// Applies the block; dropout only when `train`.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.norm
+            .forward(&self.linear.forward(xs))
+            .relu()
+            .dropout(self.dropout, train)
+    }
+}
+
+/// The encoder: `full_block(M, hidden)` then `full_block(hidden, latent)`; z >= 0.
+#[derive(Debug)]
+pub struct Encoder {
+    blocks: [FullBlock; 2],
+}
+
+impl Encoder {
+    /// Creates the encoder's parameters under `path` (`encoder` in the network).
+    pub fn new(path: &nn::Path<'_>, config: &SaturnConfig) -> Self {
+        Self {
+            blocks: [
+                FullBlock::new(
+                    &(path / "0"),
+                    config.n_macrogenes,
+                    config.hidden_dim,
+                    config.dropout,
+                ),
+                FullBlock::new(
+                    &(path / "1"),
+                    config.hidden_dim,
+                    config.latent_dim,
+                    config.dropout,
+                ),
+            ],
+        }
+    }
+
+    /// Macrogene expression (B x M) to embedding (B x latent).
+    pub fn forward_t(&self, m: &Tensor, train: bool) -> Tensor {
+        self.blocks[1].forward_t(&self.blocks[0].forward_t(m, train), train)
+    }
+}
+
+/// The macrogene layer: trainable `P` (M x G), its LayerNorm and the per-species column blocks.
+#[derive(Debug)]
+pub struct MacrogeneLayer {
+    p_weights: Tensor,
+    norm: nn::LayerNorm,
+    offsets: Vec<i64>,
+    genes: Vec<i64>,
+    dropout: f64,
+}
+
+impl MacrogeneLayer {
+    /// Creates `p_weights` (zeros until loaded or initialised) and `cl_layer_norm` under `root`.
+    pub fn new(root: &nn::Path<'_>, config: &SaturnConfig) -> Self {
+        let m = config.n_macrogenes as i64;
+        Self {
+            p_weights: root.zeros("p_weights", &[m, config.n_genes() as i64]),
+            norm: nn::layer_norm(root / "cl_layer_norm", vec![m], Default::default()),
+            offsets: config.offsets(),
+            genes: config.genes_per_species.iter().map(|&g| g as i64).collect(),
+            dropout: config.dropout,
+        }
+    }
+
+    /// `W_s = exp(P[:, species block])` (M x G_s).
+    pub fn species_weights(&self, species: usize) -> Tensor {
+        self.p_weights
+            .narrow(1, self.offsets[species], self.genes[species])
+            .exp()
+    }
+
+    /// `W = exp(P)` for all genes (M x G).
+    pub fn weights(&self) -> Tensor {
+        self.p_weights.exp()
+    }
+
+    /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W^T)))` for counts `x` (B x G_s) and weights `w`
+    /// (M x G_s); dropout only when `train` (FIX).
+    pub fn forward_t(&self, counts: &Tensor, w: &Tensor, train: bool) -> Tensor {
+        self.norm
+            .forward(&counts.log1p().matmul(&w.tr()))
+            .relu()
+            .dropout(self.dropout, train)
+    }
+}
+
+/// Everything one forward pass of a species' batch produces.
+#[derive(Debug)]
+pub struct Forward {
+    /// Macrogene expression (B x M).
+    pub macrogenes: Tensor,
+    /// Embedding (B x latent), post-ReLU.
+    pub z: Tensor,
+    /// Expression proportions over the species' genes (B x G_s), rows sum to 1.
+    pub px: Tensor,
+    /// ZINB mean `library * px` (B x G_s).
+    pub mu: Tensor,
+    /// Zero-inflation logits (B x G_s).
+    pub pi: Tensor,
+    /// Inverse dispersion per gene (G_s).
+    pub theta: Tensor,
+}
+
+/// The SATURN network: one `VarStore` holding every parameter listed in the module doc.
+pub struct Saturn {
+    vs: nn::VarStore,
+    config: SaturnConfig,
+    macrogenes: MacrogeneLayer,
+    encoder: Encoder,
+    px_decoder: FullBlock,
+    cl_scale_decoder: FullBlock,
+    px_dropout_decoders: Vec<nn::Linear>,
+    px_rs: Vec<Tensor>,
+    p_weights_embeddings: FullBlock,
+}
+
+impl std::fmt::Debug for Saturn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saturn")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cells per chunk when embedding without gradients.
+const EVAL_CHUNK: usize = 4096;
+
+impl Saturn {
+    /// Builds the network with `P = ln(initial_weights)` (M x G, columns in species order, from
+    /// [`crate::macrogene::rank_weights`]); other parameters get PyTorch's default initialisation,
+    /// `px_rs` standard normal. Seed with `tch::manual_seed` first for reproducible weights.
+    pub fn new(config: SaturnConfig, initial_weights: ArrayView2<'_, f32>) -> Result<Self> {
+        let model = Self::build(config)?;
+        let (m, g) = (model.config.n_macrogenes, model.config.n_genes());
+        if initial_weights.dim() != (m, g) {
+            return Err(ModelError::Shape {
+                species: String::new(),
+                what: format!(
+                    "initial weights are {:?}, the model needs {m} x {g}",
+                    initial_weights.dim()
+                ),
+            });
+        }
+        if let Some(v) = initial_weights
+            .iter()
+            .find(|v| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(invalid(
+                "initial_weights",
+                v,
+                "weights must be finite and >= 0",
+            ));
+        }
+        let w = dense_tensor(initial_weights);
+        tch::no_grad(|| model.macrogenes.p_weights.shallow_clone().copy_(&w.log()));
+        Ok(model)
+    }
+
+    /// Builds the network with `P = 0`, to be filled by [`Saturn::load_bytes`] or
+    /// [`Saturn::set_parameters`].
+    pub fn build(config: SaturnConfig) -> Result<Self> {
+        config.check()?;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let (h, l, m, p) = (
+            config.hidden_dim,
+            config.latent_dim,
+            config.n_macrogenes,
+            config.dropout,
+        );
+        let n_species = config.species.len();
+        let macrogenes = MacrogeneLayer::new(&root, &config);
+        let encoder = Encoder::new(&(&root / "encoder"), &config);
+        let px_decoder = FullBlock::new(&(&root / "px_decoder" / "0"), l + n_species, h, p);
+        let cl_scale_decoder = FullBlock::new(&(&root / "cl_scale_decoder"), h, m, p);
+        let px_dropout_decoders = config
+            .genes_per_species
+            .iter()
+            .enumerate()
+            .map(|(s, &g)| {
+                nn::linear(
+                    &root / "px_dropout_decoders" / s / "0",
+                    h as i64,
+                    g as i64,
+                    Default::default(),
+                )
+            })
+            .collect();
+        let px_rs = config
+            .genes_per_species
+            .iter()
+            .enumerate()
+            .map(|(s, &g)| {
+                (&root / "px_rs").var(
+                    &s.to_string(),
+                    &[g as i64],
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                )
+            })
+            .collect();
+        let p_weights_embeddings = FullBlock::new(&(&root / "p_weights_embeddings" / "0"), m, h, p);
+        Ok(Self {
+            vs,
+            config,
+            macrogenes,
+            encoder,
+            px_decoder,
+            cl_scale_decoder,
+            px_dropout_decoders,
+            px_rs,
+            p_weights_embeddings,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SaturnConfig {
+        &self.config
+    }
+
+    /// The parameters (for optimisers and checkpoints).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// The macrogene layer.
+    pub fn macrogene_layer(&self) -> &MacrogeneLayer {
+        &self.macrogenes
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The current gene-to-macrogene weights `W = exp(P)` as M x G.
+    pub fn macrogene_weights(&self) -> Result<Array2<f32>> {
+        to_array(&tch::no_grad(|| self.macrogenes.weights()))
+    }
+
+    /// The forward pass of a batch of species `species` (counts B x G_s, float).
+    pub fn forward_t(&self, species: usize, counts: &Tensor, train: bool) -> Forward {
+        let w = self.macrogenes.species_weights(species);
+        let macrogenes = self.macrogenes.forward_t(counts, &w, train);
+        let z = self.encoder.forward_t(&macrogenes, train);
+        let b = counts.size()[0];
+        let onehot = Tensor::zeros(
+            [b, self.config.species.len() as i64],
+            (Kind::Float, Device::Cpu),
+        )
+        .index_fill(1, &Tensor::from_slice(&[species as i64]), 1.0);
+        let h = self
+            .px_decoder
+            .forward_t(&Tensor::cat(&[&z, &onehot], 1), train);
+        let c = self.cl_scale_decoder.forward_t(&h, train);
+        let px = c.matmul(&w).softmax(-1, Kind::Float);
+        let library = counts.sum_dim_intlist(1, true, Kind::Float);
+        let mu = &library * &px;
+        let pi = self.px_dropout_decoders[species].forward(&h);
+        let theta = self.px_rs[species].exp();
+        Forward {
+            macrogenes,
+            z,
+            px,
+            mu,
+            pi,
+            theta,
+        }
+    }
+
+    /// The regulariser's gene vectors `Q = full_block(M, hidden)(W^T)` (G x hidden).
+    pub fn gene_vectors(&self, train: bool) -> Tensor {
+        self.p_weights_embeddings
+            .forward_t(&self.macrogenes.weights().tr(), train)
+    }
+
+    /// Embedding and macrogene expression (eval mode, no gradients) of cells of a known species.
+    pub fn embed(&self, species: &str, counts: &CsrView<'_>) -> Result<Embedding> {
+        let s = self.config.species_index(species)?;
+        check_counts(species, counts, self.config.genes_per_species[s])?;
+        self.embed_inner(counts, &tch::no_grad(|| self.macrogenes.species_weights(s)))
+    }
+
+    /// Embedding and macrogene expression of cells of a species the model was not trained on,
+    /// with its initial weights (M x G_new, from [`crate::macrogene::rank_weights`] against the
+    /// stored centroids).
+    pub fn embed_with_weights(
+        &self,
+        counts: &CsrView<'_>,
+        weights: ArrayView2<'_, f32>,
+    ) -> Result<Embedding> {
+        if weights.nrows() != self.config.n_macrogenes || weights.ncols() != counts.n_cols() {
+            return Err(ModelError::Shape {
+                species: String::new(),
+                what: format!(
+                    "weights are {:?}, counts have {} genes, the model has {} macrogenes",
+                    weights.dim(),
+                    counts.n_cols(),
+                    self.config.n_macrogenes
+                ),
+            });
+        }
+        self.embed_inner(counts, &dense_tensor(weights))
+    }
+
+    fn embed_inner(&self, counts: &CsrView<'_>, w: &Tensor) -> Result<Embedding> {
+        let n = counts.n_rows();
+        let (mut zs, mut ms) = (Vec::new(), Vec::new());
+        tch::no_grad(|| {
+            for start in (0..n).step_by(EVAL_CHUNK) {
+                let rows: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
+                let x = dense_rows(counts, &rows);
+                let m = self.macrogenes.forward_t(&x, w, false);
+                zs.push(self.encoder.forward_t(&m, false));
+                ms.push(m);
+            }
+        });
+        let cat = |v: Vec<Tensor>, width: usize| {
+            if v.is_empty() {
+                Ok(Array2::zeros((0, width)))
+            } else {
+                to_array(&Tensor::cat(&v, 0))
+            }
+        };
+        Ok(Embedding {
+            z: cat(zs, self.config.latent_dim)?,
+            macrogenes: cat(ms, self.config.n_macrogenes)?,
+        })
+    }
+
+    /// Serialises every parameter (libtorch's named-tensor format) for storage as a blob.
+    pub fn save_bytes(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.vs
+            .save_to_stream(&mut buf)
+            .map_err(torch("saving the state dict"))?;
+        Ok(buf)
+    }
+
+    /// Rebuilds a network from its configuration and [`Saturn::save_bytes`] output.
+    pub fn load_bytes(config: SaturnConfig, bytes: &[u8]) -> Result<Self> {
+        let mut model = Self::build(config)?;
+        model
+            .vs
+            .load_from_stream(std::io::Cursor::new(bytes))
+            .map_err(|e| ModelError::Checkpoint {
+                reason: format!(
+                    "{e}; was it saved with the same species, gene counts and dimensions?"
+                ),
+            })?;
+        Ok(model)
+    }
+
+    /// Overwrites parameters by name (e.g. weights exported from PyTorch); every name must exist
+    /// with the same shape. Parameters not named keep their values.
+    pub fn set_parameters(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+        let vars = self.vs.variables();
+        for (name, t) in named {
+            let Some(v) = vars.get(name) else {
+                return Err(ModelError::Checkpoint {
+                    reason: format!("no parameter named {name:?}"),
+                });
+            };
+            if v.size() != t.size() {
+                return Err(ModelError::Checkpoint {
+                    reason: format!(
+                        "{name}: checkpoint has shape {:?}, the model {:?}",
+                        t.size(),
+                        v.size()
+                    ),
+                });
+            }
+            tch::no_grad(|| v.shallow_clone().copy_(&t.to_kind(Kind::Float)));
+        }
+        Ok(())
+    }
+}
+
+/// The per-cell outputs stored in the atlas.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    /// Encoder output, not normalised (cells x latent).
+    pub z: Array2<f32>,
+    /// Macrogene expression (cells x M).
+    pub macrogenes: Array2<f32>,
+}
+
+/// Checks that a species' counts have the model's gene count.
+pub(crate) fn check_counts(species: &str, counts: &CsrView<'_>, genes: usize) -> Result<()> {
+    if counts.n_cols() != genes {
+        return Err(ModelError::Shape {
+            species: species.to_string(),
+            what: format!(
+                "counts have {} genes, the model was built with {genes}",
+                counts.n_cols()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Dense float tensor (rows.len() x n_cols) of the given CSR rows.
+pub(crate) fn dense_rows(counts: &CsrView<'_>, rows: &[usize]) -> Tensor {
+    let g = counts.n_cols();
+    let mut buf = vec![0f32; rows.len() * g];
+    for (r, &i) in rows.iter().enumerate() {
+        let (idx, val) = counts.row(i);
+        for (&j, &v) in idx.iter().zip(val) {
+            buf[r * g + j as usize] = v as f32;
+        }
+    }
+    Tensor::from_slice(&buf).reshape([rows.len() as i64, g as i64])
+}
+
+/// An `ndarray` matrix as a float tensor.
+pub(crate) fn dense_tensor(a: ArrayView2<'_, f32>) -> Tensor {
+    let flat: Vec<f32> = a.iter().copied().collect();
+    Tensor::from_slice(&flat).reshape([a.nrows() as i64, a.ncols() as i64])
+}
+
+/// A 2-D float tensor as an `ndarray` matrix.
+pub(crate) fn to_array(t: &Tensor) -> Result<Array2<f32>> {
+    let size = t.size();
+    let flat: Vec<f32> = Vec::try_from(&t.to_kind(Kind::Float).contiguous().view([-1]))
+        .map_err(torch("reading a tensor"))?;
+    Array2::from_shape_vec((size[0] as usize, size[1] as usize), flat).map_err(|e| {
+        ModelError::Shape {
+            species: String::new(),
+            what: e.to_string(),
+        }
+    })
+}

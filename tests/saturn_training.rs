@@ -1,0 +1,316 @@
+//! Training behaviour on a small synthetic two-species data set (seconds in debug builds):
+//! pretraining lowers the loss, fine-tuning lowers the triplet loss or raises cross-species
+//! label agreement, the same seed gives the same losses, and checkpoints round-trip.
+
+use ndarray::Array2;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use satlas::macrogene::{self, Csr, KMeansParams, ScoreFunction};
+use satlas::model::{
+    self, EpochLog, FinetuneParams, ModelError, PretrainParams, Saturn, SaturnConfig, SpeciesData,
+};
+use std::sync::{Mutex, MutexGuard};
+
+/// libtorch's RNG (dropout, partners, `manual_seed`) is process-global: tests that train take
+/// this lock so parallel test threads do not interleave their draws.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn torch_rng() -> MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const TYPES: [&str; 3] = ["alpha", "beta", "delta"];
+const PROGRAMS: usize = 6;
+const DIM: usize = 10;
+
+/// One species: genes belong to programs (their embedding is the program's prototype plus
+/// noise); each cell type switches two programs on.
+struct Species {
+    counts: Csr,
+    labels: Vec<String>,
+    embeddings: Array2<f32>,
+}
+
+fn species(rng: &mut StdRng, prototypes: &Array2<f32>, n_genes: usize, n_cells: usize) -> Species {
+    let program: Vec<usize> = (0..n_genes).map(|g| g % PROGRAMS).collect();
+    let embeddings = Array2::from_shape_fn((n_genes, DIM), |(g, d)| {
+        prototypes[[program[g], d]] + 0.3 * rng.random::<f32>()
+    });
+    let (mut indptr, mut indices, mut data, mut labels) = (vec![0u64], vec![], vec![], vec![]);
+    for c in 0..n_cells {
+        let t = c % TYPES.len();
+        for (g, &p) in program.iter().enumerate() {
+            let rate: f64 = if p / 2 == t { 6.0 } else { 0.3 };
+            // Poisson by inversion
+            let (mut k, mut prob, u) = (0u32, (-rate).exp(), rng.random::<f64>());
+            let mut cdf = prob;
+            while u > cdf && k < 100 {
+                k += 1;
+                prob *= rate / f64::from(k);
+                cdf += prob;
+            }
+            if k > 0 {
+                indices.push(g as u32);
+                data.push(k);
+            }
+        }
+        indptr.push(indices.len() as u64);
+        labels.push(TYPES[t].to_string());
+    }
+    Species {
+        counts: Csr {
+            n_cols: n_genes,
+            indptr,
+            indices,
+            data,
+        },
+        labels,
+        embeddings,
+    }
+}
+
+struct Setup {
+    a: Species,
+    b: Species,
+    config: SaturnConfig,
+    weights: Array2<f32>,
+    embeddings: Array2<f32>,
+}
+
+fn setup() -> Setup {
+    let mut rng = StdRng::seed_from_u64(11);
+    let prototypes = Array2::from_shape_fn((PROGRAMS, DIM), |_| 4.0 * rng.random::<f32>());
+    let a = species(&mut rng, &prototypes, 30, 90);
+    let b = species(&mut rng, &prototypes, 24, 90);
+    let embeddings = ndarray::concatenate(
+        ndarray::Axis(0),
+        &[a.embeddings.view(), b.embeddings.view()],
+    )
+    .unwrap();
+    let fit = macrogene::kmeans(
+        embeddings.view(),
+        &KMeansParams {
+            n_clusters: 8,
+            seed: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dist = macrogene::gene_centroid_distances(embeddings.view(), fit.centroids.view()).unwrap();
+    let weights = macrogene::rank_weights(dist.view(), ScoreFunction::Default).unwrap();
+    let mut config = SaturnConfig::new(vec!["human".into(), "mouse".into()], vec![30, 24], 8);
+    config.hidden_dim = 32;
+    config.latent_dim = 16;
+    Setup {
+        a,
+        b,
+        config,
+        weights,
+        embeddings,
+    }
+}
+
+fn data<'a>(s: &'a Setup) -> Vec<SpeciesData<'a>> {
+    vec![
+        SpeciesData {
+            species: "human",
+            counts: s.a.counts.view().unwrap(),
+            labels: &s.a.labels,
+        },
+        SpeciesData {
+            species: "mouse",
+            counts: s.b.counts.view().unwrap(),
+            labels: &s.b.labels,
+        },
+    ]
+}
+
+fn pretrained(s: &Setup, seed: u64, epochs: usize) -> (Saturn, Vec<EpochLog>) {
+    tch::manual_seed(seed as i64);
+    let mut net = Saturn::new(s.config.clone(), s.weights.view()).unwrap();
+    let params = PretrainParams {
+        epochs,
+        batch_size: 64,
+        lr: 5e-3,
+        seed,
+        ..Default::default()
+    };
+    let logs = model::pretrain(&mut net, &data(s), s.embeddings.view(), &params, |_, _| {
+        Ok::<_, ModelError>(())
+    })
+    .unwrap();
+    (net, logs)
+}
+
+/// Fraction of mouse cells whose nearest human cell (cosine) has the same cell type.
+fn agreement(net: &Saturn, s: &Setup) -> f64 {
+    let za = net.embed("human", &s.a.counts.view().unwrap()).unwrap().z;
+    let zb = net.embed("mouse", &s.b.counts.view().unwrap()).unwrap().z;
+    let norm = |z: &Array2<f32>| {
+        let mut z = z.clone();
+        for mut r in z.rows_mut() {
+            let n = r.dot(&r).sqrt().max(1e-12);
+            r /= n;
+        }
+        z
+    };
+    let (za, zb) = (norm(&za), norm(&zb));
+    let sim = zb.dot(&za.t());
+    let hits = sim
+        .rows()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, row)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::MIN),
+                    |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc },
+                )
+                .0;
+            s.a.labels[best] == s.b.labels[*i]
+        })
+        .count();
+    hits as f64 / zb.nrows() as f64
+}
+
+#[test]
+fn pretraining_lowers_the_loss_and_is_reproducible() {
+    let _rng = torch_rng();
+    let s = setup();
+    let (_, logs) = pretrained(&s, 5, 8);
+    let (first, last) = (logs[0].loss, logs[logs.len() - 1].loss);
+    assert!(
+        last < first,
+        "pretraining loss did not fall: {first} -> {last}"
+    );
+    let (_, again) = pretrained(&s, 5, 8);
+    let a: Vec<f64> = logs.iter().map(|l| l.loss).collect();
+    let b: Vec<f64> = again.iter().map(|l| l.loss).collect();
+    assert_eq!(a, b, "same seed, different losses");
+}
+
+#[test]
+fn finetuning_aligns_species() {
+    let _rng = torch_rng();
+    let s = setup();
+    let (mut net, _) = pretrained(&s, 3, 5);
+    let before = agreement(&net, &s);
+    let params = FinetuneParams {
+        epochs: 15,
+        batch_size: 90,
+        lr: 1e-3,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let logs = model::finetune(&mut net, &data(&s), &params, |log, _| {
+        seen.push(log.epoch);
+        Ok::<_, ModelError>(())
+    })
+    .unwrap();
+    assert_eq!(seen, (0..15).collect::<Vec<_>>());
+    let after = agreement(&net, &s);
+    let with_triplets: Vec<f64> = logs
+        .iter()
+        .filter(|l| l.n_triplets > 0)
+        .map(|l| l.loss)
+        .collect();
+    let loss_fell =
+        with_triplets.len() >= 2 && with_triplets[with_triplets.len() - 1] < with_triplets[0];
+    assert!(
+        loss_fell || after > before,
+        "neither triplet loss fell ({with_triplets:?}) nor agreement rose ({before} -> {after})"
+    );
+    assert!(after >= 0.5, "cross-species label agreement {after}");
+}
+
+#[test]
+fn unfrozen_finetuning_changes_the_macrogene_weights() {
+    let _rng = torch_rng();
+    let s = setup();
+    let (mut net, _) = pretrained(&s, 4, 2);
+    let w0 = net.macrogene_weights().unwrap();
+    let params = FinetuneParams {
+        epochs: 3,
+        batch_size: 90,
+        unfreeze_macrogenes: true,
+        seed: 4,
+        ..Default::default()
+    };
+    model::finetune(&mut net, &data(&s), &params, |_, _| Ok::<_, ModelError>(())).unwrap();
+    assert_ne!(w0, net.macrogene_weights().unwrap());
+}
+
+#[test]
+fn checkpoint_round_trips_and_callback_errors_stop_training() {
+    let _rng = torch_rng();
+    let s = setup();
+    let (net, _) = pretrained(&s, 6, 1);
+    let bytes = net.save_bytes().unwrap();
+    let back = Saturn::load_bytes(s.config.clone(), &bytes).unwrap();
+    let counts = s.b.counts.view().unwrap();
+    assert_eq!(
+        net.embed("mouse", &counts).unwrap().z,
+        back.embed("mouse", &counts).unwrap().z
+    );
+
+    // a species added later: its own weights against the same macrogenes
+    let w_new = s.weights.slice(ndarray::s![.., 30..]).to_owned();
+    let late = back.embed_with_weights(&counts, w_new.view()).unwrap();
+    assert_eq!(late.z.dim(), (90, 16));
+
+    let mut again = Saturn::load_bytes(s.config.clone(), &bytes).unwrap();
+    let params = PretrainParams {
+        epochs: 3,
+        batch_size: 64,
+        ..Default::default()
+    };
+    let stopped: Result<_, ModelError> = model::pretrain(
+        &mut again,
+        &data(&s),
+        s.embeddings.view(),
+        &params,
+        |log, _| {
+            if log.epoch == 1 {
+                Err(ModelError::Checkpoint {
+                    reason: "disk full".into(),
+                })
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(matches!(stopped, Err(ModelError::Checkpoint { .. })));
+}
+
+#[test]
+fn bad_inputs_are_refused_before_training() {
+    let _rng = torch_rng();
+    let s = setup();
+    let mut net = Saturn::new(s.config.clone(), s.weights.view()).unwrap();
+    let bad = PretrainParams {
+        lr: 0.0,
+        ..Default::default()
+    };
+    let r = model::pretrain(&mut net, &data(&s), s.embeddings.view(), &bad, |_, _| {
+        Ok::<_, ModelError>(())
+    });
+    assert!(matches!(
+        r,
+        Err(ModelError::InvalidParameter { name: "lr", .. })
+    ));
+    let wrong = vec![SpeciesData {
+        species: "zebrafish",
+        counts: s.a.counts.view().unwrap(),
+        labels: &s.a.labels,
+    }];
+    let r = model::pretrain(
+        &mut net,
+        &wrong,
+        s.embeddings.view(),
+        &PretrainParams::default(),
+        |_, _| Ok::<_, ModelError>(()),
+    );
+    assert!(matches!(r, Err(ModelError::UnknownSpecies { .. })));
+}
