@@ -12,6 +12,12 @@ pub enum Error {
     /// An ingest was refused (unknown species, duplicate dataset, ...).
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
+    /// A SQL procedure was called with an argument of the wrong kind.
+    #[error(transparent)]
+    Args(#[from] crate::sql::ArgsError),
+    /// Building, loading or searching the HNSW index, or a label transfer, failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
 }
 
 /// `Result` with the crate [`Error`].

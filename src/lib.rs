@@ -10,7 +10,8 @@
 //! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket.
 //! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
 //! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
-//! 4. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 4. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
+//! 5. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod atlas;
+pub mod index;
 pub mod ingest;
 pub mod io;
 pub mod progress;

@@ -10,6 +10,9 @@
 mod args;
 pub mod console;
 mod info;
+mod knn_cells;
+mod knn_vector;
+mod transfer_labels;
 
 pub use args::{Args, ArgsError};
 
@@ -33,7 +36,9 @@ pub type SharedConnection = Arc<Mutex<Connection>>;
 pub trait Procedure: 'static {
     /// The SQL name.
     const NAME: &'static str;
-    /// Named parameters and their DuckDB types.
+    /// Named parameters and their DuckDB types. `LogicalTypeId::List` declares a list of
+    /// numbers (`DOUBLE[]`; DuckDB casts `FLOAT[]`, `INTEGER[]`, ... to it), read with
+    /// [`Args::floats`].
     fn parameters() -> Vec<(&'static str, LogicalTypeId)>;
     /// Runs the procedure on the atlas behind `conn`; the rows it returns become the result.
     fn run(conn: &Connection, args: &Args) -> crate::Result<RecordBatch>;
@@ -45,7 +50,10 @@ pub(crate) fn register(conn: &Connection) -> Result<(), AtlasError> {
         conn.try_clone()
             .context("opening the procedure connection")?,
     ));
-    register_one::<info::SatlasInfo>(conn, &shared)
+    register_one::<info::SatlasInfo>(conn, &shared)?;
+    register_one::<knn_cells::KnnCells>(conn, &shared)?;
+    register_one::<knn_vector::KnnVector>(conn, &shared)?;
+    register_one::<transfer_labels::TransferLabels>(conn, &shared)
 }
 
 fn register_one<P: Procedure>(
@@ -126,9 +134,19 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
         Some(
             P::parameters()
                 .into_iter()
-                .map(|(name, ty)| (name.to_string(), LogicalTypeHandle::from(ty)))
+                .map(|(name, ty)| (name.to_string(), parameter_type(ty)))
                 .collect(),
         )
+    }
+}
+
+/// The DuckDB type of a declared parameter: `List` is a list of doubles, the rest as named.
+fn parameter_type(ty: LogicalTypeId) -> LogicalTypeHandle {
+    match ty {
+        LogicalTypeId::List => {
+            LogicalTypeHandle::list(&LogicalTypeHandle::from(LogicalTypeId::Double))
+        }
+        ty => LogicalTypeHandle::from(ty),
     }
 }
 
