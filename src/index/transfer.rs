@@ -103,6 +103,27 @@ pub struct LabelTransfer {
     pub predictions: Vec<Prediction>,
 }
 
+impl std::fmt::Display for LabelTransfer {
+    /// A summary: cells labelled per label, and how many are unknown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &self.predictions {
+            *counts.entry(p.label.as_str()).or_default() += 1;
+        }
+        writeln!(
+            f,
+            "label transfer #{} (run {}): {} cells",
+            self.transfer_id,
+            self.run,
+            self.predictions.len()
+        )?;
+        for (label, n) in counts {
+            writeln!(f, "  {label}: {n}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs a transfer on `conn` and stores it in `label_transfers`; the caller owns the transaction
 /// (see [`transfer`] for the one-transaction entry point).
 pub fn transfer_labels(
