@@ -183,22 +183,25 @@ CREATE TABLE cell_embeddings (
 -- HNSW indexes over a run's cell embeddings (hnsw_rs dump, zstd-compressed).
 CREATE TABLE hnsw_indexes (
     model_run_id INTEGER PRIMARY KEY REFERENCES model_runs (model_run_id),
-    params       VARCHAR NOT NULL,      -- JSON: M, ef_construction, distance
+    params       VARCHAR NOT NULL,      -- JSON: m, ef_construction, ef_search, distance, dim
     n_cells      BIGINT NOT NULL,
-    cells_digest VARCHAR NOT NULL,      -- which cells it covers (detects a stale index)
-    graph        BLOB NOT NULL,
-    data         BLOB NOT NULL,
+    cells_digest VARCHAR NOT NULL,      -- 'count:sum(hash(cell_id, embedding))' of the cells it covers
+    graph        BLOB NOT NULL,         -- zstd of hnsw_rs' <basename>.hnsw.graph
+    data         BLOB NOT NULL,         -- zstd of hnsw_rs' <basename>.hnsw.data
     built_at     TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
+-- Label transfers: one row per query cell of one transfer (kNN vote over the reference cells).
 CREATE TABLE label_transfers (
     transfer_id     INTEGER NOT NULL,
     model_run_id    INTEGER NOT NULL REFERENCES model_runs (model_run_id),
     cell_id         BIGINT NOT NULL,
-    reference       VARCHAR NOT NULL,
-    predicted_label VARCHAR NOT NULL,
-    confidence      DOUBLE NOT NULL,
+    reference       VARCHAR NOT NULL,   -- species or dataset name the labels came from
+    predicted_label VARCHAR NOT NULL,   -- 'unknown' when confidence < min_confidence
+    confidence      DOUBLE NOT NULL,    -- winning label's share of the neighbours' weight
     k               INTEGER NOT NULL,
+    min_confidence  DOUBLE NOT NULL,
+    neighbours      BIGINT[] NOT NULL,  -- the reference cells that voted, nearest first
     created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (transfer_id, cell_id)
 );

@@ -12,9 +12,6 @@ pub enum Error {
     /// The atlas file could not be opened, read or written.
     #[error(transparent)]
     Atlas(#[from] crate::atlas::AtlasError),
-    /// A SQL procedure was called with a bad argument.
-    #[error(transparent)]
-    Sql(#[from] crate::sql::ArgsError),
     /// An ingest was refused (unknown species, duplicate dataset, ...).
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
@@ -24,6 +21,12 @@ pub enum Error {
     /// The SATURN network, its training or a checkpoint failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// A SQL procedure was called with an argument of the wrong kind.
+    #[error(transparent)]
+    Args(#[from] crate::sql::ArgsError),
+    /// Building, loading or searching the HNSW index, or a label transfer, failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
 }
 
 /// `Result` with the crate [`Error`].

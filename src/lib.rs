@@ -13,7 +13,8 @@
 //! 4. [`protein`] — protein embeddings: ESM-2 in `tch`, per protein and per gene, in the atlas.
 //! 5. [`macrogene`] — gene selection (Seurat v3 HVG), k-means macrogenes, rank-based weights.
 //! 6. [`model`] — the SATURN network, its losses, pretraining and fine-tuning.
-//! 7. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 7. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
+//! 8. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -29,6 +30,7 @@ pub mod ingest;
 pub mod protein;
 pub mod macrogene;
 pub mod model;
+pub mod index;
 pub mod sql;
 pub mod progress;
 

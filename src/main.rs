@@ -2,6 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use satlas::index::search::QueryPoint;
+use satlas::index::transfer::{self, TransferSpec};
+use satlas::index::{self as index, Access, IndexParams, KnnQuery, Scope};
 use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::protein::{store, EmbedOptions};
@@ -60,6 +63,13 @@ enum Command {
     /// Import precomputed gene embeddings: SATURN's torch.save'd {gene: tensor} dict (.pt/.torch)
     /// or a .npy matrix with --genes.
     ImportEmbeddings(ImportEmbeddings),
+    /// Build or update the HNSW index over a model run's cell embeddings.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// The nearest cells of a cell (cosine distance in the embedding space).
+    Knn(Knn),
+    /// Transfer cell-type labels from a species or dataset to a query dataset (kNN vote).
+    Transfer(Transfer),
 }
 
 #[derive(ClapArgs)]
@@ -91,6 +101,72 @@ struct ImportEmbeddings {
     genes: Option<PathBuf>,
     /// The embedding file (.pt, .torch or .npy).
     file: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// (Re)build the index of a run and store it in the atlas.
+    Build {
+        /// Model run (default: the newest finetune run with embeddings).
+        #[arg(long)]
+        run: Option<i32>,
+        /// Neighbours per node and layer (HNSW's M).
+        #[arg(long, default_value_t = IndexParams::default().m)]
+        m: usize,
+        /// Candidate list size while building.
+        #[arg(long, default_value_t = IndexParams::default().ef_construction)]
+        ef_construction: usize,
+        /// Candidate list size while searching.
+        #[arg(long, default_value_t = IndexParams::default().ef_search)]
+        ef_search: usize,
+    },
+    /// Insert newly embedded cells into the stored index (rebuilds if cells were removed).
+    Update {
+        /// Model run (default: the newest finetune run with embeddings).
+        #[arg(long)]
+        run: Option<i32>,
+    },
+}
+
+#[derive(ClapArgs)]
+struct Knn {
+    /// The query cell (cells.cell_id).
+    #[arg(long)]
+    cell: i64,
+    /// Neighbours wanted.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    /// Only cells of this species.
+    #[arg(long, conflicts_with = "dataset")]
+    species: Option<String>,
+    /// Only cells of this dataset.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Model run (default: the newest finetune run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+}
+
+#[derive(ClapArgs)]
+struct Transfer {
+    /// Where labels come from: a species name, else a dataset name.
+    #[arg(long)]
+    reference: String,
+    /// The dataset whose cells get labels.
+    #[arg(long)]
+    query: String,
+    /// Neighbours per query cell.
+    #[arg(short, long, default_value_t = transfer::DEFAULT_K)]
+    k: usize,
+    /// Below this share of the vote a cell is labelled "unknown".
+    #[arg(long, default_value_t = transfer::DEFAULT_MIN_CONFIDENCE)]
+    min_confidence: f64,
+    /// Model run (default: the newest finetune run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// CSV file for the labels (cell, dataset, barcode, original and predicted label, confidence).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(ClapArgs)]
@@ -206,6 +282,67 @@ fn run(cli: Cli) -> Result<()> {
             )
             .with_context(|| format!("importing {}", args.file.display()))?;
             println!("{report}");
+        }
+        Command::Index(IndexCommand::Build {
+            run,
+            m,
+            ef_construction,
+            ef_search,
+        }) => {
+            let params = IndexParams {
+                m,
+                ef_construction,
+                ef_search,
+            };
+            print!("{}", index::build(&mut Atlas::open(path)?, run, params)?);
+        }
+        Command::Index(IndexCommand::Update { run }) => {
+            print!("{}", index::insert_new_cells(&mut Atlas::open(path)?, run)?);
+        }
+        Command::Knn(args) => {
+            let atlas = Atlas::open(path)?;
+            let query = KnnQuery {
+                run: args.run,
+                k: args.k,
+                scope: Scope::from_names(args.species, args.dataset)?,
+            };
+            let conn = atlas.connection();
+            let (run, neighbours) = index::knn(
+                conn,
+                &QueryPoint::Cell(args.cell),
+                &query,
+                Access::of(conn)?,
+            )?;
+            println!("neighbours of cell {} (run {run}):", args.cell);
+            println!("rank\tcell_id\tdistance\tspecies\tdataset\tcell_type");
+            for n in neighbours {
+                println!(
+                    "{}\t{}\t{:.4}\t{}\t{}\t{}",
+                    n.rank,
+                    n.cell_id,
+                    n.distance,
+                    n.species,
+                    n.dataset,
+                    n.cell_type.unwrap_or_default()
+                );
+            }
+        }
+        Command::Transfer(args) => {
+            let mut atlas = Atlas::open(path)?;
+            let spec = TransferSpec {
+                query: args.query,
+                reference: args.reference,
+                k: args.k,
+                min_confidence: args.min_confidence,
+                run: args.run,
+            };
+            let result = transfer::transfer(&mut atlas, &spec)
+                .with_context(|| format!("transferring labels to {}", spec.query))?;
+            print!("{result}");
+            if let Some(out) = args.out {
+                transfer::write_csv(atlas.connection(), result.transfer_id, &out)?;
+                println!("wrote {}", out.display());
+            }
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ enum ArgValue {
     Float(f64),
     Text(String),
     Bool(bool),
+    Floats(Vec<f64>),
 }
 
 /// The arguments a procedure was called with (only those given; defaults are the procedure's).
@@ -45,6 +46,17 @@ impl Args {
                 LogicalTypeId::Integer | LogicalTypeId::Bigint => ArgValue::Int(value.to_int64()),
                 LogicalTypeId::Double | LogicalTypeId::Float => ArgValue::Float(value.to_double()),
                 LogicalTypeId::Boolean => ArgValue::Bool(value.to_bool()),
+                // Declared as DOUBLE[] (see `ProcedureVTab::named_parameters`): DuckDB has cast
+                // the list, so every element converts; a NULL element stays NaN and is refused
+                // by the procedure's own checks.
+                LogicalTypeId::List => ArgValue::Floats(
+                    value
+                        .to_list()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|v| if v.is_null() { f64::NAN } else { v.to_double() })
+                        .collect(),
+                ),
                 _ => ArgValue::Text(value.to_string()),
             };
             values.insert(name.to_string(), parsed);
@@ -99,6 +111,14 @@ impl Args {
     pub fn text(&self, name: &str) -> Result<Option<String>, ArgsError> {
         self.get(name, "a string", |v| match v {
             ArgValue::Text(s) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// A list-of-numbers argument (declared `LogicalTypeId::List`, i.e. `DOUBLE[]`), if given.
+    pub fn floats(&self, name: &str) -> Result<Option<Vec<f64>>, ArgsError> {
+        self.get(name, "a list of numbers", |v| match v {
+            ArgValue::Floats(x) => Some(x.clone()),
             _ => None,
         })
     }

@@ -5,6 +5,7 @@ use super::{Args, Procedure};
 use crate::protein::store::{embed_species, import_embeddings, EmbeddingReport};
 use crate::protein::EmbedOptions;
 use duckdb::arrow::array::{ArrayRef, Int64Array, StringArray};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
 use duckdb::Connection;
@@ -25,6 +26,10 @@ impl Procedure for EmbedProteins {
         ]
     }
 
+    fn schema() -> Schema {
+        report_schema()
+    }
+
     fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
         let species = args.required_text("species")?;
         let model = args.required_text("model")?;
@@ -32,12 +37,8 @@ impl Procedure for EmbedProteins {
             layer: args.usize("layer")?,
             ..EmbedOptions::default()
         };
-        Ok(report_batch(&embed_species(
-            conn,
-            &species,
-            Path::new(&model),
-            &options,
-        )?))
+        let report = embed_species(conn, &species, Path::new(&model), &options)?;
+        Ok(Self::batch(report_columns(&report))?)
     }
 }
 
@@ -56,6 +57,10 @@ impl Procedure for ImportEmbeddings {
         ]
     }
 
+    fn schema() -> Schema {
+        report_schema()
+    }
+
     fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
         let species = args.required_text("species")?;
         let file = args.required_text("file")?;
@@ -66,23 +71,32 @@ impl Procedure for ImportEmbeddings {
             Path::new(&file),
             genes.as_deref().map(Path::new),
         )?;
-        Ok(report_batch(&report))
+        Ok(Self::batch(report_columns(&report))?)
     }
 }
 
-fn report_batch(report: &EmbeddingReport) -> RecordBatch {
+fn report_schema() -> Schema {
+    let int = |name| Field::new(name, DataType::Int64, false);
+    let text = |name| Field::new(name, DataType::Utf8, false);
+    Schema::new(vec![
+        text("species"),
+        int("embedding_model_id"),
+        text("model"),
+        int("proteins_embedded"),
+        int("proteins_skipped"),
+        int("genes"),
+    ])
+}
+
+fn report_columns(report: &EmbeddingReport) -> Vec<ArrayRef> {
     let int = |v: usize| -> ArrayRef { Arc::new(Int64Array::from(vec![v as i64])) };
     let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
-    RecordBatch::try_from_iter(vec![
-        ("species", text(&report.species)),
-        (
-            "embedding_model_id",
-            int(report.embedding_model_id as usize),
-        ),
-        ("model", text(&report.model)),
-        ("proteins_embedded", int(report.proteins_embedded)),
-        ("proteins_skipped", int(report.proteins_skipped)),
-        ("genes", int(report.genes)),
-    ])
-    .expect("equal-length columns form a batch")
+    vec![
+        text(&report.species),
+        int(report.embedding_model_id as usize),
+        text(&report.model),
+        int(report.proteins_embedded),
+        int(report.proteins_skipped),
+        int(report.genes),
+    ]
 }

@@ -2,7 +2,8 @@
 
 use super::{Args, Procedure};
 use crate::atlas::AtlasSummary;
-use duckdb::arrow::array::{ArrayRef, Int64Array, StringArray};
+use duckdb::arrow::array::{Int64Array, StringArray};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
 use duckdb::Connection;
@@ -18,9 +19,28 @@ impl Procedure for SatlasInfo {
         Vec::new()
     }
 
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("section", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("detail", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ])
+    }
+
     fn run(conn: &mut Connection, _args: &Args) -> crate::Result<RecordBatch> {
         let summary = AtlasSummary::read(conn, std::path::Path::new(""))?;
-        Ok(rows_batch(&summary_rows(&summary)))
+        let rows = summary_rows(&summary);
+        Ok(Self::batch(vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ])?)
     }
 }
 
@@ -76,30 +96,4 @@ fn summary_rows(summary: &AtlasSummary) -> Vec<Row> {
         }
     }
     rows
-}
-
-fn rows_batch(rows: &[Row]) -> RecordBatch {
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "section",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-        ),
-        (
-            "name",
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.1.as_str()),
-            )),
-        ),
-        (
-            "detail",
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.2.as_str()),
-            )),
-        ),
-        (
-            "count",
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
-        ),
-    ];
-    RecordBatch::try_from_iter(columns).expect("four equal-length columns form a batch")
 }

@@ -11,10 +11,15 @@ mod args;
 pub mod console;
 mod embeddings;
 mod info;
+mod knn_cells;
+mod knn_vector;
+mod transfer_labels;
 
 pub use args::{Args, ArgsError};
 
 use crate::atlas::{AtlasError, DbContext};
+use duckdb::arrow::array::ArrayRef;
+use duckdb::arrow::datatypes::Schema;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{
@@ -41,8 +46,18 @@ pub trait Procedure: 'static {
     const NAME: &'static str;
     /// Named parameters and their DuckDB types.
     fn parameters() -> Vec<(&'static str, LogicalTypeId)>;
+    /// The result columns (declared at bind time, before anything runs).
+    fn schema() -> Schema;
     /// Runs the procedure on the atlas behind `conn`; the rows it returns become the result.
     fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch>;
+
+    /// A result batch of [`Procedure::schema`] from its columns, in order.
+    fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, AtlasError> {
+        RecordBatch::try_new(Arc::new(Self::schema()), columns).map_err(|e| {
+            let context = format!("building the result of {}", Self::NAME);
+            AtlasError::db(context, duckdb::Error::ToSqlConversionFailure(Box::new(e)))
+        })
+    }
 }
 
 /// Registers every satlas procedure on `conn`; returns the connection the procedures use, which
@@ -56,6 +71,9 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     register_one::<info::SatlasInfo>(conn, &handle)?;
     register_one::<embeddings::EmbedProteins>(conn, &handle)?;
     register_one::<embeddings::ImportEmbeddings>(conn, &handle)?;
+    register_one::<knn_cells::KnnCells>(conn, &handle)?;
+    register_one::<knn_vector::KnnVector>(conn, &handle)?;
+    register_one::<transfer_labels::TransferLabels>(conn, &handle)?;
     Ok(shared)
 }
 
@@ -68,29 +86,47 @@ fn register_one<P: Procedure>(
 }
 
 /// Adapts a [`Procedure`] to DuckDB's table-function interface.
+///
+/// The procedure runs in `init`, once per execution: DuckDB may bind a statement more than once
+/// (a prepared statement is re-bound when the database changed since it was prepared), so `bind`
+/// only reads the arguments and declares the columns.
 pub struct ProcedureVTab<P>(PhantomData<P>);
 
-/// The procedure's result, computed at bind time.
-pub struct ProcedureResult {
-    batch: RecordBatch,
+/// The arguments, read at bind time.
+pub struct Bound {
+    args: Args,
 }
 
-/// How many rows have been emitted so far, and how many fit in one output chunk.
-pub struct Cursor {
+/// The procedure's result and how many rows have been emitted so far.
+pub struct Running {
+    batch: RecordBatch,
     offset: AtomicUsize,
     vector_size: usize,
 }
 
 impl<P: Procedure> VTab for ProcedureVTab<P> {
-    type BindData = ProcedureResult;
-    type InitData = Cursor;
+    type BindData = Bound;
+    type InitData = Running;
 
-    /// Reads the named arguments, runs the procedure, declares its result columns.
-    fn bind(bind: &BindInfo) -> Result<ProcedureResult, Box<dyn std::error::Error>> {
+    /// Reads the named arguments and declares the result columns.
+    fn bind(bind: &BindInfo) -> Result<Bound, Box<dyn std::error::Error>> {
         let args = Args::from_bind(bind, &P::parameters())?;
-        // SAFETY: the extra info was set at registration to a `ProcedureHandle`, which DuckDB
-        // keeps alive as long as the function is registered.
-        let handle = unsafe { &*bind.get_extra_info::<ProcedureHandle>() };
+        for field in P::schema().fields() {
+            bind.add_result_column(field.name(), to_duckdb_logical_type_for_field(field)?);
+        }
+        Ok(Bound { args })
+    }
+
+    /// Runs the procedure on the atlas' procedure connection.
+    fn init(init: &InitInfo) -> Result<Running, Box<dyn std::error::Error>> {
+        // SAFETY: the bind data was set by `bind` above and the extra info at registration to a
+        // `ProcedureHandle`; DuckDB keeps both alive for the whole execution.
+        let (bound, handle) = unsafe {
+            (
+                &*init.get_bind_data::<Bound>(),
+                &*init.get_extra_info::<ProcedureHandle>(),
+            )
+        };
         let shared = handle
             .upgrade()
             .ok_or_else(|| format!("{}: the atlas was closed", P::NAME))?;
@@ -100,19 +136,12 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
                 P::NAME
             )
         })?;
-        let batch =
-            P::run(&mut conn, &args).map_err(|e| format!("{}: {}", P::NAME, error_chain(&e)))?;
-        for field in batch.schema().fields() {
-            bind.add_result_column(field.name(), to_duckdb_logical_type_for_field(field)?);
-        }
-        Ok(ProcedureResult { batch })
-    }
-
-    /// Starts the cursor at the first row.
-    fn init(_: &InitInfo) -> Result<Cursor, Box<dyn std::error::Error>> {
+        let batch = P::run(&mut conn, &bound.args)
+            .map_err(|e| format!("{}: {}", P::NAME, error_chain(&e)))?;
         // SAFETY: a constant getter of the linked DuckDB library, no arguments, no state.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;
-        Ok(Cursor {
+        Ok(Running {
+            batch,
             offset: AtomicUsize::new(0),
             vector_size,
         })
@@ -123,15 +152,16 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
         func: &TableFunctionInfo<Self>,
         output: &mut DataChunkHandle,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let batch = &func.get_bind_data().batch;
-        let cursor = func.get_init_data();
-        let vector_size = cursor.vector_size;
-        let offset = cursor.offset.fetch_add(vector_size, Ordering::Relaxed);
+        let running = func.get_init_data();
+        let batch = &running.batch;
+        let offset = running
+            .offset
+            .fetch_add(running.vector_size, Ordering::Relaxed);
         if offset >= batch.num_rows() {
             output.set_len(0);
             return Ok(());
         }
-        let len = (batch.num_rows() - offset).min(vector_size);
+        let len = (batch.num_rows() - offset).min(running.vector_size);
         record_batch_to_duckdb_data_chunk(&batch.slice(offset, len), output)?;
         Ok(())
     }

@@ -1,0 +1,442 @@
+//! [`CellIndex`]: an hnsw_rs HNSW graph over one run's cell embeddings (cosine distance), with
+//! parallel build, incremental insert, exact-k filtered search, and dump/reload as two
+//! zstd-compressed blobs (hnsw_rs' `.hnsw.graph` and `.hnsw.data` files).
+//!
+//! hnsw_rs uses the cell id as the point's data id, so search results are cell ids directly.
+
+use super::embeddings::{CellsDigest, Embeddings};
+use super::exact::{exact_knn, Hit};
+use super::{IndexError, ValidIndexParams};
+use hnsw_rs::hnsw::Point;
+use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw, HnswIo};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Filtered subsets smaller than this many cells are searched exactly.
+pub const EXACT_BELOW_CELLS: usize = 2000;
+/// Filtered subsets smaller than this share of the index are searched exactly.
+pub const EXACT_BELOW_SHARE: f64 = 0.05;
+/// Layers of the HNSW graph (hnsw_rs' maximum).
+const MAX_LAYERS: usize = 16;
+/// Rows inserted per parallel batch (and per progress-bar step).
+const INSERT_BATCH: usize = 10_000;
+/// zstd level of the stored blobs.
+const ZSTD_LEVEL: i32 = 3;
+/// Base name of the hnsw_rs dump files in their scratch directory.
+const DUMP_NAME: &str = "cells";
+
+/// Which cells a search may return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Candidates {
+    /// Every indexed cell.
+    All,
+    /// Only these cell ids (sorted, deduplicated, all indexed): hnsw_rs' `FilterT` for `Vec`.
+    Only(Vec<usize>),
+}
+
+type Points = HashMap<i64, Arc<Point<'static, f32>>>;
+
+/// An HNSW index over the cell embeddings of one model run, in memory.
+pub struct CellIndex {
+    run: i32,
+    params: ValidIndexParams,
+    dim: usize,
+    digest: CellsDigest,
+    hnsw: Hnsw<'static, f32, DistCosine>,
+    points: Points,
+}
+
+impl CellIndex {
+    /// Builds the index over `embeddings` with hnsw_rs' parallel insert (rayon, all cores).
+    pub fn build(
+        run: i32,
+        embeddings: &Embeddings,
+        params: ValidIndexParams,
+    ) -> Result<CellIndex, IndexError> {
+        let p = params.get();
+        let hnsw = Hnsw::new(
+            p.m,
+            embeddings.len().max(1),
+            MAX_LAYERS,
+            p.ef_construction,
+            DistCosine,
+        );
+        let mut index = CellIndex {
+            run,
+            params,
+            dim: embeddings.dim,
+            digest: CellsDigest::default(),
+            hnsw,
+            points: HashMap::new(),
+        };
+        index.insert(embeddings)?;
+        Ok(index)
+    }
+
+    /// Inserts embeddings of cells not yet indexed (new datasets embedded with the same run);
+    /// the digest grows by theirs.
+    pub fn insert(&mut self, embeddings: &Embeddings) -> Result<(), IndexError> {
+        if embeddings.is_empty() {
+            return Ok(());
+        }
+        if self.points.is_empty() && self.dim == 0 {
+            self.dim = embeddings.dim;
+        }
+        let mut rows = Vec::with_capacity(embeddings.len());
+        for (i, &cell_id) in embeddings.cell_ids.iter().enumerate() {
+            let v = embeddings.row(i);
+            if v.len() != self.dim {
+                return Err(IndexError::DimensionMismatch {
+                    run: self.run,
+                    cell_id,
+                    expected: self.dim,
+                    found: v.len(),
+                });
+            }
+            check_vector(v, || {
+                format!("embedding of cell {cell_id} (run {})", self.run)
+            })?;
+            rows.push((v, data_id(cell_id, self.run)?));
+        }
+        let bar = if rows.len() > INSERT_BATCH {
+            crate::progress::bar(rows.len() as u64, "HNSW insert")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        for batch in rows.chunks(INSERT_BATCH) {
+            self.hnsw.parallel_insert_slice(&batch.to_vec());
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        self.digest = embeddings
+            .hashes
+            .iter()
+            .fold(self.digest, |d, &h| d.plus_row(h));
+        self.points = collect_points(&self.hnsw);
+        Ok(())
+    }
+
+    /// The model run whose embeddings this indexes.
+    pub fn run(&self) -> i32 {
+        self.run
+    }
+
+    /// The parameters it was built with.
+    pub fn params(&self) -> ValidIndexParams {
+        self.params
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Which embeddings it covers.
+    pub fn digest(&self) -> CellsDigest {
+        self.digest
+    }
+
+    /// Number of indexed cells.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// True when no cell is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// Whether `cell_id` is indexed.
+    pub fn contains(&self, cell_id: i64) -> bool {
+        self.points.contains_key(&cell_id)
+    }
+
+    /// The embedding of an indexed cell.
+    pub fn embedding(&self, cell_id: i64) -> Result<&[f32], IndexError> {
+        self.points
+            .get(&cell_id)
+            .map(|p| p.get_v())
+            .ok_or(IndexError::CellNotIndexed {
+                cell_id,
+                run: self.run,
+            })
+    }
+
+    /// The `k` candidates nearest to `query`, nearest first, never `exclude` (the query cell
+    /// itself). Returns exactly `min(k, number of candidates)` hits:
+    ///
+    /// - all cells: HNSW search with `ef = max(ef_search, k + 1)`;
+    /// - a filtered subset smaller than [`EXACT_BELOW_CELLS`] cells or [`EXACT_BELOW_SHARE`] of
+    ///   the index: exact search over the subset;
+    /// - a larger subset: hnsw_rs `search_filter` (the filter is applied while walking the
+    ///   graph, not afterwards) with ef scaled by `index size / subset size`.
+    ///
+    /// If HNSW returns fewer hits than exist (it can, on a sparse filter), the search is
+    /// repeated exactly: results are never silently short.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        candidates: &Candidates,
+        exclude: Option<i64>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.check_query(query)?;
+        let excluded = exclude.filter(|id| self.points.contains_key(id));
+        let ef_search = self.params.get().ef_search;
+        let hits = match candidates {
+            Candidates::All => {
+                let want = k.min(self.len() - usize::from(excluded.is_some()));
+                let ask = want + usize::from(excluded.is_some());
+                let mut hits = to_hits(self.hnsw.search(query, ask, ef_search.max(ask)));
+                hits.retain(|h| Some(h.cell_id) != excluded);
+                hits.truncate(want);
+                if hits.len() < want {
+                    hits = self.exact(query, want, self.points.keys().copied(), excluded);
+                }
+                hits
+            }
+            Candidates::Only(ids) => {
+                let mut ids = std::borrow::Cow::Borrowed(ids);
+                if let Some(id) = excluded.and_then(|id| usize::try_from(id).ok()) {
+                    if let Ok(pos) = ids.binary_search(&id) {
+                        ids.to_mut().remove(pos);
+                    }
+                }
+                let want = k.min(ids.len());
+                let small = ids.len() < EXACT_BELOW_CELLS
+                    || (ids.len() as f64) < EXACT_BELOW_SHARE * self.len() as f64;
+                let cells = ids.iter().map(|&id| id as i64);
+                if small {
+                    self.exact(query, want, cells, None)
+                } else {
+                    let scale = self.len().div_ceil(ids.len().max(1));
+                    let ef = (ef_search.max(want) * scale).min(self.len());
+                    let filter: &Vec<usize> = &ids;
+                    let hits = to_hits(self.hnsw.search_filter(query, want, ef, Some(filter)));
+                    if hits.len() < want {
+                        self.exact(query, want, cells, None)
+                    } else {
+                        hits
+                    }
+                }
+            }
+        };
+        Ok(hits)
+    }
+
+    /// Exact search over `cells` (all indexed), without `exclude`.
+    fn exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        cells: impl Iterator<Item = i64>,
+        exclude: Option<i64>,
+    ) -> Vec<Hit> {
+        let candidates = cells
+            .filter(|&id| Some(id) != exclude)
+            .filter_map(|id| self.points.get(&id).map(|p| (id, p.get_v())));
+        exact_knn(candidates, query, k)
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<(), IndexError> {
+        if query.len() != self.dim {
+            return Err(IndexError::QueryDimension {
+                run: self.run,
+                expected: self.dim,
+                found: query.len(),
+            });
+        }
+        check_vector(query, || "the query vector".into())
+    }
+
+    /// The index as the two hnsw_rs dump files, zstd-compressed: `(graph, data)`.
+    pub fn to_blobs(&self) -> Result<(Vec<u8>, Vec<u8>), IndexError> {
+        let dir = scratch_dir()?;
+        let name = self
+            .hnsw
+            .file_dump(dir.path(), DUMP_NAME)
+            .map_err(|e| IndexError::Scratch {
+                context: format!("dumping the index into {}", dir.path().display()),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let compress = |suffix: &str| -> Result<Vec<u8>, IndexError> {
+            let path = dir.path().join(format!("{name}.hnsw.{suffix}"));
+            let file = std::fs::File::open(&path).map_err(|source| IndexError::Scratch {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            zstd::stream::encode_all(file, ZSTD_LEVEL).map_err(|source| IndexError::Scratch {
+                context: format!("compressing {}", path.display()),
+                source,
+            })
+        };
+        Ok((compress("graph")?, compress("data")?))
+    }
+
+    /// Reloads an index from [`to_blobs`](Self::to_blobs) output, without rebuilding it.
+    pub fn from_blobs(
+        run: i32,
+        params: ValidIndexParams,
+        dim: usize,
+        digest: CellsDigest,
+        graph: &[u8],
+        data: &[u8],
+    ) -> Result<CellIndex, IndexError> {
+        let corrupt = |detail: String| IndexError::Corrupt { run, detail };
+        let dir = scratch_dir()?;
+        for (suffix, blob) in [("graph", graph), ("data", data)] {
+            let bytes = zstd::stream::decode_all(blob)
+                .map_err(|e| corrupt(format!("{suffix} blob does not decompress: {e}")))?;
+            write_scratch(
+                &dir.path().join(format!("{DUMP_NAME}.hnsw.{suffix}")),
+                &bytes,
+            )?;
+        }
+        let hnsw = load_dump(dir.path()).map_err(corrupt)?;
+        if hnsw.get_nb_point() > 0 && hnsw.get_point_indexation().get_data_dimension() != dim {
+            return Err(corrupt(format!(
+                "dump holds {}-d vectors, its parameters say {dim}",
+                hnsw.get_point_indexation().get_data_dimension()
+            )));
+        }
+        let points = collect_points(&hnsw);
+        if points.len() as i64 != digest.n_cells {
+            return Err(corrupt(format!(
+                "dump holds {} cells, its digest says {}",
+                points.len(),
+                digest.n_cells
+            )));
+        }
+        Ok(CellIndex {
+            run,
+            params,
+            dim,
+            digest,
+            hnsw,
+            points,
+        })
+    }
+}
+
+/// Reads an hnsw_rs dump. hnsw_rs ties the reloaded graph's lifetime to its loader (the loader
+/// may memory-map the data file); satlas reloads without mmap, so the graph owns all its data and
+/// the small loader (a path, a name, options) is leaked once per load to get a `'static` graph.
+/// hnsw_rs asserts on malformed files: the panic is caught and reported as corruption.
+fn load_dump(dir: &Path) -> Result<Hnsw<'static, f32, DistCosine>, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, DUMP_NAME)));
+        loader.load_hnsw::<f32, DistCosine>()
+    })) {
+        Ok(Ok(hnsw)) => Ok(hnsw),
+        Ok(Err(e)) => Err(format!("hnsw_rs cannot reload it: {e}")),
+        Err(_) => Err("hnsw_rs panicked while reloading it".into()),
+    }
+}
+
+fn collect_points(hnsw: &Hnsw<'static, f32, DistCosine>) -> Points {
+    hnsw.get_point_indexation()
+        .into_iter()
+        .map(|p| (p.get_origin_id() as i64, p))
+        .collect()
+}
+
+fn to_hits(neighbours: Vec<hnsw_rs::prelude::Neighbour>) -> Vec<Hit> {
+    neighbours
+        .into_iter()
+        .map(|n| Hit {
+            cell_id: n.d_id as i64,
+            distance: n.distance,
+        })
+        .collect()
+}
+
+fn data_id(cell_id: i64, run: i32) -> Result<usize, IndexError> {
+    usize::try_from(cell_id).map_err(|_| IndexError::Corrupt {
+        run,
+        detail: format!("cell id {cell_id} is negative; cell ids are assigned from 1"),
+    })
+}
+
+/// Cosine distance needs a finite, non-zero vector (hnsw_rs would call a zero vector at distance
+/// 0 from everything).
+fn check_vector(v: &[f32], what: impl FnOnce() -> String) -> Result<(), IndexError> {
+    if v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0) {
+        Ok(())
+    } else {
+        Err(IndexError::DegenerateVector { what: what() })
+    }
+}
+
+fn scratch_dir() -> Result<tempfile::TempDir, IndexError> {
+    tempfile::Builder::new()
+        .prefix("satlas-hnsw-")
+        .tempdir()
+        .map_err(|source| IndexError::Scratch {
+            context: "creating a scratch directory".into(),
+            source,
+        })
+}
+
+fn write_scratch(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
+    std::fs::write(path, bytes).map_err(|source| IndexError::Scratch {
+        context: format!("writing {}", path.display()),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexParams;
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, dim: usize, seed: u64) -> Embeddings {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Embeddings {
+            cell_ids: (1..=n as i64).collect(),
+            hashes: (0..n as u64).collect(),
+            dim,
+            values: (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        }
+    }
+
+    #[test]
+    fn dump_and_reload_give_the_same_answers() {
+        let e = random(500, 16, 1);
+        let params = IndexParams::default().check().unwrap();
+        let index = CellIndex::build(7, &e, params).unwrap();
+        let (graph, data) = index.to_blobs().unwrap();
+        let back = CellIndex::from_blobs(7, params, 16, index.digest(), &graph, &data).unwrap();
+        assert_eq!(back.len(), 500);
+        for q in 0..20 {
+            let a = index.search(e.row(q), 10, &Candidates::All, None).unwrap();
+            let b = back.search(e.row(q), 10, &Candidates::All, None).unwrap();
+            assert_eq!(a, b);
+        }
+        assert!(matches!(
+            CellIndex::from_blobs(7, params, 16, index.digest(), &data, &graph),
+            Err(IndexError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn excludes_the_query_cell_and_refuses_bad_queries() {
+        let e = random(200, 8, 2);
+        let index = CellIndex::build(1, &e, IndexParams::default().check().unwrap()).unwrap();
+        let hits = index
+            .search(e.row(0), 5, &Candidates::All, Some(1))
+            .unwrap();
+        assert_eq!(hits.len(), 5);
+        assert!(hits.iter().all(|h| h.cell_id != 1));
+        assert!(matches!(
+            index.search(&[1.0; 3], 5, &Candidates::All, None),
+            Err(IndexError::QueryDimension { .. })
+        ));
+        assert!(matches!(
+            index.search(&[0.0; 8], 5, &Candidates::All, None),
+            Err(IndexError::DegenerateVector { .. })
+        ));
+    }
+}
