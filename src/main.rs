@@ -7,7 +7,13 @@ use satlas::index::transfer::{self, TransferSpec};
 use satlas::index::{self as index, Access, IndexParams, KnnQuery, Scope};
 use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
+use satlas::macrogene::{build_macrogenes, BuildParams, ScoreFunction};
+use satlas::model::{
+    run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainParams, PretrainRequest,
+    RunReport,
+};
 use satlas::protein::{store, EmbedOptions};
+use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
 use satlas::Atlas;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -63,6 +69,15 @@ enum Command {
     /// Import precomputed gene embeddings: SATURN's torch.save'd {gene: tensor} dict (.pt/.torch)
     /// or a .npy matrix with --genes.
     ImportEmbeddings(ImportEmbeddings),
+    /// SATURN step 1: per-species highly variable genes among genes with an embedding, one
+    /// k-means over their protein embeddings (the macrogenes), rank-based gene weights.
+    BuildMacrogenes(BuildMacrogenes),
+    /// SATURN step 2: pretrain the autoencoder (ZINB + protein-similarity regulariser). An
+    /// interrupted run with the same parameters resumes from its last checkpoint.
+    Pretrain(Pretrain),
+    /// SATURN step 3: fine-tune with the cross-species triplet loss (weak supervision from each
+    /// dataset's own labels), then embed every cell.
+    Finetune(Finetune),
     /// Build or update the HNSW index over a model run's cell embeddings.
     #[command(subcommand)]
     Index(IndexCommand),
@@ -101,6 +116,68 @@ struct ImportEmbeddings {
     genes: Option<PathBuf>,
     /// The embedding file (.pt, .torch or .npy).
     file: PathBuf,
+}
+
+#[derive(ClapArgs)]
+struct BuildMacrogenes {
+    /// Number of macrogenes (k-means clusters).
+    #[arg(short, long, default_value_t = BuildParams::default().n_macrogenes)]
+    n: usize,
+    /// Highly variable genes per species (Seurat v3).
+    #[arg(long, default_value_t = BuildParams::default().n_top_genes)]
+    n_top_genes: usize,
+    /// k-means seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Rank → weight function: default, one_hot or smoothed.
+    #[arg(long, default_value = "default")]
+    score: ScoreFunction,
+    /// Embedding model id (default: the newest covering every species).
+    #[arg(long)]
+    embedding_model: Option<i32>,
+}
+
+#[derive(ClapArgs)]
+struct TrainingArgs {
+    /// Epochs.
+    #[arg(short, long)]
+    epochs: Option<usize>,
+    /// Seed (shuffling, dropout, partners, mining).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Cells per batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Store weights every this many epochs (resume granularity).
+    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    checkpoint_every: usize,
+}
+
+#[derive(ClapArgs)]
+struct Pretrain {
+    #[command(flatten)]
+    training: TrainingArgs,
+    /// Macrogene set (default: the newest).
+    #[arg(long)]
+    macrogene_set: Option<i32>,
+}
+
+#[derive(ClapArgs)]
+struct Finetune {
+    #[command(flatten)]
+    training: TrainingArgs,
+    /// Triplet margin.
+    #[arg(long, default_value_t = FinetuneParams::default().margin)]
+    margin: f64,
+    /// Also train the macrogene weights.
+    #[arg(long)]
+    unfreeze: bool,
+    /// Pretraining run to start from (default: the newest finished).
+    #[arg(long)]
+    pretrain_run: Option<i32>,
 }
 
 #[derive(Subcommand)]
@@ -283,6 +360,62 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("importing {}", args.file.display()))?;
             println!("{report}");
         }
+        Command::BuildMacrogenes(args) => {
+            let params = BuildParams {
+                n_macrogenes: args.n,
+                n_top_genes: args.n_top_genes,
+                seed: args.seed,
+                score: args.score,
+                embedding_model: args.embedding_model,
+                ..BuildParams::default()
+            };
+            println!(
+                "{}",
+                build_macrogenes(Atlas::open(path)?.connection_mut(), &params)?
+            );
+        }
+        Command::Pretrain(args) => {
+            let t = &args.training;
+            let d = PretrainParams::default();
+            let params = PretrainParams {
+                epochs: t.epochs.unwrap_or(d.epochs),
+                batch_size: t.batch_size.unwrap_or(d.batch_size),
+                lr: t.lr.unwrap_or(d.lr),
+                seed: t.seed,
+                ..d
+            };
+            let request = PretrainRequest {
+                params,
+                macrogene_set: args.macrogene_set,
+                checkpoint_every: t.checkpoint_every,
+            };
+            print_run(
+                "pretrain",
+                &run_pretrain(Atlas::open(path)?.connection_mut(), &request)?,
+            );
+        }
+        Command::Finetune(args) => {
+            let t = &args.training;
+            let d = FinetuneParams::default();
+            let params = FinetuneParams {
+                epochs: t.epochs.unwrap_or(d.epochs),
+                batch_size: t.batch_size.unwrap_or(d.batch_size),
+                lr: t.lr.unwrap_or(d.lr),
+                seed: t.seed,
+                margin: args.margin,
+                unfreeze_macrogenes: args.unfreeze,
+                ..d
+            };
+            let request = FinetuneRequest {
+                params,
+                pretrain_run: args.pretrain_run,
+                checkpoint_every: t.checkpoint_every,
+            };
+            print_run(
+                "finetune",
+                &run_finetune(Atlas::open(path)?.connection_mut(), &request)?,
+            );
+        }
         Command::Index(IndexCommand::Build {
             run,
             m,
@@ -346,6 +479,21 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_run(kind: &str, report: &RunReport) {
+    for log in &report.logs {
+        println!(
+            "{kind} run #{} epoch {:>4}: loss {:.4} (zinb {:.4}, regulariser {:.4}, triplets {}) {:.1}s",
+            report.run_id, log.epoch, log.loss, log.zinb, log.regulariser, log.n_triplets, log.seconds
+        );
+    }
+    if report.embedded_cells > 0 {
+        println!(
+            "{kind} run #{}: embedded {} cells",
+            report.run_id, report.embedded_cells
+        );
+    }
 }
 
 fn sql(atlas: &Atlas, command: Option<&str>) -> Result<()> {

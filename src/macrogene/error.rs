@@ -13,6 +13,12 @@ pub enum MacrogeneError {
         /// The valid range and what to do.
         reason: String,
     },
+    /// The atlas lacks what this step needs (datasets, gene embeddings, a macrogene set).
+    #[error("{what}")]
+    NotReady {
+        /// What is missing and which command provides it.
+        what: String,
+    },
     /// A CSR count matrix is inconsistent (indptr, indices and data do not agree).
     #[error("malformed CSR count matrix: {what}")]
     MalformedCsr {

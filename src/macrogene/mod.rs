@@ -9,12 +9,14 @@
 //! Everything here is pure and in memory: counts come in as borrowed CSR slices ([`CsrView`]),
 //! embeddings as `ndarray` matrices.
 
+pub mod build;
 pub mod hvg;
 pub mod kmeans;
 pub mod weights;
 
 mod error;
 
+pub use build::{build_macrogenes, BuildParams, MacrogeneReport, MacrogeneSet};
 pub use error::{MacrogeneError, Result};
 pub use hvg::{highly_variable_genes, HvgParams, HvgResult};
 pub use kmeans::{kmeans, KMeansFit, KMeansParams};

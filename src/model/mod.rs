@@ -12,6 +12,7 @@
 
 pub mod losses;
 pub mod network;
+pub mod runs;
 pub mod train;
 pub mod triplet;
 pub mod zinb;
@@ -20,6 +21,7 @@ mod error;
 
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
+pub use runs::{run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport};
 pub use train::{finetune, pretrain, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData};
 pub use triplet::{mine_triplets, Triplet};
 pub use zinb::{zinb_log_likelihood, zinb_nll};

@@ -134,6 +134,9 @@ impl FinetuneParams {
 }
 
 fn check_common(epochs: usize, start_epoch: usize, batch_size: usize, lr: f64) -> Result<()> {
+    if epochs == 0 {
+        return Err(invalid("epochs", epochs, "must be at least 1"));
+    }
     if start_epoch > epochs {
         return Err(invalid(
             "start_epoch",

@@ -13,9 +13,11 @@ mod embeddings;
 mod info;
 mod knn_cells;
 mod knn_vector;
+mod training;
 mod transfer_labels;
 
 pub use args::{Args, ArgsError};
+pub use training::DEFAULT_CHECKPOINT_EVERY;
 
 use crate::atlas::{AtlasError, DbContext};
 use duckdb::arrow::array::ArrayRef;
@@ -74,6 +76,9 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     register_one::<knn_cells::KnnCells>(conn, &handle)?;
     register_one::<knn_vector::KnnVector>(conn, &handle)?;
     register_one::<transfer_labels::TransferLabels>(conn, &handle)?;
+    register_one::<training::BuildMacrogenes>(conn, &handle)?;
+    register_one::<training::Pretrain>(conn, &handle)?;
+    register_one::<training::Finetune>(conn, &handle)?;
     Ok(shared)
 }
 
@@ -170,9 +175,19 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
         Some(
             P::parameters()
                 .into_iter()
-                .map(|(name, ty)| (name.to_string(), LogicalTypeHandle::from(ty)))
+                .map(|(name, ty)| (name.to_string(), parameter_type(ty)))
                 .collect(),
         )
+    }
+}
+
+/// The DuckDB type of a declared parameter: `List` is a list of doubles, the rest as named.
+fn parameter_type(ty: LogicalTypeId) -> LogicalTypeHandle {
+    match ty {
+        LogicalTypeId::List => {
+            LogicalTypeHandle::list(&LogicalTypeHandle::from(LogicalTypeId::Double))
+        }
+        other => LogicalTypeHandle::from(other),
     }
 }
 

@@ -1,0 +1,423 @@
+//! Model runs in the atlas: SATURN pretraining and fine-tuning on the atlas' cells, with the
+//! per-epoch log, resumable checkpoints, weights (zstd blobs) and the final cell embeddings all
+//! written back (`satlas pretrain` / `finetune`, `CALL saturn_pretrain(...)` / `saturn_finetune`).
+//!
+//! A run is recorded as `running` when it starts; each epoch's losses are committed as they come
+//! and the weights every `checkpoint_every` epochs, so a killed run resumes from its last
+//! checkpoint when the same command is given again. The run becomes `done` in the transaction
+//! that stores its final weights (and, for fine-tuning, every cell's embedding).
+
+use super::{
+    finetune, pretrain, EpochLog, FinetuneParams, ModelError, PretrainParams, Saturn, SaturnConfig,
+    SpeciesData,
+};
+use crate::atlas::counts::{read_counts, Cells};
+use crate::atlas::{self, bulk, AtlasError, DbContext};
+use crate::macrogene::{Csr, CsrView, MacrogeneSet};
+use crate::progress;
+use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array};
+use duckdb::arrow::datatypes::Float32Type;
+use duckdb::{Connection, OptionalExt};
+use ndarray::Axis;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// zstd level of stored weights.
+const ZSTD_LEVEL: i32 = 3;
+
+/// What `run_pretrain` needs beyond SATURN's training parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainRequest {
+    /// Training parameters (epochs, batch size, lr, seed, ...).
+    pub params: PretrainParams,
+    /// Macrogene set (default: the newest).
+    pub macrogene_set: Option<i32>,
+    /// Store the weights every this many epochs (the resume granularity).
+    pub checkpoint_every: usize,
+}
+
+/// What `run_finetune` needs beyond SATURN's fine-tuning parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneRequest {
+    /// Fine-tuning parameters.
+    pub params: FinetuneParams,
+    /// The pretraining run to start from (default: the newest finished one).
+    pub pretrain_run: Option<i32>,
+    /// Store the weights every this many epochs.
+    pub checkpoint_every: usize,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// The run's id.
+    pub run_id: i32,
+    /// Per-epoch losses of the epochs this call ran.
+    pub logs: Vec<EpochLog>,
+    /// Cells left out because they have no count in the selected genes.
+    pub dropped_cells: usize,
+    /// Cells embedded (fine-tuning only).
+    pub embedded_cells: usize,
+}
+
+/// What is stored as a run's parameters: enough to rebuild and resume it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredParams<R> {
+    config: SaturnConfig,
+    request: R,
+}
+
+/// A stored checkpoint: the last epoch it includes and the (decompressed) weights.
+type Checkpoint = (usize, Vec<u8>);
+
+/// One species' training cells, owned.
+struct SpeciesCells {
+    name: String,
+    cell_ids: Vec<i64>,
+    labels: Vec<String>,
+    counts: Csr,
+}
+
+/// Pretrains SATURN (ZINB + protein-similarity regulariser) on every cell of the macrogene set's
+/// species, resuming an interrupted run with the same parameters.
+pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::Result<RunReport> {
+    request.params.check()?;
+    let set = MacrogeneSet::read(conn, request.macrogene_set)?;
+    let (cells, dropped) = training_cells(conn, &set)?;
+    let config = SaturnConfig::new(
+        set.species.iter().map(|s| s.name.clone()).collect(),
+        set.species.iter().map(|s| s.gene_ids.len()).collect(),
+        set.weights.nrows(),
+    );
+    let stored = StoredParams {
+        config: config.clone(),
+        request: request.clone(),
+    };
+    let (run_id, checkpoint) = start_or_resume(conn, "pretrain", None, Some(set.id), &stored)?;
+    tch::manual_seed(request.params.seed as i64); // the initial weights are part of the seed
+    let mut model = match &checkpoint {
+        Some((_, bytes)) => Saturn::load_bytes(config, bytes)?,
+        None => Saturn::new(config, set.weights.view())?,
+    };
+    let mut params = request.params.clone();
+    params.start_epoch = checkpoint.as_ref().map_or(0, |(epoch, _)| epoch + 1);
+    let embeddings = set.gene_embeddings(conn)?;
+    let data = species_data(&cells)?;
+    let bar = progress::bar(
+        (params.epochs - params.start_epoch.min(params.epochs)) as u64,
+        "pretraining",
+    );
+    let logs = pretrain(
+        &mut model,
+        &data,
+        embeddings.view(),
+        &params,
+        |log, model| {
+            bar.inc(1);
+            record_epoch(conn, run_id, log, model, request.checkpoint_every)
+        },
+    )?;
+    bar.finish_and_clear();
+    atlas::write(conn, |tx| finish_run(tx, run_id, &model, &logs))?;
+    Ok(RunReport {
+        run_id,
+        logs,
+        dropped_cells: dropped,
+        embedded_cells: 0,
+    })
+}
+
+/// Fine-tunes a pretrained SATURN with the cross-species triplet loss, then embeds every cell and
+/// stores the embeddings (and macrogene expression) with the run.
+pub fn run_finetune(conn: &mut Connection, request: &FinetuneRequest) -> crate::Result<RunReport> {
+    request.params.check()?;
+    let (base_run, base): (i32, StoredParams<PretrainRequest>) =
+        finished_pretrain(conn, request.pretrain_run)?;
+    let set = MacrogeneSet::read(conn, Some(macrogene_set_of(conn, base_run)?))?;
+    let (cells, dropped) = training_cells(conn, &set)?;
+    let stored = StoredParams {
+        config: base.config.clone(),
+        request: request.clone(),
+    };
+    let (run_id, checkpoint) =
+        start_or_resume(conn, "finetune", Some(base_run), Some(set.id), &stored)?;
+    let bytes = match &checkpoint {
+        Some((_, bytes)) => bytes.clone(),
+        None => weights_of(conn, base_run)?,
+    };
+    let mut model = Saturn::load_bytes(base.config, &bytes)?;
+    let mut params = request.params.clone();
+    params.start_epoch = checkpoint.as_ref().map_or(0, |(epoch, _)| epoch + 1);
+    let data = species_data(&cells)?;
+    let bar = progress::bar(
+        (params.epochs - params.start_epoch.min(params.epochs)) as u64,
+        "fine-tuning",
+    );
+    let logs = finetune(&mut model, &data, &params, |log, model| {
+        bar.inc(1);
+        record_epoch(conn, run_id, log, model, request.checkpoint_every)
+    })?;
+    bar.finish_and_clear();
+    let embedded = atlas::write(conn, |tx| {
+        let n = write_embeddings(tx, run_id, &model, &cells)?;
+        finish_run(tx, run_id, &model, &logs)?;
+        Ok::<_, crate::Error>(n)
+    })?;
+    Ok(RunReport {
+        run_id,
+        logs,
+        dropped_cells: dropped,
+        embedded_cells: embedded,
+    })
+}
+
+/// The macrogene set a run trained on.
+fn macrogene_set_of(conn: &Connection, run: i32) -> Result<i32, AtlasError> {
+    conn.query_row(
+        "SELECT macrogene_set_id FROM model_runs WHERE model_run_id = ?",
+        [run],
+        |r| r.get(0),
+    )
+    .context("reading the pretraining run")
+}
+
+/// Every cell of the set's species over the set's genes; cells without any count in those genes
+/// are dropped (SATURN.md section 2, FIX) and counted.
+fn training_cells(
+    conn: &Connection,
+    set: &MacrogeneSet,
+) -> crate::Result<(Vec<SpeciesCells>, usize)> {
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for species in &set.species {
+        let counts = read_counts(conn, Cells::Species(species.species_id), &species.gene_ids)?;
+        let view = CsrView::new(
+            counts.n_genes,
+            &counts.indptr,
+            &counts.indices,
+            &counts.data,
+        )?;
+        let keep: Vec<usize> = view
+            .row_sums()
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s > 0)
+            .map(|(i, _)| i)
+            .collect();
+        dropped += counts.n_cells() - keep.len();
+        let columns: Vec<usize> = (0..counts.n_genes).collect();
+        out.push(SpeciesCells {
+            name: species.name.clone(),
+            cell_ids: keep.iter().map(|&i| counts.cell_ids[i]).collect(),
+            labels: keep
+                .iter()
+                .map(|&i| {
+                    counts.labels[i]
+                        .clone()
+                        .unwrap_or_else(|| "unlabelled".into())
+                })
+                .collect(),
+            counts: view.select(&keep, &columns)?,
+        });
+    }
+    if dropped > 0 {
+        eprintln!("warning: {dropped} cells have no count in the selected genes and are left out");
+    }
+    Ok((out, dropped))
+}
+
+fn species_data(cells: &[SpeciesCells]) -> crate::Result<Vec<SpeciesData<'_>>> {
+    cells
+        .iter()
+        .map(|c| {
+            Ok(SpeciesData {
+                species: &c.name,
+                counts: c.counts.view()?,
+                labels: &c.labels,
+            })
+        })
+        .collect()
+}
+
+/// The unfinished run of this kind with identical stored parameters (to resume, with its last
+/// checkpoint), or a new `running` run.
+fn start_or_resume<R: Serialize>(
+    conn: &mut Connection,
+    kind: &str,
+    parent: Option<i32>,
+    set: Option<i32>,
+    stored: &StoredParams<R>,
+) -> crate::Result<(i32, Option<Checkpoint>)> {
+    let json = serde_json::to_string(stored).map_err(|e| ModelError::Checkpoint {
+        reason: e.to_string(),
+    })?;
+    let existing: Option<(i32, Option<Vec<u8>>, Option<String>)> = conn
+        .query_row(
+            "SELECT model_run_id, weights, metrics FROM model_runs
+             WHERE kind = ? AND status = 'running' AND params = ? ORDER BY model_run_id DESC LIMIT 1",
+            [kind, &json],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .context("looking for an interrupted run")?;
+    if let Some((run, Some(blob), Some(metrics))) = existing {
+        let epoch: usize = serde_json::from_str::<serde_json::Value>(&metrics)
+            .ok()
+            .and_then(|m| m["checkpoint_epoch"].as_u64())
+            .unwrap_or(0) as usize;
+        let bytes = zstd::decode_all(blob.as_slice()).map_err(|e| ModelError::Checkpoint {
+            reason: e.to_string(),
+        })?;
+        atlas::write(conn, |tx| {
+            tx.execute(
+                "DELETE FROM training_log WHERE model_run_id = ? AND epoch > ?",
+                [run, epoch as i32],
+            )
+            .context("trimming the training log to the checkpoint")
+        })?;
+        eprintln!("resuming {kind} run #{run} after epoch {epoch}");
+        return Ok((run, Some((epoch, bytes))));
+    }
+    let run = atlas::write(conn, |tx| {
+        tx.query_row(
+            "INSERT INTO model_runs (kind, parent_run_id, macrogene_set_id, params, status)
+             VALUES (?, ?, ?, ?, 'running') RETURNING model_run_id",
+            duckdb::params![kind, parent, set, json],
+            |r| r.get(0),
+        )
+        .context("recording the model run")
+    })?;
+    Ok((run, None))
+}
+
+/// Commits one epoch's losses, and the weights every `checkpoint_every` epochs.
+fn record_epoch(
+    conn: &mut Connection,
+    run: i32,
+    log: &EpochLog,
+    model: &Saturn,
+    every: usize,
+) -> crate::Result<()> {
+    let components = serde_json::to_string(log).unwrap_or_default();
+    let checkpoint = every > 0 && (log.epoch + 1).is_multiple_of(every);
+    let blob = if checkpoint {
+        Some(compress(&model.save_bytes()?)?)
+    } else {
+        None
+    };
+    atlas::write(conn, |tx| {
+        tx.execute(
+            "INSERT INTO training_log (model_run_id, epoch, loss, components, seconds) VALUES (?, ?, ?, ?, ?)",
+            duckdb::params![run, log.epoch as i32, log.loss, components, log.seconds],
+        )
+        .context("recording the epoch")?;
+        if let Some(blob) = &blob {
+            let metrics = serde_json::json!({ "checkpoint_epoch": log.epoch }).to_string();
+            tx.execute(
+                "UPDATE model_runs SET weights = ?, metrics = ? WHERE model_run_id = ?",
+                duckdb::params![blob, metrics, run],
+            )
+            .context("storing the checkpoint")?;
+        }
+        Ok(())
+    })
+}
+
+fn finish_run(conn: &Connection, run: i32, model: &Saturn, logs: &[EpochLog]) -> crate::Result<()> {
+    let blob = compress(&model.save_bytes()?)?;
+    let metrics =
+        serde_json::json!({ "final_loss": logs.last().map(|l| l.loss), "epochs_run": logs.len() })
+            .to_string();
+    conn.execute(
+        "UPDATE model_runs SET status = 'done', weights = ?, metrics = ? WHERE model_run_id = ?",
+        duckdb::params![blob, metrics, run],
+    )
+    .context("finishing the model run")?;
+    Ok(())
+}
+
+fn finished_pretrain(
+    conn: &Connection,
+    run: Option<i32>,
+) -> crate::Result<(i32, StoredParams<PretrainRequest>)> {
+    let row: Option<(i32, String)> = conn
+        .query_row(
+            "SELECT model_run_id, params FROM model_runs WHERE kind = 'pretrain' AND status = 'done'
+               AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
+                                               WHERE kind = 'pretrain' AND status = 'done'))",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .context("finding the pretraining run")?;
+    let (id, json) = row.ok_or_else(|| ModelError::Checkpoint {
+        reason: "no finished pretraining run: run `satlas pretrain` (CALL saturn_pretrain()) first"
+            .into(),
+    })?;
+    let stored = serde_json::from_str(&json).map_err(|e| ModelError::Checkpoint {
+        reason: format!("run #{id}: {e}"),
+    })?;
+    Ok((id, stored))
+}
+
+fn weights_of(conn: &Connection, run: i32) -> crate::Result<Vec<u8>> {
+    let blob: Vec<u8> = conn
+        .query_row(
+            "SELECT weights FROM model_runs WHERE model_run_id = ?",
+            [run],
+            |r| r.get(0),
+        )
+        .context("reading model weights")?;
+    Ok(
+        zstd::decode_all(blob.as_slice()).map_err(|e| ModelError::Checkpoint {
+            reason: e.to_string(),
+        })?,
+    )
+}
+
+fn compress(bytes: &[u8]) -> crate::Result<Vec<u8>> {
+    Ok(
+        zstd::encode_all(bytes, ZSTD_LEVEL).map_err(|e| ModelError::Checkpoint {
+            reason: e.to_string(),
+        })?,
+    )
+}
+
+/// Embeds every training cell with the fine-tuned model and stores embedding and macrogene
+/// expression per cell.
+fn write_embeddings(
+    conn: &Connection,
+    run: i32,
+    model: &Saturn,
+    cells: &[SpeciesCells],
+) -> crate::Result<usize> {
+    let mut total = 0;
+    for species in cells {
+        let embedding = model.embed(&species.name, &species.counts.view()?)?;
+        let z: Vec<Vec<f32>> = embedding.z.axis_iter(Axis(0)).map(|r| r.to_vec()).collect();
+        let m: Vec<Vec<f32>> = embedding
+            .macrogenes
+            .axis_iter(Axis(0))
+            .map(|r| r.to_vec())
+            .collect();
+        let n = species.cell_ids.len();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("model_run_id", Arc::new(Int32Array::from(vec![run; n]))),
+            (
+                "cell_id",
+                Arc::new(Int64Array::from(species.cell_ids.clone())),
+            ),
+            (
+                "embedding",
+                bulk::list_column::<Float32Type, _>(z.iter().map(Vec::as_slice)),
+            ),
+            (
+                "macrogene_expression",
+                bulk::list_column::<Float32Type, _>(m.iter().map(Vec::as_slice)),
+            ),
+        ];
+        bulk::append(conn, "cell_embeddings", columns)?;
+        total += n;
+    }
+    Ok(total)
+}

@@ -1,0 +1,204 @@
+//! SATURN from SQL: `satlas_build_macrogenes(...)`, `saturn_pretrain(...)` and
+//! `saturn_finetune(...)`. Parameters default to SATURN's; the training procedures return one row
+//! per epoch.
+
+use super::{Args, Procedure};
+use crate::macrogene::{build_macrogenes, BuildParams};
+use crate::model::{
+    run_finetune, run_pretrain, EpochLog, FinetuneParams, FinetuneRequest, PretrainParams,
+    PretrainRequest, RunReport,
+};
+use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::core::LogicalTypeId;
+use duckdb::Connection;
+use std::sync::Arc;
+
+/// Default epochs between stored checkpoints.
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 10;
+
+/// `CALL satlas_build_macrogenes(n := 2000, n_top_genes := 8000, seed := 0, score := 'default')`.
+pub struct BuildMacrogenes;
+
+impl Procedure for BuildMacrogenes {
+    const NAME: &'static str = "satlas_build_macrogenes";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        vec![
+            ("n", LogicalTypeId::Bigint),
+            ("n_top_genes", LogicalTypeId::Bigint),
+            ("seed", LogicalTypeId::Bigint),
+            ("score", LogicalTypeId::Varchar),
+            ("max_iter", LogicalTypeId::Bigint),
+            ("embedding_model", LogicalTypeId::Integer),
+        ]
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("macrogene_set_id", DataType::Int32, false),
+            Field::new("species", DataType::Utf8, false),
+            Field::new("genes_with_embedding", DataType::Int64, false),
+            Field::new("selected_genes", DataType::Int64, false),
+            Field::new("n_macrogenes", DataType::Int64, false),
+            Field::new("inertia", DataType::Float64, false),
+        ])
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let defaults = BuildParams::default();
+        let params = BuildParams {
+            n_macrogenes: args.usize("n")?.unwrap_or(defaults.n_macrogenes),
+            n_top_genes: args.usize("n_top_genes")?.unwrap_or(defaults.n_top_genes),
+            seed: args.usize("seed")?.map_or(defaults.seed, |s| s as u64),
+            score: args
+                .text("score")?
+                .map_or(Ok(defaults.score), |s| s.parse())?,
+            max_iter: args.usize("max_iter")?.unwrap_or(defaults.max_iter),
+            embedding_model: args.int("embedding_model")?.map(|m| m as i32),
+        };
+        let report = build_macrogenes(conn, &params)?;
+        let n = report.species.len();
+        Ok(Self::batch(vec![
+            Arc::new(Int32Array::from(vec![report.macrogene_set_id; n])),
+            Arc::new(StringArray::from_iter_values(
+                report.species.iter().map(|s| s.0.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                report.species.iter().map(|s| s.1 as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                report.species.iter().map(|s| s.2 as i64),
+            )),
+            Arc::new(Int64Array::from(vec![report.n_macrogenes as i64; n])),
+            Arc::new(Float64Array::from(vec![report.inertia; n])),
+        ])?)
+    }
+}
+
+/// `CALL saturn_pretrain(epochs := 200, seed := 0, batch_size := 4096, lr := 5e-4)`.
+pub struct Pretrain;
+
+impl Procedure for Pretrain {
+    const NAME: &'static str = "saturn_pretrain";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        let mut params = common_parameters();
+        params.extend([
+            ("regulariser_weight", LogicalTypeId::Double),
+            ("macrogene_set", LogicalTypeId::Integer),
+        ]);
+        params
+    }
+
+    fn schema() -> Schema {
+        epochs_schema()
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let d = PretrainParams::default();
+        let params = PretrainParams {
+            epochs: args.usize("epochs")?.unwrap_or(d.epochs),
+            batch_size: args.usize("batch_size")?.unwrap_or(d.batch_size),
+            lr: args.float("lr")?.unwrap_or(d.lr),
+            regulariser_weight: args
+                .float("regulariser_weight")?
+                .unwrap_or(d.regulariser_weight),
+            seed: args.usize("seed")?.map_or(d.seed, |s| s as u64),
+            ..d
+        };
+        let request = PretrainRequest {
+            params,
+            macrogene_set: args.int("macrogene_set")?.map(|s| s as i32),
+            checkpoint_every: args
+                .usize("checkpoint_every")?
+                .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+        };
+        Ok(Self::batch(epoch_columns(&run_pretrain(conn, &request)?))?)
+    }
+}
+
+/// `CALL saturn_finetune(epochs := 50, seed := 0, margin := 0.2, unfreeze := false)`.
+pub struct Finetune;
+
+impl Procedure for Finetune {
+    const NAME: &'static str = "saturn_finetune";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        let mut params = common_parameters();
+        params.extend([
+            ("margin", LogicalTypeId::Double),
+            ("unfreeze", LogicalTypeId::Boolean),
+            ("pretrain_run", LogicalTypeId::Integer),
+        ]);
+        params
+    }
+
+    fn schema() -> Schema {
+        epochs_schema()
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let d = FinetuneParams::default();
+        let params = FinetuneParams {
+            epochs: args.usize("epochs")?.unwrap_or(d.epochs),
+            batch_size: args.usize("batch_size")?.unwrap_or(d.batch_size),
+            lr: args.float("lr")?.unwrap_or(d.lr),
+            margin: args.float("margin")?.unwrap_or(d.margin),
+            unfreeze_macrogenes: args.bool("unfreeze")?.unwrap_or(d.unfreeze_macrogenes),
+            seed: args.usize("seed")?.map_or(d.seed, |s| s as u64),
+            ..d
+        };
+        let request = FinetuneRequest {
+            params,
+            pretrain_run: args.int("pretrain_run")?.map(|r| r as i32),
+            checkpoint_every: args
+                .usize("checkpoint_every")?
+                .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+        };
+        Ok(Self::batch(epoch_columns(&run_finetune(conn, &request)?))?)
+    }
+}
+
+fn common_parameters() -> Vec<(&'static str, LogicalTypeId)> {
+    vec![
+        ("epochs", LogicalTypeId::Bigint),
+        ("seed", LogicalTypeId::Bigint),
+        ("batch_size", LogicalTypeId::Bigint),
+        ("lr", LogicalTypeId::Double),
+        ("checkpoint_every", LogicalTypeId::Bigint),
+    ]
+}
+
+fn epochs_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("model_run_id", DataType::Int32, false),
+        Field::new("epoch", DataType::Int64, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("zinb", DataType::Float64, false),
+        Field::new("regulariser", DataType::Float64, false),
+        Field::new("triplets", DataType::Int64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ])
+}
+
+fn epoch_columns(report: &RunReport) -> Vec<ArrayRef> {
+    let logs: &[EpochLog] = &report.logs;
+    let float = |f: fn(&EpochLog) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(logs.iter().map(f)))
+    };
+    vec![
+        Arc::new(Int32Array::from(vec![report.run_id; logs.len()])),
+        Arc::new(Int64Array::from_iter_values(
+            logs.iter().map(|l| l.epoch as i64),
+        )),
+        float(|l| l.loss),
+        float(|l| l.zinb),
+        float(|l| l.regulariser),
+        Arc::new(Int64Array::from_iter_values(
+            logs.iter().map(|l| l.n_triplets as i64),
+        )),
+        float(|l| l.seconds),
+    ]
+}

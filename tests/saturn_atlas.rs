@@ -1,0 +1,199 @@
+//! SATURN on an atlas through SQL: macrogenes, pretraining, fine-tuning, cell embeddings, then
+//! the index and label transfer over them — the whole path on the bundled fixtures, small sizes.
+//!
+//! Gene embeddings are synthetic here (deterministic, from each gene's upper-cased symbol, so
+//! orthologs with the same symbol share one): the test is about the atlas plumbing, numerics are
+//! checked against PyTorch in `saturn_parity.rs` and `esm2_parity.rs`.
+
+use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
+use satlas::io::{FastaOptions, ReadOptions};
+use satlas::Atlas;
+use std::path::{Path, PathBuf};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+fn atlas_with_embeddings() -> Atlas {
+    let mut atlas = Atlas::in_memory().unwrap();
+    for (species, fasta, h5ad) in [
+        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
+        (
+            "mouse",
+            "proteins/mouse_surrogate.fa.gz",
+            "baron/mouse.h5ad",
+        ),
+    ] {
+        add_proteome(
+            &mut atlas,
+            species,
+            &fixture(fasta),
+            &FastaOptions::default(),
+        )
+        .unwrap();
+        let spec = DatasetSpec {
+            path: fixture(h5ad),
+            species: species.into(),
+            name: Some(format!("baron_{species}")),
+            label_column: "cell_type1".into(),
+            read: ReadOptions::default(),
+        };
+        add_dataset(&mut atlas, &spec).unwrap();
+    }
+    atlas
+        .connection()
+        .execute_batch(
+            "INSERT INTO embedding_models (name, checksum, dim, source) VALUES ('synthetic', 'none', 16, 'import');
+             INSERT INTO gene_embeddings
+             SELECT g.gene_id, 1, list_transform(range(16), lambda i: ((hash(g.symbol_key || i::VARCHAR) % 2000) / 1000.0 - 1.0)::FLOAT)
+             FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
+        )
+        .unwrap();
+    atlas
+}
+
+fn column_f64(atlas: &Atlas, sql: &str) -> Vec<f64> {
+    let mut stmt = atlas.connection().prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The error of a query that must fail (training runs one at a time: libtorch's RNG is global).
+fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
+    let rows: duckdb::Result<Vec<i64>> = atlas.connection().prepare(sql).and_then(|mut s| {
+        s.query_map([], |r| r.get::<_, i64>(0))
+            .and_then(|rows| rows.collect())
+    });
+    rows.expect_err(sql)
+}
+
+/// libtorch's random generator is process-wide: tests that train take turns.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn count(atlas: &Atlas, sql: &str) -> i64 {
+    atlas.connection().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn saturn_runs_end_to_end_from_sql() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let atlas = atlas_with_embeddings();
+    let species = count(
+        &atlas,
+        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
+    );
+    assert_eq!(species, 2);
+    assert_eq!(count(&atlas, "SELECT count(*) FROM macrogenes"), 30);
+    assert_eq!(count(&atlas, "SELECT count(*) FROM gene_macrogene"), 600);
+    assert_eq!(
+        count(
+            &atlas,
+            "SELECT count(*) FROM gene_macrogene WHERE len(initial_weights) = 30"
+        ),
+        600
+    );
+
+    let losses = column_f64(&atlas, "SELECT loss FROM saturn_pretrain(epochs := 6, seed := 3, checkpoint_every := 2) ORDER BY epoch");
+    assert_eq!(losses.len(), 6);
+    assert!(
+        losses[5] < losses[0],
+        "pretraining loss should fall: {losses:?}"
+    );
+    assert_eq!(
+        count(
+            &atlas,
+            "SELECT count(*) FROM training_log WHERE model_run_id = 1"
+        ),
+        6
+    );
+    assert_eq!(
+        count(
+            &atlas,
+            "SELECT count(*) FROM model_runs WHERE status = 'done' AND weights IS NOT NULL"
+        ),
+        1
+    );
+
+    let again = column_f64(&atlas, "SELECT loss FROM saturn_pretrain(epochs := 6, seed := 3, checkpoint_every := 2) ORDER BY epoch");
+    assert_eq!(again, losses, "the same seed gives the same losses");
+
+    let triplet_losses = column_f64(
+        &atlas,
+        "SELECT loss FROM saturn_finetune(epochs := 3, seed := 0)",
+    );
+    assert_eq!(triplet_losses.len(), 3);
+    let cells = count(&atlas, "SELECT count(*) FROM cells");
+    let finetune_run = count(
+        &atlas,
+        "SELECT max(model_run_id) FROM model_runs WHERE kind = 'finetune' AND status = 'done'",
+    );
+    let embedded = count(
+        &atlas,
+        &format!("SELECT count(*) FROM cell_embeddings WHERE model_run_id = {finetune_run}"),
+    );
+    assert_eq!(
+        embedded, cells,
+        "every cell (all have counts in the selected genes) is embedded"
+    );
+    assert_eq!(
+        count(&atlas, "SELECT count(*) FROM cell_embeddings WHERE len(embedding) = 256 AND len(macrogene_expression) = 30"),
+        cells
+    );
+
+    let mouse_cells = count(
+        &atlas,
+        "SELECT count(*) FROM cell_info WHERE species = 'mouse'",
+    );
+    let transferred = count(&atlas, "SELECT count(*) FROM transfer_labels(query := 'baron_mouse', reference := 'human', k := 10)");
+    assert_eq!(transferred, mouse_cells);
+    assert_eq!(
+        count(&atlas, "SELECT count(*) FROM label_transfers"),
+        mouse_cells,
+        "a transfer is stored once"
+    );
+}
+
+#[test]
+fn bad_training_parameters_change_nothing() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let atlas = atlas_with_embeddings();
+    let before = atlas.content_digest().unwrap();
+    for (sql, needle) in [
+        (
+            "SELECT * FROM saturn_pretrain(epochs := 2)",
+            "satlas build-macrogenes",
+        ),
+        (
+            "SELECT * FROM satlas_build_macrogenes(n := 100000)",
+            "n_macrogenes",
+        ),
+        (
+            "SELECT * FROM satlas_build_macrogenes(n := 10, score := 'best')",
+            "score",
+        ),
+        (
+            "SELECT * FROM saturn_finetune(epochs := 2)",
+            "satlas pretrain",
+        ),
+    ] {
+        let err = failure(&atlas, sql);
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+        assert_eq!(
+            atlas.content_digest().unwrap(),
+            before,
+            "{sql} changed the atlas"
+        );
+    }
+    count(
+        &atlas,
+        "SELECT count(*) FROM satlas_build_macrogenes(n := 10, n_top_genes := 100)",
+    );
+    let after_build = atlas.content_digest().unwrap();
+    let err = failure(&atlas, "SELECT * FROM saturn_pretrain(epochs := 0)");
+    assert!(err.to_string().contains("epochs"), "{err}");
+    assert_eq!(atlas.content_digest().unwrap(), after_build);
+}
