@@ -33,10 +33,12 @@ fn points(n: usize, rng: &mut StdRng) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    // `cargo test --all-targets` runs this once as a smoke test (no `--bench` flag): keep it small.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("SATLAS_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
     let mut rng = StdRng::seed_from_u64(0);
     let embeddings = Embeddings {
         cell_ids: (1..=n as i64).collect(),
