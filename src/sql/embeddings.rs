@@ -81,6 +81,7 @@ fn report_batch(report: &EmbeddingReport) -> RecordBatch {
         ),
         ("model", text(&report.model)),
         ("proteins_embedded", int(report.proteins_embedded)),
+        ("proteins_reused", int(report.proteins_reused)),
         ("proteins_skipped", int(report.proteins_skipped)),
         ("genes", int(report.genes)),
     ])
