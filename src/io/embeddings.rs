@@ -342,9 +342,9 @@ mod tests {
             (0xc000, -2.0),
             (0x3555, 0.333_251_95),
             (0x7bff, 65504.0),
-            (0x0400, 6.103_515_6e-5), // smallest normal, 2^-14
-            (0x0001, 5.960_464_5e-8), // smallest subnormal, 2^-24
-            (0x03ff, 6.097_555_2e-5), // largest subnormal, 1023 x 2^-24
+            (0x0400, 1.0 / 16_384.0),        // smallest normal, 2^-14
+            (0x0001, 1.0 / 16_777_216.0),    // smallest subnormal, 2^-24
+            (0x03ff, 1023.0 / 16_777_216.0), // largest subnormal
             (0x0000, 0.0),
             (0x8000, -0.0),
             (0x7c00, f32::INFINITY),
@@ -367,7 +367,7 @@ mod tests {
         let bits: [u16; 6] = [0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001, 0x8000];
         let expected = [
             vec![1.0, -2.0, 0.333_251_95],
-            vec![65504.0, 5.960_464_5e-8, -0.0],
+            vec![65504.0, 1.0 / 16_777_216.0, -0.0],
         ];
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("genes.txt");
