@@ -46,6 +46,8 @@ pub struct EmbeddingReport {
     pub embedding_model_id: i32,
     /// Model name.
     pub model: String,
+    /// `esm2` (computed by [`embed_species`]) or `import` ([`import_embeddings`]).
+    pub source: &'static str,
     /// Proteins given an embedding by this call (0 for imports): computed plus reused.
     pub proteins_embedded: usize,
     /// Of those, proteins whose exact sequence already had an embedding from the same model (any
@@ -59,6 +61,13 @@ pub struct EmbeddingReport {
 
 impl fmt::Display for EmbeddingReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.source == "import" {
+            return write!(
+                f,
+                "{}: imported {} gene embeddings from {} (model #{})",
+                self.species, self.genes, self.model, self.embedding_model_id
+            );
+        }
         write!(
             f,
             "{}: {} proteins embedded ({} computed, {} reused from identical sequences; {} already \
@@ -138,6 +147,7 @@ pub fn embed_species(
         species: species_name.into(),
         embedding_model_id: model_id,
         model: identity.name,
+        source: identity.source,
         proteins_embedded: embedded,
         proteins_reused: embedded - todo.len(),
         proteins_skipped: total as usize - embedded,
@@ -182,6 +192,7 @@ pub fn import_embeddings(
             species: species_name.into(),
             embedding_model_id: model_id,
             model: identity.name.clone(),
+            source: identity.source,
             proteins_embedded: 0,
             proteins_reused: 0,
             proteins_skipped: 0,

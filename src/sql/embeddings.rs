@@ -80,6 +80,7 @@ fn report_batch(report: &EmbeddingReport) -> RecordBatch {
             int(report.embedding_model_id as usize),
         ),
         ("model", text(&report.model)),
+        ("source", text(report.source)),
         ("proteins_embedded", int(report.proteins_embedded)),
         ("proteins_reused", int(report.proteins_reused)),
         ("proteins_skipped", int(report.proteins_skipped)),
