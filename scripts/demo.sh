@@ -15,10 +15,13 @@ satlas init
 step "2. proteomes (human: Swiss-Prot; mouse: SURROGATE = human ortholog sequences, see fixtures/README.md)"
 satlas add-proteome --species human fixtures/proteins/human.fa.gz
 satlas add-proteome --species mouse fixtures/proteins/mouse_surrogate.fa.gz
-step "3. datasets (raw counts + cell-type labels)"
+step "3. gene embeddings (ESM-2 t6, computed by satlas' embed-proteins; see fixtures/README.md)"
+satlas import-embeddings --species human --genes fixtures/embeddings/esm2_t6_human.genes.txt fixtures/embeddings/esm2_t6_human.npy
+satlas import-embeddings --species mouse --genes fixtures/embeddings/esm2_t6_mouse.genes.txt fixtures/embeddings/esm2_t6_mouse.npy
+step "4. datasets (raw counts + cell-type labels)"
 satlas add-dataset --species human --label cell_type1 --name baron_human fixtures/baron/human.h5ad
 satlas add-dataset --species mouse --label cell_type1 --name baron_mouse fixtures/baron/mouse.h5ad
-step "4. what is in the atlas"
+step "5. what is in the atlas"
 satlas info
-step "5. SQL: cells per species and cell type"
+step "6. SQL: cells per species and cell type"
 satlas sql -c "$(cat sql/examples/cells_per_type.sql)"

@@ -4,7 +4,7 @@
 //!   Python dict `{gene symbol: 1-D float tensor}` written by `torch.save` (the zip format of
 //!   PyTorch 1.6 and later). libtorch's own unpickler reads it (`tch::Tensor::loadz_multi`); no
 //!   Python involved. Entries come back sorted by gene symbol.
-//! - `.npy`: a 2-D float32/float64 matrix, genes x dimensions (C or Fortran order), with a text
+//! - `.npy`: a 2-D float16/float32/float64 matrix, genes x dimensions (C or Fortran order), with a text
 //!   file naming one gene per line in row order.
 //!
 //! Parquet is not read. Every file is validated the same way: at least one gene, one dimension for
@@ -90,7 +90,7 @@ pub fn read_torch_embeddings(path: &Path) -> Result<GeneEmbeddings, ReadError> {
     Ok(out)
 }
 
-/// Reads a genes x dimensions `.npy` matrix (float32 or float64) and its gene list.
+/// Reads a genes x dimensions `.npy` matrix (float16, float32 or float64) and its gene list.
 pub fn read_npy_embeddings(npy: &Path, gene_list: &Path) -> Result<GeneEmbeddings, ReadError> {
     let text = std::fs::read_to_string(gene_list).map_err(|source| ReadError::Io {
         path: gene_list.into(),
@@ -169,14 +169,14 @@ fn read_npy_matrix(path: &Path) -> Result<(usize, usize, Vec<f32>), ReadError> {
             "expected a 2-D genes x dimensions matrix, found shape {shape:?}"
         )));
     };
-    let (width, big_endian) = match descr {
-        "<f4" | "=f4" => (4, false),
-        ">f4" => (4, true),
-        "<f8" | "=f8" => (8, false),
-        ">f8" => (8, true),
-        other => {
+    let big_endian = descr.starts_with('>');
+    let width = match descr.trim_start_matches(['<', '>', '=']) {
+        "f2" => 2,
+        "f4" => 4,
+        "f8" => 8,
+        _ => {
             return Err(bad(format!(
-                "dtype {other:?} is not supported: save the matrix as float32 or float64"
+                "dtype {descr:?} is not supported: save the matrix as float16, float32 or float64"
             )))
         }
     };
@@ -189,11 +189,17 @@ fn read_npy_matrix(path: &Path) -> Result<(usize, usize, Vec<f32>), ReadError> {
     }
     let values: Vec<f32> = data
         .chunks_exact(width)
-        .map(|b| match (width, big_endian) {
-            (4, false) => f32::from_le_bytes(b.try_into().expect("4 bytes")),
-            (4, true) => f32::from_be_bytes(b.try_into().expect("4 bytes")),
-            (_, false) => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
-            (_, true) => f64::from_be_bytes(b.try_into().expect("8 bytes")) as f32,
+        .map(|b| {
+            let mut raw = [0u8; 8];
+            raw[..width].copy_from_slice(b);
+            if big_endian {
+                raw[..width].reverse();
+            }
+            match width {
+                2 => f16_to_f32(u16::from_le_bytes([raw[0], raw[1]])),
+                4 => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
+                _ => f64::from_le_bytes(raw) as f32,
+            }
         })
         .collect();
     let values = if fortran {
@@ -205,6 +211,22 @@ fn read_npy_matrix(path: &Path) -> Result<(usize, usize, Vec<f32>), ReadError> {
         values
     };
     Ok((rows, cols, values))
+}
+
+/// The IEEE 754 half-precision value with these bits, as f32 (exact: every f16 is an f32).
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = u32::from(bits >> 15) << 31;
+    let exponent = u32::from((bits >> 10) & 0x1f);
+    let mantissa = u32::from(bits & 0x3ff);
+    let magnitude = match exponent {
+        // Zero and subnormals: mantissa x 2^-24, exact in f32.
+        0 => (mantissa as f32 * f32::from_bits(0x3380_0000)).to_bits(),
+        // Infinities and NaNs (payload kept).
+        0x1f => 0x7f80_0000 | (mantissa << 13),
+        // Normal numbers: rebias the exponent from 15 to 127.
+        _ => ((exponent + 127 - 15) << 23) | (mantissa << 13),
+    };
+    f32::from_bits(sign | magnitude)
 }
 
 /// At least one gene, one dimension (> 0) for all, finite values, no gene twice (case-insensitive).
@@ -309,6 +331,72 @@ mod tests {
             assert_eq!(names, ["INS", "GCG", "SST", "PPY"], "{name}");
             for (g, v) in &genes {
                 assert_eq!(v, &expected(g), "{name} {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn converts_float16_exactly() {
+        let cases: [(u16, f32); 11] = [
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x7bff, 65504.0),
+            (0x0400, 1.0 / 16_384.0),        // smallest normal, 2^-14
+            (0x0001, 1.0 / 16_777_216.0),    // smallest subnormal, 2^-24
+            (0x03ff, 1023.0 / 16_777_216.0), // largest subnormal
+            (0x0000, 0.0),
+            (0x8000, -0.0),
+            (0x7c00, f32::INFINITY),
+            (0xfc00, f32::NEG_INFINITY),
+        ];
+        for (bits, value) in cases {
+            let got = f16_to_f32(bits);
+            assert_eq!(
+                got.to_bits(),
+                value.to_bits(),
+                "{bits:#06x}: {got} != {value}"
+            );
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
+
+    #[test]
+    fn reads_float16_npy_in_both_byte_orders() {
+        // 2 genes x 3 dimensions: 1.0, -2.0, 0.333251953125 / 65504, 2^-24, -0.0.
+        let bits: [u16; 6] = [0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001, 0x8000];
+        let expected = [
+            vec![1.0, -2.0, 0.333_251_95],
+            vec![65504.0, 1.0 / 16_777_216.0, -0.0],
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("genes.txt");
+        std::fs::write(&list, "INS\nGCG\n").unwrap();
+        for (descr, big_endian) in [("<f2", false), (">f2", true)] {
+            let header =
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 3), }}");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            let padded = format!("{header:<117}\n"); // 10 + 118 bytes: 64-byte aligned
+            bytes.extend((padded.len() as u16).to_le_bytes());
+            bytes.extend(padded.as_bytes());
+            for b in bits {
+                bytes.extend(if big_endian {
+                    b.to_be_bytes()
+                } else {
+                    b.to_le_bytes()
+                });
+            }
+            let npy = dir.path().join("half.npy");
+            std::fs::write(&npy, bytes).unwrap();
+            let genes = read_gene_embeddings(&npy, Some(&list)).unwrap();
+            assert_eq!(
+                genes[0],
+                ("INS".to_string(), expected[0].clone()),
+                "{descr}"
+            );
+            assert_eq!(genes[1].1.len(), 3);
+            for (got, want) in genes[1].1.iter().zip(&expected[1]) {
+                assert_eq!(got.to_bits(), f32::to_bits(*want), "{descr}");
             }
         }
     }

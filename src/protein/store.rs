@@ -14,6 +14,7 @@ use duckdb::arrow::datatypes::Float32Type;
 use duckdb::{Connection, OptionalExt};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,8 +46,13 @@ pub struct EmbeddingReport {
     pub embedding_model_id: i32,
     /// Model name.
     pub model: String,
-    /// Proteins embedded by this call (0 for imports).
+    /// `esm2` (computed by [`embed_species`]) or `import` ([`import_embeddings`]).
+    pub source: &'static str,
+    /// Proteins given an embedding by this call (0 for imports): computed plus reused.
     pub proteins_embedded: usize,
+    /// Of those, proteins whose exact sequence already had an embedding from the same model (any
+    /// species, any protein, or an earlier protein of this run) and got a copy of it.
+    pub proteins_reused: usize,
     /// Proteins skipped because an earlier run had embedded them already.
     pub proteins_skipped: usize,
     /// Genes of the species with an embedding from this model afterwards.
@@ -55,18 +61,37 @@ pub struct EmbeddingReport {
 
 impl fmt::Display for EmbeddingReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.source == "import" {
+            return write!(
+                f,
+                "{}: imported {} gene embeddings from {} (model #{})",
+                self.species, self.genes, self.model, self.embedding_model_id
+            );
+        }
         write!(
             f,
-            "{}: {} proteins embedded ({} already done) with {} (model #{}); {} genes have an embedding",
-            self.species, self.proteins_embedded, self.proteins_skipped, self.model, self.embedding_model_id, self.genes
+            "{}: {} proteins embedded ({} computed, {} reused from identical sequences; {} already \
+             done) with {} (model #{}); {} genes have an embedding",
+            self.species,
+            self.proteins_embedded,
+            self.proteins_embedded - self.proteins_reused,
+            self.proteins_reused,
+            self.proteins_skipped,
+            self.model,
+            self.embedding_model_id,
+            self.genes
         )
     }
 }
 
 /// Embeds every not-yet-embedded protein of `species_name` with the ESM-2 checkpoint in
-/// `model_dir`, committing every [`PROTEINS_PER_COMMIT`] proteins (an interrupted run resumes
-/// where it stopped), then recomputes the species' gene embeddings (mean over each gene's
-/// proteins) in one transaction.
+/// `model_dir`, then recomputes the species' gene embeddings (mean over each gene's proteins) in
+/// one transaction.
+///
+/// A protein whose exact sequence already has an embedding from the same model (any species, any
+/// protein) gets a copy of it; identical sequences among the remaining proteins are computed once.
+/// Computed embeddings are committed every [`PROTEINS_PER_COMMIT`] sequences, so an interrupted run
+/// resumes where it stopped.
 pub fn embed_species(
     conn: &mut Connection,
     species_name: &str,
@@ -84,7 +109,6 @@ pub fn embed_species(
         source: "esm2",
     };
     let model_id = atlas::write(conn, |tx| find_or_create_model(tx, &identity))?;
-    let todo = pending_proteins(conn, species_id, model_id)?;
     let total: i64 = conn
         .query_row(
             "SELECT count(*) FROM proteins WHERE species_id = ?",
@@ -92,22 +116,41 @@ pub fn embed_species(
             |r| r.get(0),
         )
         .context("counting proteins")?;
+    let copied = atlas::write(conn, |tx| {
+        copy_embeddings_of_identical_sequences(tx, species_id, model_id)
+    })?;
+    let todo = pending_sequences(conn, species_id, model_id)?;
+    let pending: usize = todo.iter().map(|s| s.proteins.len()).sum();
     let bar = progress::bar(todo.len() as u64, "embedding");
     for chunk in todo.chunks(PROTEINS_PER_COMMIT) {
-        let embedded = embed_chunk(&model, chunk, options)?;
+        let sequences: Vec<(String, &str)> = chunk
+            .iter()
+            .map(|s| (s.proteins[0].to_string(), s.sequence.as_str()))
+            .collect();
+        let embedded = embed_chunk(&model, &sequences, options)?;
         atlas::write(conn, |tx| {
-            insert_protein_embeddings(tx, model_id, &embedded)
+            insert_protein_embeddings(
+                tx,
+                model_id,
+                chunk
+                    .iter()
+                    .zip(&embedded)
+                    .flat_map(|(s, (_, e))| s.proteins.iter().map(move |&p| (p, e.as_slice()))),
+            )
         })?;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     let genes = atlas::write(conn, |tx| pool_gene_embeddings(tx, species_id, model_id))?;
+    let embedded = copied + pending;
     Ok(EmbeddingReport {
         species: species_name.into(),
         embedding_model_id: model_id,
         model: identity.name,
-        proteins_embedded: todo.len(),
-        proteins_skipped: total as usize - todo.len(),
+        source: identity.source,
+        proteins_embedded: embedded,
+        proteins_reused: embedded - todo.len(),
+        proteins_skipped: total as usize - embedded,
         genes,
     })
 }
@@ -149,7 +192,9 @@ pub fn import_embeddings(
             species: species_name.into(),
             embedding_model_id: model_id,
             model: identity.name.clone(),
+            source: identity.source,
             proteins_embedded: 0,
+            proteins_reused: 0,
             proteins_skipped: 0,
             genes: gene_ids.len(),
         })
@@ -163,7 +208,7 @@ pub fn read_gene_matrix(
     model_id: i32,
     gene_ids: &[i32],
 ) -> Result<Array2<f32>, AtlasError> {
-    let rows: std::collections::HashMap<i32, Vec<f32>> = query_all(
+    let rows: HashMap<i32, Vec<f32>> = query_all(
         conn,
         "SELECT gene_id, embedding FROM gene_embeddings WHERE embedding_model_id = ?",
         [model_id],
@@ -228,37 +273,74 @@ fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> Result<i32
     .context("recording the embedding model")
 }
 
-/// `(protein id as text, sequence)` of the species' proteins without an embedding from the
-/// model, shortest first (similar lengths batch together).
-fn pending_proteins(
+/// Gives each protein of the species without an embedding from `model_id` a copy of the
+/// embedding of a protein (any species) with the same sequence, where one exists; returns how many
+/// proteins got one.
+fn copy_embeddings_of_identical_sequences(
     conn: &Connection,
     species_id: i32,
     model_id: i32,
-) -> Result<Vec<(String, String)>, AtlasError> {
-    query_all(
+) -> Result<usize, AtlasError> {
+    conn.execute(
+        "INSERT INTO protein_embeddings (protein_id, embedding_model_id, embedding)
+         SELECT p.protein_id, e.embedding_model_id, any_value(e.embedding)
+         FROM proteins p
+         JOIN proteins q ON q.sequence = p.sequence
+         JOIN protein_embeddings e ON e.protein_id = q.protein_id AND e.embedding_model_id = ?
+         WHERE p.species_id = ? AND NOT EXISTS (SELECT 1 FROM protein_embeddings d
+             WHERE d.protein_id = p.protein_id AND d.embedding_model_id = ?)
+         GROUP BY p.protein_id, e.embedding_model_id",
+        [model_id, species_id, model_id],
+    )
+    .context("copying embeddings of identical sequences")
+}
+
+/// A distinct sequence still to embed and the proteins (ids) that carry it.
+struct PendingSequence {
+    sequence: String,
+    proteins: Vec<i32>,
+}
+
+/// The distinct sequences of the species' proteins without an embedding from the model, shortest
+/// first (similar lengths batch together).
+fn pending_sequences(
+    conn: &Connection,
+    species_id: i32,
+    model_id: i32,
+) -> Result<Vec<PendingSequence>, AtlasError> {
+    let rows: Vec<(i32, String)> = query_all(
         conn,
-        "SELECT p.protein_id::VARCHAR, p.sequence FROM proteins p
+        "SELECT p.protein_id, p.sequence FROM proteins p
          WHERE p.species_id = ? AND NOT EXISTS (SELECT 1 FROM protein_embeddings e
              WHERE e.protein_id = p.protein_id AND e.embedding_model_id = ?)
          ORDER BY length(p.sequence), p.protein_id",
         [species_id, model_id],
         "listing proteins to embed",
         |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    )?;
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut pending: Vec<PendingSequence> = Vec::new();
+    for (protein, sequence) in rows {
+        match index.get(&sequence) {
+            Some(&i) => pending[i].proteins.push(protein),
+            None => {
+                index.insert(sequence.clone(), pending.len());
+                pending.push(PendingSequence {
+                    sequence,
+                    proteins: vec![protein],
+                });
+            }
+        }
+    }
+    Ok(pending)
 }
 
-fn insert_protein_embeddings(
+fn insert_protein_embeddings<'a>(
     conn: &Connection,
     model_id: i32,
-    embedded: &[(String, Vec<f32>)],
-) -> crate::Result<()> {
-    let ids = embedded
-        .iter()
-        .map(|(id, _)| id.parse::<i32>())
-        .collect::<Result<Vec<i32>, _>>()
-        .map_err(|_| AtlasError::Inconsistent {
-            what: "protein ids are integers".into(),
-        })?;
+    embedded: impl Iterator<Item = (i32, &'a [f32])>,
+) -> Result<(), AtlasError> {
+    let (ids, embeddings): (Vec<i32>, Vec<&[f32]>) = embedded.unzip();
     let n = ids.len();
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("protein_id", Arc::new(Int32Array::from(ids))),
@@ -266,12 +348,9 @@ fn insert_protein_embeddings(
             "embedding_model_id",
             Arc::new(Int32Array::from(vec![model_id; n])),
         ),
-        (
-            "embedding",
-            bulk::list_column::<Float32Type, _>(embedded.iter().map(|(_, e)| e.as_slice())),
-        ),
+        ("embedding", bulk::list_column::<Float32Type, _>(embeddings)),
     ];
-    Ok(bulk::append(conn, "protein_embeddings", columns)?)
+    bulk::append(conn, "protein_embeddings", columns)
 }
 
 /// Replaces the species' gene embeddings of `model_id` with the mean over each gene's proteins.

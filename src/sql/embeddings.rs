@@ -82,7 +82,9 @@ fn report_schema() -> Schema {
         text("species"),
         int("embedding_model_id"),
         text("model"),
+        text("source"),
         int("proteins_embedded"),
+        int("proteins_reused"),
         int("proteins_skipped"),
         int("genes"),
     ])
@@ -95,7 +97,9 @@ fn report_columns(report: &EmbeddingReport) -> Vec<ArrayRef> {
         text(&report.species),
         int(report.embedding_model_id as usize),
         text(&report.model),
+        text(report.source),
         int(report.proteins_embedded),
+        int(report.proteins_reused),
         int(report.proteins_skipped),
         int(report.genes),
     ]
