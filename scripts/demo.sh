@@ -16,8 +16,8 @@ step "2. proteomes (human: Swiss-Prot; mouse: SURROGATE = human ortholog sequenc
 satlas add-proteome --species human fixtures/proteins/human.fa.gz
 satlas add-proteome --species mouse fixtures/proteins/mouse_surrogate.fa.gz
 step "3. gene embeddings (ESM-2 t6, computed by satlas' embed-proteins; see fixtures/README.md)"
-satlas import-embeddings --species human --genes fixtures/embeddings/esm2_t6_human.genes.txt fixtures/embeddings/esm2_t6_human.npy
-satlas import-embeddings --species mouse --genes fixtures/embeddings/esm2_t6_mouse.genes.txt fixtures/embeddings/esm2_t6_mouse.npy
+satlas import-embeddings --model esm2_t6_8M --species human --genes fixtures/embeddings/esm2_t6_human.genes.txt fixtures/embeddings/esm2_t6_human.npy
+satlas import-embeddings --model esm2_t6_8M --species mouse --genes fixtures/embeddings/esm2_t6_mouse.genes.txt fixtures/embeddings/esm2_t6_mouse.npy
 step "4. datasets (raw counts + cell-type labels)"
 satlas add-dataset --species human --label cell_type1 --name baron_human fixtures/baron/human.h5ad
 satlas add-dataset --species mouse --label cell_type1 --name baron_mouse fixtures/baron/mouse.h5ad
@@ -25,3 +25,12 @@ step "5. what is in the atlas"
 satlas info
 step "6. SQL: cells per species and cell type"
 satlas sql -c "$(cat sql/examples/cells_per_type.sql)"
+step "7. SATURN: macrogenes, pretraining, fine-tuning (small sizes for the demo)"
+satlas build-macrogenes -n 200 --n-top-genes 1000 --seed 0
+satlas pretrain --epochs 30 --seed 0 --batch-size 256
+satlas finetune --epochs 20 --seed 0 --batch-size 256
+step "8. HNSW index, kNN label transfer mouse <- human, nearest cells in SQL"
+satlas index build
+satlas transfer --reference human --query baron_mouse --out out/mouse_labels.csv
+satlas sql -c "$(cat sql/examples/transfer_accuracy.sql)"
+satlas sql -c "$(cat sql/examples/cross_species_neighbours.sql)"

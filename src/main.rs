@@ -114,6 +114,10 @@ struct ImportEmbeddings {
     /// Gene list (one symbol per line, in row order) for a .npy matrix.
     #[arg(long)]
     genes: Option<PathBuf>,
+    /// Embedding model name: files imported under the same name (e.g. each species' file of one
+    /// ESM-2) share one embedding space, as macrogenes need. Default: each file is its own model.
+    #[arg(long)]
+    model: Option<String>,
     /// The embedding file (.pt, .torch or .npy).
     file: PathBuf,
 }
@@ -356,6 +360,7 @@ fn run(cli: Cli) -> Result<()> {
                 &args.species,
                 &args.file,
                 args.genes.as_deref(),
+                args.model.as_deref(),
             )
             .with_context(|| format!("importing {}", args.file.display()))?;
             println!("{report}");

@@ -235,7 +235,14 @@ fn shipped_demo_embeddings_round_trip_exactly() {
     for (species, n_genes) in [("human", 1447), ("mouse", 1188)] {
         let npy = fixture(&format!("embeddings/esm2_t6_{species}.npy"));
         let list = fixture(&format!("embeddings/esm2_t6_{species}.genes.txt"));
-        let report = import_embeddings(atlas.connection_mut(), species, &npy, Some(&list)).unwrap();
+        let report = import_embeddings(
+            atlas.connection_mut(),
+            species,
+            &npy,
+            Some(&list),
+            Some("esm2_t6"),
+        )
+        .unwrap();
         assert_eq!(report.genes, n_genes, "{report}");
         let symbols: Vec<String> = std::fs::read_to_string(&list)
             .unwrap()
@@ -271,6 +278,7 @@ fn refused_inputs_leave_the_atlas_unchanged() {
         "human",
         &fixture("embeddings/saturn_genes.torch"),
         None,
+        None,
     )
     .unwrap();
     let before = atlas.content_digest().unwrap();
@@ -291,16 +299,19 @@ fn refused_inputs_leave_the_atlas_unchanged() {
                 "zebrafish",
                 &fixture("embeddings/saturn_genes.torch"),
                 None,
+                None,
             )
             .unwrap_err(),
             "zebrafish",
         ),
         (
-            import_embeddings(conn, "human", &fixture("embeddings/bad_dim.pt"), None).unwrap_err(),
+            import_embeddings(conn, "human", &fixture("embeddings/bad_dim.pt"), None, None)
+                .unwrap_err(),
             "dimension 5",
         ),
         (
-            import_embeddings(conn, "human", &fixture("embeddings/bad_nan.pt"), None).unwrap_err(),
+            import_embeddings(conn, "human", &fixture("embeddings/bad_nan.pt"), None, None)
+                .unwrap_err(),
             "NaN",
         ),
         (
@@ -308,6 +319,7 @@ fn refused_inputs_leave_the_atlas_unchanged() {
                 conn,
                 "human",
                 &fixture("embeddings/esm2_t6_human.npy"),
+                None,
                 None,
             )
             .unwrap_err(),

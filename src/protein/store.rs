@@ -162,12 +162,19 @@ pub fn import_embeddings(
     species_name: &str,
     path: &Path,
     gene_list: Option<&Path>,
+    model: Option<&str>,
 ) -> crate::Result<EmbeddingReport> {
     let species_id = species::require(conn, species_name)?;
     let embeddings = read_gene_embeddings(path, gene_list)?;
+    // Files imported under one model name share one embedding space (one `embedding_models` row,
+    // e.g. the human and the mouse file of the same ESM-2); otherwise each file is its own model.
+    let (name, checksum) = match model {
+        Some(name) => (name.to_string(), format!("import:{name}")),
+        None => (model_name(path), checksum_file(path)?),
+    };
     let identity = EmbeddingModel {
-        name: model_name(path),
-        checksum: checksum_file(path)?,
+        name,
+        checksum,
         layer: None,
         dim: embeddings.first().map_or(0, |e| e.1.len()),
         source: "import",

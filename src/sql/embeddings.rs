@@ -43,7 +43,8 @@ impl Procedure for EmbedProteins {
 }
 
 /// `CALL satlas_import_embeddings(species := 'human', file := 'human_embeddings.pt')`
-/// (`genes := 'genes.txt'` for a `.npy` matrix).
+/// (`genes := 'genes.txt'` for a `.npy` matrix; `model := 'NAME'` to share one embedding space with
+/// other files imported under that name).
 pub struct ImportEmbeddings;
 
 impl Procedure for ImportEmbeddings {
@@ -54,6 +55,7 @@ impl Procedure for ImportEmbeddings {
             ("species", LogicalTypeId::Varchar),
             ("file", LogicalTypeId::Varchar),
             ("genes", LogicalTypeId::Varchar),
+            ("model", LogicalTypeId::Varchar),
         ]
     }
 
@@ -65,12 +67,9 @@ impl Procedure for ImportEmbeddings {
         let species = args.required_text("species")?;
         let file = args.required_text("file")?;
         let genes = args.text("genes")?;
-        let report = import_embeddings(
-            conn,
-            &species,
-            Path::new(&file),
-            genes.as_deref().map(Path::new),
-        )?;
+        let model = args.text("model")?;
+        let genes = genes.as_deref().map(Path::new);
+        let report = import_embeddings(conn, &species, Path::new(&file), genes, model.as_deref())?;
         Ok(Self::batch(report_columns(&report))?)
     }
 }
