@@ -183,18 +183,8 @@ pub fn import_embeddings(
         let model_id = find_or_create_model(tx, &identity)?;
         let symbols: Vec<&str> = embeddings.iter().map(|(g, _)| g.as_str()).collect();
         let (gene_ids, _) = genes::resolve_or_create(tx, species_id, &symbols)?;
-        tx.execute(
-            "DELETE FROM gene_embeddings WHERE embedding_model_id = ?
-               AND gene_id IN (SELECT gene_id FROM genes WHERE species_id = ?)",
-            [model_id, species_id],
-        )
-        .context("replacing gene embeddings")?;
-        insert_gene_embeddings(
-            tx,
-            model_id,
-            &gene_ids,
-            embeddings.iter().map(|(_, e)| e.as_slice()),
-        )?;
+        let vectors = embeddings.iter().map(|(_, e)| e.as_slice());
+        replace_gene_embeddings(tx, model_id, species_id, &gene_ids, vectors)?;
         Ok::<_, crate::Error>(EmbeddingReport {
             species: species_name.into(),
             embedding_model_id: model_id,
@@ -375,23 +365,33 @@ fn pool_gene_embeddings(conn: &Connection, species_id: i32, model_id: i32) -> cr
         means.add(gene, embedding)?;
     }
     let pooled = means.finish();
-    let gene_ids: Vec<i32> = pooled
+    let gene_ids = pooled
         .iter()
-        .map(|(g, _)| g.parse().unwrap_or_default())
-        .collect();
+        .map(|(g, _)| g.parse::<i32>())
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|_| AtlasError::Inconsistent {
+            what: "gene ids are integers".into(),
+        })?;
+    let vectors = pooled.iter().map(|(_, e)| e.as_slice());
+    replace_gene_embeddings(conn, model_id, species_id, &gene_ids, vectors)?;
+    Ok(gene_ids.len())
+}
+
+/// Replaces the species' gene embeddings of `model_id` with `embeddings` (one per gene id).
+fn replace_gene_embeddings<'a>(
+    conn: &Connection,
+    model_id: i32,
+    species_id: i32,
+    gene_ids: &[i32],
+    embeddings: impl Iterator<Item = &'a [f32]>,
+) -> Result<(), AtlasError> {
     conn.execute(
         "DELETE FROM gene_embeddings WHERE embedding_model_id = ?
            AND gene_id IN (SELECT gene_id FROM genes WHERE species_id = ?)",
         [model_id, species_id],
     )
     .context("replacing gene embeddings")?;
-    insert_gene_embeddings(
-        conn,
-        model_id,
-        &gene_ids,
-        pooled.iter().map(|(_, e)| e.as_slice()),
-    )?;
-    Ok(gene_ids.len())
+    insert_gene_embeddings(conn, model_id, gene_ids, embeddings)
 }
 
 fn insert_gene_embeddings<'a>(
