@@ -9,8 +9,8 @@ use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::macrogene::{build_macrogenes, BuildParams, ScoreFunction};
 use satlas::model::{
-    run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainParams, PretrainRequest,
-    RunReport,
+    embed_dataset, run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainParams,
+    PretrainRequest, RunReport,
 };
 use satlas::protein::{store, EmbedOptions};
 use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
@@ -61,6 +61,9 @@ enum Command {
     /// are understood. Records whose sequence holds a stop `*` are dropped and counted.
     AddProteome(AddProteome),
     /// Add a dataset of raw integer counts with cell-type labels (h5ad or 10x directory).
+    ///
+    /// With --embed, the dataset is then embedded with the trained model (as `embed-dataset`):
+    /// two transactions, so if embedding fails the dataset stays added; run `embed-dataset` then.
     AddDataset(AddDataset),
     /// Embed a species' proteins with an ESM-2 checkpoint (Hugging Face directory with
     /// config.json and model.safetensors); gene embedding = mean over the gene's proteins.
@@ -78,6 +81,10 @@ enum Command {
     /// SATURN step 3: fine-tune with the cross-species triplet loss (weak supervision from each
     /// dataset's own labels), then embed every cell.
     Finetune(Finetune),
+    /// Embed a dataset added after training (a species the model was trained on) with the
+    /// finished fine-tuned model, no training; the run's HNSW index, if any, is extended with the
+    /// new cells so they are searchable at once.
+    EmbedDataset(EmbedDataset),
     /// Build or update the HNSW index over a model run's cell embeddings.
     #[command(subcommand)]
     Index(IndexCommand),
@@ -184,6 +191,16 @@ struct Finetune {
     pretrain_run: Option<i32>,
 }
 
+#[derive(ClapArgs)]
+struct EmbedDataset {
+    /// The dataset (datasets.name).
+    #[arg(short, long)]
+    dataset: String,
+    /// Finished finetune run to embed with (default: the newest).
+    #[arg(long)]
+    run: Option<i32>,
+}
+
 #[derive(Subcommand)]
 enum IndexCommand {
     /// (Re)build the index of a run and store it in the atlas.
@@ -279,6 +296,13 @@ struct AddDataset {
     /// CSV/TSV of per-cell annotations (first column: barcode), e.g. labels for a 10x directory.
     #[arg(long)]
     obs: Option<PathBuf>,
+    /// Then embed the new cells with the newest finished finetune run (or --run) and extend its
+    /// HNSW index: a second transaction after the ingest's, as `satlas embed-dataset`.
+    #[arg(long)]
+    embed: bool,
+    /// Finetune run for --embed (default: the newest finished).
+    #[arg(long, requires = "embed")]
+    run: Option<i32>,
     /// An .h5ad file or a 10x directory (matrix.mtx[.gz], features.tsv[.gz], barcodes.tsv[.gz]).
     file: PathBuf,
 }
@@ -333,6 +357,22 @@ fn run(cli: Cli) -> Result<()> {
             let report = ingest::add_dataset(&mut atlas, &spec)
                 .with_context(|| format!("adding dataset {}", args.file.display()))?;
             println!("{report}");
+            if args.embed {
+                let embedded = embed_dataset(atlas.connection_mut(), &report.name, args.run)
+                    .with_context(|| {
+                        format!(
+                            "embedding dataset {} (it was added; retry with `satlas embed-dataset --dataset {}`)",
+                            report.name, report.name
+                        )
+                    })?;
+                print!("{embedded}");
+            }
+        }
+        Command::EmbedDataset(args) => {
+            let report =
+                embed_dataset(Atlas::open(path)?.connection_mut(), &args.dataset, args.run)
+                    .with_context(|| format!("embedding dataset {}", args.dataset))?;
+            print!("{report}");
         }
         Command::EmbedProteins(args) => {
             let mut atlas = Atlas::open(path)?;

@@ -43,6 +43,44 @@ pub enum ModelError {
         /// What differs and what to do.
         reason: String,
     },
+    /// No finished fine-tuning run to embed with.
+    #[error("{what}: fine-tune first (`satlas finetune`, CALL saturn_finetune()), or name a finished finetune run with --run / run := N")]
+    NoFinetuneRun {
+        /// "no finished finetune run in the atlas", or which run was asked for and why it fails.
+        what: String,
+    },
+    /// A dataset name the atlas does not know.
+    #[error("unknown dataset {name:?} (known: {known}); add it with `satlas add-dataset` first")]
+    UnknownDataset {
+        /// The name asked for.
+        name: String,
+        /// Known dataset names, comma-separated.
+        known: String,
+    },
+    /// A dataset of a species the trained model has never seen.
+    #[error("dataset {dataset:?} is {species} cells, but model run {run} was trained on {known} only: a new species needs `saturn_add_species` (not built yet), or retrain with it")]
+    NewSpecies {
+        /// The dataset.
+        dataset: String,
+        /// Its species.
+        species: String,
+        /// The model run.
+        run: i32,
+        /// The species the model knows, comma-separated.
+        known: String,
+    },
+    /// A dataset whose cells the run has embedded already.
+    #[error(
+        "dataset {dataset:?} is already embedded by model run {run} ({cells} cells); nothing to do"
+    )]
+    AlreadyEmbedded {
+        /// The dataset.
+        dataset: String,
+        /// The model run.
+        run: i32,
+        /// Its cells with an embedding in the run.
+        cells: usize,
+    },
     /// A libtorch operation failed.
     #[error("libtorch error in {context}: {source}")]
     Torch {

@@ -6,10 +6,13 @@
 //! 3. [`losses`] — the protein-similarity regulariser and the triplet loss.
 //! 4. [`triplet`] — the cross-species semi-hard triplet miner.
 //! 5. [`train`] — pretraining and fine-tuning, seeded, with a per-epoch callback.
+//! 6. [`runs`] — runs in the atlas (resumable, weights and embeddings stored); [`embed`] —
+//!    embedding a dataset added after training with the finished model.
 //!
 //! Typical use: `Saturn::new(config, weights)` → [`pretrain`] → [`finetune`] →
 //! [`Saturn::embed`] per species → [`Saturn::save_bytes`].
 
+pub mod embed;
 pub mod losses;
 pub mod network;
 pub mod runs;
@@ -19,6 +22,7 @@ pub mod zinb;
 
 mod error;
 
+pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
 pub use runs::{run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport};

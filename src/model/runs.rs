@@ -13,7 +13,7 @@ use super::{
 };
 use crate::atlas::counts::{read_counts, Cells};
 use crate::atlas::{self, bulk, AtlasError, DbContext};
-use crate::macrogene::{Csr, CsrView, MacrogeneSet};
+use crate::macrogene::{Csr, CsrView, MacrogeneSet, SpeciesGenes};
 use crate::progress;
 use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array};
 use duckdb::arrow::datatypes::Float32Type;
@@ -62,20 +62,20 @@ pub struct RunReport {
 
 /// What is stored as a run's parameters: enough to rebuild and resume it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredParams<R> {
-    config: SaturnConfig,
-    request: R,
+pub(super) struct StoredParams<R> {
+    pub(super) config: SaturnConfig,
+    pub(super) request: R,
 }
 
 /// A stored checkpoint: the last epoch it includes and the (decompressed) weights.
 type Checkpoint = (usize, Vec<u8>);
 
-/// One species' training cells, owned.
-struct SpeciesCells {
-    name: String,
-    cell_ids: Vec<i64>,
-    labels: Vec<String>,
-    counts: Csr,
+/// One species' cells (to train on, or to embed), owned.
+pub(super) struct SpeciesCells {
+    pub(super) name: String,
+    pub(super) cell_ids: Vec<i64>,
+    pub(super) labels: Vec<String>,
+    pub(super) counts: Csr,
 }
 
 /// Pretrains SATURN (ZINB + protein-similarity regulariser) on every cell of the macrogene set's
@@ -190,40 +190,52 @@ fn training_cells(
     let mut out = Vec::new();
     let mut dropped = 0;
     for species in &set.species {
-        let counts = read_counts(conn, Cells::Species(species.species_id), &species.gene_ids)?;
-        let view = CsrView::new(
-            counts.n_genes,
-            &counts.indptr,
-            &counts.indices,
-            &counts.data,
-        )?;
-        let keep: Vec<usize> = view
-            .row_sums()
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| s > 0)
-            .map(|(i, _)| i)
-            .collect();
-        dropped += counts.n_cells() - keep.len();
-        let columns: Vec<usize> = (0..counts.n_genes).collect();
-        out.push(SpeciesCells {
-            name: species.name.clone(),
-            cell_ids: keep.iter().map(|&i| counts.cell_ids[i]).collect(),
-            labels: keep
-                .iter()
-                .map(|&i| {
-                    counts.labels[i]
-                        .clone()
-                        .unwrap_or_else(|| "unlabelled".into())
-                })
-                .collect(),
-            counts: view.select(&keep, &columns)?,
-        });
+        let (cells, n) = species_cells(conn, Cells::Species(species.species_id), species)?;
+        out.push(cells);
+        dropped += n;
     }
     if dropped > 0 {
         eprintln!("warning: {dropped} cells have no count in the selected genes and are left out");
     }
     Ok((out, dropped))
+}
+
+/// The counts of `cells` (of one species) over the species' selected genes, without the cells
+/// that have no count in them; and the number of cells dropped.
+pub(super) fn species_cells(
+    conn: &Connection,
+    cells: Cells,
+    species: &SpeciesGenes,
+) -> crate::Result<(SpeciesCells, usize)> {
+    let counts = read_counts(conn, cells, &species.gene_ids)?;
+    let view = CsrView::new(
+        counts.n_genes,
+        &counts.indptr,
+        &counts.indices,
+        &counts.data,
+    )?;
+    let keep: Vec<usize> = view
+        .row_sums()
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| s > 0)
+        .map(|(i, _)| i)
+        .collect();
+    let columns: Vec<usize> = (0..counts.n_genes).collect();
+    let out = SpeciesCells {
+        name: species.name.clone(),
+        cell_ids: keep.iter().map(|&i| counts.cell_ids[i]).collect(),
+        labels: keep
+            .iter()
+            .map(|&i| {
+                counts.labels[i]
+                    .clone()
+                    .unwrap_or_else(|| "unlabelled".into())
+            })
+            .collect(),
+        counts: view.select(&keep, &columns)?,
+    };
+    Ok((out, counts.n_cells() - keep.len()))
 }
 
 fn species_data(cells: &[SpeciesCells]) -> crate::Result<Vec<SpeciesData<'_>>> {
@@ -360,7 +372,7 @@ fn finished_pretrain(
     Ok((id, stored))
 }
 
-fn weights_of(conn: &Connection, run: i32) -> crate::Result<Vec<u8>> {
+pub(super) fn weights_of(conn: &Connection, run: i32) -> crate::Result<Vec<u8>> {
     let blob: Vec<u8> = conn
         .query_row(
             "SELECT weights FROM model_runs WHERE model_run_id = ?",
@@ -383,9 +395,9 @@ fn compress(bytes: &[u8]) -> crate::Result<Vec<u8>> {
     )
 }
 
-/// Embeds every training cell with the fine-tuned model and stores embedding and macrogene
-/// expression per cell.
-fn write_embeddings(
+/// Embeds `cells` with the fine-tuned model and stores embedding and macrogene expression per
+/// cell (fine-tuning: every training cell; `embed_dataset`: a dataset added later).
+pub(super) fn write_embeddings(
     conn: &Connection,
     run: i32,
     model: &Saturn,

@@ -79,6 +79,7 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     register_one::<training::BuildMacrogenes>(conn, &handle)?;
     register_one::<training::Pretrain>(conn, &handle)?;
     register_one::<training::Finetune>(conn, &handle)?;
+    register_one::<training::EmbedDataset>(conn, &handle)?;
     Ok(shared)
 }
 

@@ -1,12 +1,12 @@
 //! SATURN from SQL: `satlas_build_macrogenes(...)`, `saturn_pretrain(...)` and
 //! `saturn_finetune(...)`. Parameters default to SATURN's; the training procedures return one row
-//! per epoch.
+//! per epoch. `satlas_embed_dataset(...)` embeds a dataset added after training.
 
 use super::{Args, Procedure};
 use crate::macrogene::{build_macrogenes, BuildParams};
 use crate::model::{
-    run_finetune, run_pretrain, EpochLog, FinetuneParams, FinetuneRequest, PretrainParams,
-    PretrainRequest, RunReport,
+    embed_dataset, run_finetune, run_pretrain, EpochLog, FinetuneParams, FinetuneRequest,
+    PretrainParams, PretrainRequest, RunReport,
 };
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
@@ -158,6 +158,49 @@ impl Procedure for Finetune {
                 .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
         };
         Ok(Self::batch(epoch_columns(&run_finetune(conn, &request)?))?)
+    }
+}
+
+/// `CALL satlas_embed_dataset(dataset := 'x', run := N)`: embeds a dataset of a trained species
+/// with the finished finetune run (default: the newest), then extends the run's HNSW index.
+pub struct EmbedDataset;
+
+impl Procedure for EmbedDataset {
+    const NAME: &'static str = "satlas_embed_dataset";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        vec![
+            ("dataset", LogicalTypeId::Varchar),
+            ("run", LogicalTypeId::Integer),
+        ]
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("model_run_id", DataType::Int32, false),
+            Field::new("dataset", DataType::Utf8, false),
+            Field::new("species", DataType::Utf8, false),
+            Field::new("embedded_cells", DataType::Int64, false),
+            Field::new("dropped_cells", DataType::Int64, false),
+            Field::new("index", DataType::Utf8, false),
+        ])
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let dataset = args.required_text("dataset")?;
+        let run = args.int("run")?.map(|r| r as i32);
+        let report = embed_dataset(conn, &dataset, run)?;
+        let index = report
+            .index
+            .map_or_else(|| "no index".to_string(), |o| o.to_string());
+        Ok(Self::batch(vec![
+            Arc::new(Int32Array::from(vec![report.run_id])),
+            Arc::new(StringArray::from(vec![report.dataset])),
+            Arc::new(StringArray::from(vec![report.species])),
+            Arc::new(Int64Array::from(vec![report.embedded_cells as i64])),
+            Arc::new(Int64Array::from(vec![report.dropped_cells as i64])),
+            Arc::new(StringArray::from(vec![index])),
+        ])?)
     }
 }
 

@@ -1,0 +1,199 @@
+//! Incremental integration: a dataset added after training, of a species the model was trained
+//! on, is embedded with the finished fine-tuned model (no training) and becomes searchable
+//! (`satlas embed-dataset`, `satlas add-dataset --embed`, `CALL satlas_embed_dataset(...)`).
+//!
+//! The dataset's counts are read over its species' selected genes of the run's macrogene set,
+//! cells without any count there are dropped (as in training), the rest are embedded with
+//! [`Saturn::embed`] and stored in `cell_embeddings` in one transaction. If the run has an HNSW
+//! index it is then extended with just the new cells (the index module's extend path), in a
+//! second transaction.
+
+use super::runs::{species_cells, weights_of, write_embeddings, StoredParams};
+use super::{FinetuneRequest, ModelError, Saturn, SaturnConfig};
+use crate::atlas::counts::Cells;
+use crate::atlas::{self, query_all, DbContext};
+use crate::index::{self, Access, IndexParams, Origin};
+use crate::macrogene::MacrogeneSet;
+use duckdb::{Connection, OptionalExt};
+use std::fmt;
+
+/// What [`embed_dataset`] did.
+#[derive(Debug, Clone)]
+pub struct EmbedReport {
+    /// The fine-tuning run whose model embedded the cells.
+    pub run_id: i32,
+    /// The dataset.
+    pub dataset: String,
+    /// Its species.
+    pub species: String,
+    /// Cells embedded and stored.
+    pub embedded_cells: usize,
+    /// Cells left out because they have no count in the selected genes.
+    pub dropped_cells: usize,
+    /// What happened to the run's HNSW index (`None`: the run has no index).
+    pub index: Option<Origin>,
+}
+
+impl fmt::Display for EmbedReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}]: embedded {} cells with finetune run #{}",
+            self.dataset, self.species, self.embedded_cells, self.run_id
+        )?;
+        if self.dropped_cells > 0 {
+            write!(
+                f,
+                " ({} cells without counts in the selected genes left out)",
+                self.dropped_cells
+            )?;
+        }
+        match self.index {
+            Some(origin) => writeln!(f, "; HNSW index {origin}"),
+            None => writeln!(
+                f,
+                "; the run has no HNSW index (`satlas index build` to make one)"
+            ),
+        }
+    }
+}
+
+/// Embeds the cells of `dataset` with finetune run `run` (default: the newest finished one) and
+/// stores them in one transaction; then inserts them into the run's HNSW index, if it has one.
+///
+/// Refused, with the atlas unchanged, when the dataset is unknown, its species is not one the
+/// model was trained on, the run has embedded it already, or there is no finished finetune run.
+pub fn embed_dataset(
+    conn: &mut Connection,
+    dataset: &str,
+    run: Option<i32>,
+) -> crate::Result<EmbedReport> {
+    let (dataset_id, species) = find_dataset(conn, dataset)?;
+    let (run, set_id, config) = finished_finetune(conn, run)?;
+    let set = MacrogeneSet::read(conn, Some(set_id))?;
+    let Some(genes) = set.species.iter().find(|s| s.name == species) else {
+        return Err(ModelError::NewSpecies {
+            dataset: dataset.into(),
+            species,
+            run,
+            known: config.species.join(", "),
+        }
+        .into());
+    };
+    let already: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM cell_embeddings e JOIN cells c USING (cell_id)
+             WHERE e.model_run_id = ? AND c.dataset_id = ?",
+            [run, dataset_id],
+            |r| r.get(0),
+        )
+        .context("looking for embeddings of the dataset")?;
+    if already > 0 {
+        return Err(ModelError::AlreadyEmbedded {
+            dataset: dataset.into(),
+            run,
+            cells: already as usize,
+        }
+        .into());
+    }
+    let (cells, dropped) = species_cells(conn, Cells::Dataset(dataset_id), genes)?;
+    if dropped > 0 {
+        eprintln!(
+            "warning: {dropped} cells of {dataset} have no count in the selected genes and are left out"
+        );
+    }
+    let model = Saturn::load_bytes(config, &weights_of(conn, run)?)?;
+    let embedded = if cells.cell_ids.is_empty() {
+        0
+    } else {
+        atlas::write(conn, |tx| {
+            write_embeddings(tx, run, &model, std::slice::from_ref(&cells))
+        })?
+    };
+    let has_index: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM hnsw_indexes WHERE model_run_id = ?",
+            [run],
+            |r| r.get(0),
+        )
+        .context("looking for the run's HNSW index")?;
+    let index = if has_index && embedded > 0 {
+        let params = IndexParams::default().check()?;
+        let (_, origin) = atlas::write(conn, |tx| index::open(tx, run, Access::ReadWrite, params))?;
+        Some(origin)
+    } else if has_index {
+        Some(Origin::Loaded)
+    } else {
+        None
+    };
+    Ok(EmbedReport {
+        run_id: run,
+        dataset: dataset.into(),
+        species,
+        embedded_cells: embedded,
+        dropped_cells: dropped,
+        index,
+    })
+}
+
+/// The dataset's id and species name.
+fn find_dataset(conn: &Connection, name: &str) -> crate::Result<(i32, String)> {
+    let row: Option<(i32, String)> = conn
+        .query_row(
+            "SELECT d.dataset_id, s.name FROM datasets d JOIN species s USING (species_id)
+             WHERE d.name = ?",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .context("finding the dataset")?;
+    if let Some(found) = row {
+        return Ok(found);
+    }
+    let known = query_all(
+        conn,
+        "SELECT name FROM datasets ORDER BY name",
+        [],
+        "listing datasets",
+        |r| r.get::<_, String>(0),
+    )?;
+    Err(ModelError::UnknownDataset {
+        name: name.into(),
+        known: if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        },
+    }
+    .into())
+}
+
+/// The finished finetune run `run` (default: the newest), its macrogene set and model config.
+fn finished_finetune(
+    conn: &Connection,
+    run: Option<i32>,
+) -> crate::Result<(i32, i32, SaturnConfig)> {
+    let row: Option<(i32, i32, String)> = conn
+        .query_row(
+            "SELECT model_run_id, macrogene_set_id, params FROM model_runs
+             WHERE kind = 'finetune' AND status = 'done'
+               AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
+                                               WHERE kind = 'finetune' AND status = 'done'))",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .context("finding the finetune run")?;
+    let Some((id, set, json)) = row else {
+        let what = match run {
+            Some(run) => format!("model run {run} is not a finished finetune run"),
+            None => "no finished finetune run in the atlas".into(),
+        };
+        return Err(ModelError::NoFinetuneRun { what }.into());
+    };
+    let stored: StoredParams<FinetuneRequest> =
+        serde_json::from_str(&json).map_err(|e| ModelError::Checkpoint {
+            reason: format!("run #{id}: {e}"),
+        })?;
+    Ok((id, set, stored.config))
+}
