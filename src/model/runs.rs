@@ -272,23 +272,35 @@ fn start_or_resume<R: Serialize>(
         )
         .optional()
         .context("looking for an interrupted run")?;
-    if let Some((run, Some(blob), Some(metrics))) = existing {
-        let epoch: usize = serde_json::from_str::<serde_json::Value>(&metrics)
-            .ok()
-            .and_then(|m| m["checkpoint_epoch"].as_u64())
-            .unwrap_or(0) as usize;
-        let bytes = zstd::decode_all(blob.as_slice()).map_err(|e| ModelError::Checkpoint {
-            reason: e.to_string(),
-        })?;
+    if let Some((run, blob, metrics)) = existing {
+        let checkpoint = match (blob, metrics) {
+            (Some(blob), Some(metrics)) => {
+                let epoch = serde_json::from_str::<serde_json::Value>(&metrics)
+                    .ok()
+                    .and_then(|m| m["checkpoint_epoch"].as_u64())
+                    .unwrap_or(0) as usize;
+                let bytes =
+                    zstd::decode_all(blob.as_slice()).map_err(|e| ModelError::Checkpoint {
+                        reason: e.to_string(),
+                    })?;
+                Some((epoch, bytes))
+            }
+            _ => None,
+        };
+        // Epochs after the checkpoint (all of them without one) are run again.
+        let keep_through = checkpoint.as_ref().map_or(-1, |(epoch, _)| *epoch as i64);
         atlas::write(conn, |tx| {
             tx.execute(
                 "DELETE FROM training_log WHERE model_run_id = ? AND epoch > ?",
-                [run, epoch as i32],
+                duckdb::params![run, keep_through],
             )
             .context("trimming the training log to the checkpoint")
         })?;
-        eprintln!("resuming {kind} run #{run} after epoch {epoch}");
-        return Ok((run, Some((epoch, bytes))));
+        match &checkpoint {
+            Some((epoch, _)) => eprintln!("resuming {kind} run #{run} after epoch {epoch}"),
+            None => eprintln!("restarting {kind} run #{run} from epoch 0 (it stopped before its first checkpoint)"),
+        }
+        return Ok((run, checkpoint));
     }
     let run = atlas::write(conn, |tx| {
         tx.query_row(
@@ -331,8 +343,12 @@ fn record_epoch(
             )
             .context("storing the checkpoint")?;
         }
-        Ok(())
-    })
+        Ok::<_, crate::Error>(())
+    })?;
+    if blob.is_some() {
+        eprintln!("checkpoint: run #{run} after epoch {}", log.epoch);
+    }
+    Ok(())
 }
 
 fn finish_run(conn: &Connection, run: i32, model: &Saturn, logs: &[EpochLog]) -> crate::Result<()> {
