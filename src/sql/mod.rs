@@ -10,6 +10,7 @@
 mod args;
 pub mod console;
 mod embeddings;
+mod eval;
 mod info;
 mod knn_cells;
 mod knn_vector;
@@ -79,6 +80,7 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     register_one::<training::BuildMacrogenes>(conn, &handle)?;
     register_one::<training::Pretrain>(conn, &handle)?;
     register_one::<training::Finetune>(conn, &handle)?;
+    register_one::<eval::Eval>(conn, &handle)?;
     Ok(shared)
 }
 
