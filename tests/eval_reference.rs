@@ -3,8 +3,8 @@
 //! predicting 200 other points (`fixtures/reference/eval_*.npy`).
 //!
 //! Tolerances: at least 99 % of argmax predictions equal (observed: all), and every predicted
-//! probability within 1e-5 of scikit-learn's (observed 1.1e-7; both fits stop at the optimum of the same convex
-//! objective: sklearn at tol = 1e-10, satlas at max-gradient 1e-8).
+//! probability within 1e-5 of scikit-learn's (observed 1.1e-7; both fits stop at the optimum of
+//! the same convex objective: sklearn at tol = 1e-10, satlas at max-gradient 1e-8).
 
 use satlas::eval::logreg::{fit, FitOptions};
 use std::path::Path;
