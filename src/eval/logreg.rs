@@ -15,7 +15,9 @@
 //! The objective is minimised as `f / n` (scikit-learn scales it the same way; the minimiser is
 //! the same) in `f64` by L-BFGS (memory 10, backtracking Armijo line search) until the largest
 //! gradient component of `f / n` is below [`FitOptions::gtol`] (default 1e-8, far tighter than
-//! scikit-learn's default `tol = 1e-4`, so the result is the optimum itself, not an early stop).
+//! scikit-learn's default `tol = 1e-4`, so the result is the optimum itself, not an early stop),
+//! or an iteration lowers `f / n` by less than [`FitOptions::ftol`] relative (default
+//! `64 · f64::EPSILON`, scikit-learn's `ftol`: no more progress is possible in `f64`).
 //! Classes are the sorted distinct labels (as scikit-learn's `classes_`); argmax ties go to the
 //! first class.
 
@@ -28,6 +30,8 @@ pub struct FitOptions {
     pub c: f64,
     /// Stop when `max |∇(f/n)|` is below this.
     pub gtol: f64,
+    /// Stop when an iteration lowers `f/n` by less than this, relative to `max(|f/n|, 1)`.
+    pub ftol: f64,
     /// Give up after this many L-BFGS iterations (the fit is then returned as it is).
     pub max_iter: usize,
 }
@@ -37,6 +41,7 @@ impl Default for FitOptions {
         FitOptions {
             c: 0.005,
             gtol: 1e-8,
+            ftol: 64.0 * f64::EPSILON,
             max_iter: 10_000,
         }
     }
@@ -279,8 +284,12 @@ fn lbfgs(problem: &Problem, theta: &mut [f64], options: &FitOptions) -> (usize, 
             history.push_back((s, y, 1.0 / sy));
         }
         theta.copy_from_slice(&candidate);
+        let decrease = f - fc;
         f = fc;
         g = gc;
+        if decrease <= options.ftol * f.abs().max(1.0) {
+            return (iteration + 1, max_abs(&g));
+        }
     }
     (options.max_iter, max_abs(&g))
 }

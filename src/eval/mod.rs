@@ -182,6 +182,8 @@ pub struct EvalReport {
     pub run: i32,
     /// The rows, in a fixed order.
     pub rows: Vec<EvalRow>,
+    /// Per direction: L-BFGS iterations and the final max |gradient| of the logistic regression.
+    pub fits: Vec<(String, usize, f64)>,
 }
 
 impl std::fmt::Display for EvalReport {
@@ -192,6 +194,13 @@ impl std::fmt::Display for EvalReport {
         writeln!(f, "| --- | --- | ---: |")?;
         for r in &self.rows {
             writeln!(f, "| {} | {} | {:.3} |", r.direction, r.metric, r.value)?;
+        }
+        for (direction, iterations, gradient) in &self.fits {
+            writeln!(
+                f,
+                "logistic regression {direction}: {iterations} L-BFGS iterations, \
+                 max |gradient| {gradient:.1e}"
+            )?;
         }
         Ok(())
     }
@@ -230,6 +239,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
     let a = load(conn, run, &spec.a, column)?;
     let b = load(conn, run, &spec.b, column)?;
     let mut rows = Vec::new();
+    let mut fits = Vec::new();
     let mut push = |direction: &str, metric: &str, value: f64| {
         rows.push(EvalRow {
             direction: direction.into(),
@@ -272,6 +282,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
             ..logreg::FitOptions::default()
         };
         let model = logreg::fit(&features(x, &train), x.dim, &train_labels, &options);
+        fits.push((direction.clone(), model.iterations, model.gradient_norm));
         let known: Vec<&str> = model.classes.iter().map(String::as_str).collect();
         let held_out = model.predict(&features(x, &test));
         let held_out_correct = held_out
@@ -326,7 +337,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         "mixing_mean",
         means.iter().sum::<f64>() / means.len().max(1) as f64,
     );
-    Ok(EvalReport { run, rows })
+    Ok(EvalReport { run, rows, fits })
 }
 
 /// Per (species, label): the mean over its cells of the other species' share among each cell's
