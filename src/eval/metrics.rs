@@ -10,7 +10,7 @@
 //! cell's own label and the CSV rows are the allowed pairs.
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Splits `0..n` into (train, test) with a seeded shuffle: `ceil(0.2 n)` test indices (as
 /// scikit-learn's `train_test_split(test_size=0.2)`), both sorted. The same `n` and seed give
@@ -106,7 +106,7 @@ pub fn score(
     assert_eq!(predicted.len(), truth.len());
     let n = predicted.len().max(1) as f64;
     let reachable = correspondence.reachable(known.iter().copied());
-    let mut per_class: HashMap<Option<&str>, (usize, usize)> = HashMap::new();
+    let mut per_class: BTreeMap<Option<&str>, (usize, usize)> = BTreeMap::new();
     let (mut correct, mut achievable) = (0usize, 0usize);
     for (p, t) in predicted.iter().zip(truth) {
         let ok = correspondence.correct(p, *t);
