@@ -34,3 +34,5 @@ satlas index build
 satlas transfer --reference human --query baron_mouse --out out/mouse_labels.csv
 satlas sql -c "$(cat sql/examples/transfer_accuracy.sql)"
 satlas sql -c "$(cat sql/examples/cross_species_neighbours.sql)"
+step "9. SATURN's evaluation: cross-species logistic regression and kNN transfer, species mixing"
+satlas eval --a human --b mouse
