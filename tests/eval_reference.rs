@@ -3,8 +3,9 @@
 //! predicting 200 other points (`fixtures/reference/eval_*.npy`).
 //!
 //! Tolerances: at least 99 % of argmax predictions equal (observed: all), and every predicted
-//! probability within 1e-5 of scikit-learn's (observed 1.1e-7; both fits stop at the optimum of
-//! the same convex objective: sklearn at tol = 1e-10, satlas at max-gradient 1e-8).
+//! probability within 1e-5 of scikit-learn's (observed 2.7e-7; both fits stop at the optimum of
+//! the same convex objective: sklearn at tol = 1e-10, satlas at max-gradient 1e-8 or when f64
+//! gives no more progress, asserted here as max-gradient < 1e-6).
 
 use satlas::eval::logreg::{fit, FitOptions};
 use std::path::Path;
@@ -63,7 +64,7 @@ fn logistic_regression_matches_scikit_learn() {
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     let model = fit(&train_x, dim, &labels, &FitOptions::default());
     assert!(
-        model.gradient_norm < 1e-8,
+        model.gradient_norm < 1e-6,
         "did not converge: {}",
         model.gradient_norm
     );
