@@ -34,6 +34,8 @@ satlas index build
 satlas transfer --reference human --query baron_mouse --out out/mouse_labels.csv
 satlas sql -c "$(cat sql/examples/transfer_accuracy.sql)"
 satlas sql -c "$(cat sql/examples/cross_species_neighbours.sql)"
-step "9. a new dataset into the trained atlas: embedded with the stored model, searchable at once"
+step "9. SATURN's evaluation: cross-species logistic regression and kNN transfer, species mixing"
+satlas eval --a human --b mouse
+step "10. a new dataset into the trained atlas: embedded with the stored model, searchable at once"
 satlas add-dataset --species human --label cell_type1 --name human_again --embed fixtures/baron/human_modern.h5ad
 satlas info | tail -4

@@ -27,6 +27,9 @@ pub enum Error {
     /// Building, loading or searching the HNSW index, or a label transfer, failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// An evaluation (`satlas eval`) was refused or failed.
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
 }
 
 /// `Result` with the crate [`Error`].

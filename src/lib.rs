@@ -14,7 +14,9 @@
 //! 5. [`macrogene`] — gene selection (Seurat v3 HVG), k-means macrogenes, rank-based weights.
 //! 6. [`model`] — the SATURN network, its losses, pretraining and fine-tuning.
 //! 7. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
-//! 8. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 8. [`eval`] — SATURN's evaluation: cross-species logistic-regression and kNN label transfer,
+//!    species mixing.
+//! 9. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -31,6 +33,7 @@ pub mod protein;
 pub mod macrogene;
 pub mod model;
 pub mod index;
+pub mod eval;
 pub mod sql;
 pub mod progress;
 

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use satlas::eval::{self, CorrespondenceSource, EvalSpec};
 use satlas::index::search::QueryPoint;
 use satlas::index::transfer::{self, TransferSpec};
 use satlas::index::{self as index, Access, IndexParams, KnnQuery, Scope};
@@ -92,6 +93,9 @@ enum Command {
     Knn(Knn),
     /// Transfer cell-type labels from a species or dataset to a query dataset (kNN vote).
     Transfer(Transfer),
+    /// SATURN's evaluation: cross-species logistic-regression and kNN label transfer, species
+    /// mixing (read-only).
+    Eval(Eval),
 }
 
 #[derive(ClapArgs)]
@@ -265,6 +269,34 @@ struct Transfer {
     /// CSV file for the labels (cell, dataset, barcode, original and predicted label, confidence).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(ClapArgs)]
+struct Eval {
+    /// Species A.
+    #[arg(long)]
+    a: String,
+    /// Species B.
+    #[arg(long)]
+    b: String,
+    /// Model run (default: the newest finetune run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// obs column both species have that says which cell types correspond.
+    #[arg(long, default_value = eval::DEFAULT_CORRESPONDENCE, conflicts_with = "correspondence_csv")]
+    correspondence: String,
+    /// CSV with columns {a}_cell_type and {b}_cell_type: the corresponding label pairs.
+    #[arg(long)]
+    correspondence_csv: Option<PathBuf>,
+    /// Seed of the 80/20 split of the training species.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Inverse L2 regularisation strength of the logistic regression.
+    #[arg(long, default_value_t = eval::DEFAULT_C)]
+    c: f64,
+    /// Neighbours for kNN transfer and species mixing.
+    #[arg(short, long, default_value_t = eval::DEFAULT_K)]
+    k: usize,
 }
 
 #[derive(ClapArgs)]
@@ -521,6 +553,24 @@ fn run(cli: Cli) -> Result<()> {
                 transfer::write_csv(atlas.connection(), result.transfer_id, &out)?;
                 println!("wrote {}", out.display());
             }
+        }
+        Command::Eval(args) => {
+            let atlas = Atlas::open_read_only(path)?;
+            let spec = EvalSpec {
+                a: args.a,
+                b: args.b,
+                run: args.run,
+                correspondence: match args.correspondence_csv {
+                    Some(csv) => CorrespondenceSource::Csv(csv),
+                    None => CorrespondenceSource::ObsColumn(args.correspondence),
+                },
+                seed: args.seed,
+                c: args.c,
+                k: args.k,
+            };
+            let report = eval::evaluate(atlas.connection(), &spec)
+                .with_context(|| format!("evaluating {} vs {}", spec.a, spec.b))?;
+            print!("{report}");
         }
     }
     Ok(())

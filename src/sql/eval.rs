@@ -1,0 +1,65 @@
+//! `satlas_eval(a := 'human', b := 'mouse', ...)`: SATURN's evaluation protocol from SQL, one row
+//! per (direction, metric); see [`crate::eval`].
+
+use super::{Args, Procedure};
+use crate::eval::{evaluate, CorrespondenceSource, EvalSpec};
+use duckdb::arrow::array::{Float64Array, StringArray};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::core::LogicalTypeId;
+use duckdb::Connection;
+use std::sync::Arc;
+
+/// `SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := N, correspondence := 'col',
+/// correspondence_csv := 'file.csv', seed := 0, c := 0.005, k := 15)`.
+pub struct Eval;
+
+impl Procedure for Eval {
+    const NAME: &'static str = "satlas_eval";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        vec![
+            ("a", LogicalTypeId::Varchar),
+            ("b", LogicalTypeId::Varchar),
+            ("run", LogicalTypeId::Integer),
+            ("correspondence", LogicalTypeId::Varchar),
+            ("correspondence_csv", LogicalTypeId::Varchar),
+            ("seed", LogicalTypeId::Bigint),
+            ("c", LogicalTypeId::Double),
+            ("k", LogicalTypeId::Bigint),
+        ]
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("direction", DataType::Utf8, false),
+            Field::new("metric", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, false),
+        ])
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let mut spec = EvalSpec::new(&args.required_text("a")?, &args.required_text("b")?);
+        spec.run = args.int("run")?.map(|r| r as i32);
+        if let Some(column) = args.text("correspondence")? {
+            spec.correspondence = CorrespondenceSource::ObsColumn(column);
+        }
+        if let Some(csv) = args.text("correspondence_csv")? {
+            spec.correspondence = CorrespondenceSource::Csv(csv.into());
+        }
+        spec.seed = args.usize("seed")?.map_or(spec.seed, |s| s as u64);
+        spec.c = args.float("c")?.unwrap_or(spec.c);
+        spec.k = args.usize("k")?.unwrap_or(spec.k);
+        let report = evaluate(conn, &spec)?;
+        let rows = &report.rows;
+        Ok(Self::batch(vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.direction.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.metric.as_str()),
+            )),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
+        ])?)
+    }
+}

@@ -1,0 +1,202 @@
+//! `satlas_eval` on a small in-memory atlas: the bundled Baron fixtures, synthetic gene
+//! embeddings (as in `saturn_atlas.rs`), macrogenes, a short pretraining and fine-tuning through
+//! SQL, then the evaluation (obs-column and CSV correspondences) and its refusals.
+//!
+//! The numbers are not checked for quality (a few epochs on synthetic gene embeddings), only
+//! that every row exists, lies in [0, 1], that the maximum achievable accuracy bounds the
+//! accuracy, and that a refused call leaves the atlas unchanged.
+
+use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
+use satlas::io::{FastaOptions, ReadOptions};
+use satlas::Atlas;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+fn atlas_with_embeddings() -> Atlas {
+    let mut atlas = Atlas::in_memory().unwrap();
+    for (species, fasta, h5ad) in [
+        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
+        (
+            "mouse",
+            "proteins/mouse_surrogate.fa.gz",
+            "baron/mouse.h5ad",
+        ),
+    ] {
+        add_proteome(
+            &mut atlas,
+            species,
+            &fixture(fasta),
+            &FastaOptions::default(),
+        )
+        .unwrap();
+        let spec = DatasetSpec {
+            path: fixture(h5ad),
+            species: species.into(),
+            name: Some(format!("baron_{species}")),
+            label_column: "cell_type1".into(),
+            read: ReadOptions::default(),
+        };
+        add_dataset(&mut atlas, &spec).unwrap();
+    }
+    atlas
+        .connection()
+        .execute_batch(
+            "INSERT INTO embedding_models (name, checksum, dim, source) VALUES ('synthetic', 'none', 16, 'import');
+             INSERT INTO gene_embeddings
+             SELECT g.gene_id, 1, list_transform(range(16), lambda i: ((hash(g.symbol_key || i::VARCHAR) % 2000) / 1000.0 - 1.0)::FLOAT)
+             FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
+        )
+        .unwrap();
+    atlas
+}
+
+/// libtorch's random generator is process-wide: tests that train take turns.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn count(atlas: &Atlas, sql: &str) -> i64 {
+    atlas.connection().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn eval_rows(atlas: &Atlas, sql: &str) -> HashMap<(String, String), f64> {
+    let mut stmt = atlas.connection().prepare(sql).unwrap();
+    stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
+    let rows: duckdb::Result<Vec<String>> = atlas.connection().prepare(sql).and_then(|mut s| {
+        s.query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+    });
+    rows.expect_err(sql)
+}
+
+fn check_rows(rows: &HashMap<(String, String), f64>) {
+    for ((direction, metric), value) in rows {
+        assert!(
+            (0.0..=1.0).contains(value),
+            "{direction} {metric} = {value}"
+        );
+    }
+    for direction in ["human->mouse", "mouse->human"] {
+        let get = |metric: &str| rows[&(direction.to_string(), metric.to_string())];
+        for metric in ["lr_accuracy", "lr_balanced_accuracy", "knn_accuracy"] {
+            assert!(
+                get(metric) <= get("lr_max_achievable") + 1e-12,
+                "{direction} {metric}"
+            );
+        }
+        assert!(get("knn_balanced_accuracy") >= 0.0);
+    }
+    for species in ["human", "mouse"] {
+        assert!(rows.contains_key(&(species.to_string(), "lr_heldout_accuracy".to_string())));
+        assert!(rows.contains_key(&(species.to_string(), "mixing[alpha]".to_string())));
+    }
+    assert!(rows.contains_key(&("both".to_string(), "mixing_mean".to_string())));
+}
+
+#[test]
+fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let atlas = atlas_with_embeddings();
+    count(
+        &atlas,
+        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
+    );
+    count(
+        &atlas,
+        "SELECT count(*) FROM saturn_pretrain(epochs := 3, seed := 0)",
+    );
+    count(
+        &atlas,
+        "SELECT count(*) FROM saturn_finetune(epochs := 2, seed := 0)",
+    );
+    let before = atlas.content_digest().unwrap();
+
+    let rows = eval_rows(
+        &atlas,
+        "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', k := 10)",
+    );
+    check_rows(&rows);
+    // Every mouse cell type's ontology class except B cell / leukocyte occurs in human.
+    let ceiling = rows[&("human->mouse".to_string(), "lr_max_achievable".to_string())];
+    assert!(ceiling > 0.5 && ceiling < 1.0, "{ceiling}");
+    assert_eq!(
+        eval_rows(
+            &atlas,
+            "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', k := 10)"
+        ),
+        rows,
+        "the same seed gives the same numbers"
+    );
+    assert_eq!(atlas.content_digest().unwrap(), before, "eval is read-only");
+
+    // A CSV correspondence: same-name labels correspond.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("pairs.csv");
+    std::fs::write(
+        &csv,
+        "human_cell_type,mouse_cell_type\nalpha,alpha\nbeta,beta\ndelta,delta\ngamma,gamma\n\
+         ductal,ductal\nendothelial,endothelial\nmacrophage,macrophage\nt_cell,T_cell\n\
+         schwann,schwann\nactivated_stellate,activated_stellate\n\
+         quiescent_stellate,quiescent_stellate\n",
+    )
+    .unwrap();
+    let rows = eval_rows(
+        &atlas,
+        &format!(
+            "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', correspondence_csv := '{}')",
+            csv.display()
+        ),
+    );
+    check_rows(&rows);
+
+    let bad_csv = dir.path().join("bad.csv");
+    std::fs::write(&bad_csv, "human,mouse\nalpha,alpha\n").unwrap();
+    for (sql, needle) in [
+        (
+            "SELECT * FROM satlas_eval(a := 'human', b := 'frog')".to_string(),
+            "unknown species \"frog\"",
+        ),
+        (
+            "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', correspondence := 'no_such')"
+                .to_string(),
+            "no obs column \"no_such\"",
+        ),
+        (
+            "SELECT * FROM satlas_eval(a := 'human', b := 'human')".to_string(),
+            "two different species",
+        ),
+        (
+            "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', c := 0)".to_string(),
+            "invalid evaluation parameter c",
+        ),
+        (
+            "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := 1)".to_string(),
+            "has no cell embeddings",
+        ),
+        (
+            format!(
+                "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', correspondence_csv := '{}')",
+                bad_csv.display()
+            ),
+            "no column human_cell_type",
+        ),
+    ] {
+        let err = failure(&atlas, &sql);
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+        assert_eq!(
+            atlas.content_digest().unwrap(),
+            before,
+            "{sql} changed the atlas"
+        );
+    }
+}
