@@ -5,70 +5,14 @@
 //! `saturn_atlas.rs`), builds the index, then adds `baron/human_modern.h5ad` — the same cells and
 //! counts as `baron/human.h5ad`, another encoding and file — as the new dataset `human_again`.
 
+mod common;
+
+use common::{atlas_with_embeddings, count, dataset_spec, fixture, TRAINING};
 use satlas::index::{self, Access, IndexParams, Origin};
-use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
-use satlas::io::{FastaOptions, ReadOptions};
+use satlas::ingest::{add_dataset, add_proteome};
+use satlas::io::FastaOptions;
 use satlas::model::embed_dataset;
 use satlas::Atlas;
-use std::path::{Path, PathBuf};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
-
-fn spec(species: &str, name: &str, path: &str) -> DatasetSpec {
-    DatasetSpec {
-        path: fixture(path),
-        species: species.into(),
-        name: Some(name.into()),
-        label_column: "cell_type1".into(),
-        read: ReadOptions::default(),
-    }
-}
-
-fn atlas_with_embeddings() -> Atlas {
-    let mut atlas = Atlas::in_memory().unwrap();
-    for (species, fasta, h5ad) in [
-        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
-        (
-            "mouse",
-            "proteins/mouse_surrogate.fa.gz",
-            "baron/mouse.h5ad",
-        ),
-    ] {
-        add_proteome(
-            &mut atlas,
-            species,
-            &fixture(fasta),
-            &FastaOptions::default(),
-        )
-        .unwrap();
-        add_dataset(
-            &mut atlas,
-            &spec(species, &format!("baron_{species}"), h5ad),
-        )
-        .unwrap();
-    }
-    atlas
-        .connection()
-        .execute_batch(
-            "INSERT INTO embedding_models (name, checksum, dim, source) VALUES ('synthetic', 'none', 16, 'import');
-             INSERT INTO gene_embeddings
-             SELECT g.gene_id, 1, list_transform(range(16), lambda i: ((hash(g.symbol_key || i::VARCHAR) % 2000) / 1000.0 - 1.0)::FLOAT)
-             FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
-        )
-        .unwrap();
-    atlas
-}
-
-/// libtorch's random generator is process-wide: tests that train take turns.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn count(atlas: &Atlas, sql: &str) -> i64 {
-    atlas.connection().query_row(sql, [], |r| r.get(0)).unwrap()
-}
 
 fn text(atlas: &Atlas, sql: &str) -> String {
     atlas.connection().query_row(sql, [], |r| r.get(0)).unwrap()
@@ -136,7 +80,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
 
     add_dataset(
         &mut atlas,
-        &spec("human", "human_again", "baron/human_modern.h5ad"),
+        &dataset_spec("human", "human_again", "baron/human_modern.h5ad"),
     )
     .unwrap();
     let new_cells = count(
@@ -272,7 +216,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
         &FastaOptions::default(),
     )
     .unwrap();
-    let mut rat = spec("rat", "rat_cells", "baron/human_10x");
+    let mut rat = dataset_spec("rat", "rat_cells", "baron/human_10x");
     rat.read.obs_file = Some(fixture("baron/human_10x/obs.csv"));
     add_dataset(&mut atlas, &rat).unwrap();
     let digest = atlas.content_digest().unwrap();

@@ -5,54 +5,10 @@
 //! orthologs with the same symbol share one): the test is about the atlas plumbing, numerics are
 //! checked against PyTorch in `saturn_parity.rs` and `esm2_parity.rs`.
 
-use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
-use satlas::io::{FastaOptions, ReadOptions};
+mod common;
+
+use common::{atlas_with_embeddings, count, TRAINING};
 use satlas::Atlas;
-use std::path::{Path, PathBuf};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
-
-fn atlas_with_embeddings() -> Atlas {
-    let mut atlas = Atlas::in_memory().unwrap();
-    for (species, fasta, h5ad) in [
-        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
-        (
-            "mouse",
-            "proteins/mouse_surrogate.fa.gz",
-            "baron/mouse.h5ad",
-        ),
-    ] {
-        add_proteome(
-            &mut atlas,
-            species,
-            &fixture(fasta),
-            &FastaOptions::default(),
-        )
-        .unwrap();
-        let spec = DatasetSpec {
-            path: fixture(h5ad),
-            species: species.into(),
-            name: Some(format!("baron_{species}")),
-            label_column: "cell_type1".into(),
-            read: ReadOptions::default(),
-        };
-        add_dataset(&mut atlas, &spec).unwrap();
-    }
-    atlas
-        .connection()
-        .execute_batch(
-            "INSERT INTO embedding_models (name, checksum, dim, source) VALUES ('synthetic', 'none', 16, 'import');
-             INSERT INTO gene_embeddings
-             SELECT g.gene_id, 1, list_transform(range(16), lambda i: ((hash(g.symbol_key || i::VARCHAR) % 2000) / 1000.0 - 1.0)::FLOAT)
-             FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
-        )
-        .unwrap();
-    atlas
-}
 
 fn column_f64(atlas: &Atlas, sql: &str) -> Vec<f64> {
     let mut stmt = atlas.connection().prepare(sql).unwrap();
@@ -69,13 +25,6 @@ fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
             .and_then(|rows| rows.collect())
     });
     rows.expect_err(sql)
-}
-
-/// libtorch's random generator is process-wide: tests that train take turns.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn count(atlas: &Atlas, sql: &str) -> i64 {
-    atlas.connection().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 #[test]

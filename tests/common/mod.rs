@@ -1,0 +1,76 @@
+//! Shared by the integration tests that train: the bundled fixtures in a fresh in-memory atlas with
+//! synthetic gene embeddings, and the lock that makes training tests take turns.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
+use satlas::io::{FastaOptions, ReadOptions};
+use satlas::Atlas;
+use std::path::{Path, PathBuf};
+
+/// libtorch's random generator is process-wide: tests that train take turns.
+pub static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A file under `fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+/// A dataset of the fixtures labelled by `cell_type1`.
+pub fn dataset_spec(species: &str, name: &str, path: &str) -> DatasetSpec {
+    DatasetSpec {
+        path: fixture(path),
+        species: species.into(),
+        name: Some(name.into()),
+        label_column: "cell_type1".into(),
+        read: ReadOptions::default(),
+    }
+}
+
+/// Both Baron fixtures (`baron_human`, `baron_mouse`) with their proteomes, and synthetic 16-d gene
+/// embeddings (deterministic, from each gene's upper-cased symbol, so orthologs with the same
+/// symbol share one) under one embedding model. Numerics are checked against PyTorch elsewhere;
+/// these tests are about the atlas plumbing.
+pub fn atlas_with_embeddings() -> Atlas {
+    let mut atlas = Atlas::in_memory().unwrap();
+    for (species, fasta, h5ad) in [
+        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
+        (
+            "mouse",
+            "proteins/mouse_surrogate.fa.gz",
+            "baron/mouse.h5ad",
+        ),
+    ] {
+        add_proteome(
+            &mut atlas,
+            species,
+            &fixture(fasta),
+            &FastaOptions::default(),
+        )
+        .unwrap();
+        add_dataset(
+            &mut atlas,
+            &dataset_spec(species, &format!("baron_{species}"), h5ad),
+        )
+        .unwrap();
+    }
+    atlas
+        .connection()
+        .execute_batch(
+            "INSERT INTO embedding_models (name, checksum, dim, source) VALUES ('synthetic', 'none', 16, 'import');
+             INSERT INTO gene_embeddings
+             SELECT g.gene_id, 1, list_transform(range(16), lambda i: ((hash(g.symbol_key || i::VARCHAR) % 2000) / 1000.0 - 1.0)::FLOAT)
+             FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
+        )
+        .unwrap();
+    atlas
+}
+
+/// The single integer a query returns.
+pub fn count(atlas: &Atlas, sql: &str) -> i64 {
+    atlas
+        .connection()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
