@@ -232,4 +232,18 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
         text(&atlas, "SELECT string_agg(DISTINCT dataset, ',' ORDER BY dataset) FROM cell_info c JOIN cell_embeddings USING (cell_id)"),
         "baron_human,baron_mouse,human_again"
     );
+
+    // Full overlap for the re-added human data; a 200-gene dataset gets the low-overlap warning.
+    add_dataset(
+        &mut atlas,
+        &dataset_spec("human", "few_genes", "legacy/anndata06.h5ad"),
+    )
+    .unwrap();
+    let report = embed_dataset(atlas.connection_mut(), "few_genes", None).unwrap();
+    let (present, total) = report.gene_overlap;
+    assert!(total > 0 && present < total / 2, "{present} of {total}");
+    assert!(
+        report.to_string().contains("WARNING: low gene overlap"),
+        "{report}"
+    );
 }

@@ -32,6 +32,18 @@ pub struct EmbedReport {
     pub dropped_cells: usize,
     /// What happened to the run's HNSW index (`None`: the run has no index).
     pub index: Option<Origin>,
+    /// How many of the model's genes for the species the dataset measures, of how many.
+    pub gene_overlap: (usize, usize),
+}
+
+/// Below this share of the model's genes, a dataset's embeddings get a warning.
+pub const LOW_GENE_OVERLAP: f64 = 0.5;
+
+impl EmbedReport {
+    /// The share of the model's genes for the species that the dataset measures.
+    pub fn overlap_fraction(&self) -> f64 {
+        self.gene_overlap.0 as f64 / self.gene_overlap.1.max(1) as f64
+    }
 }
 
 impl fmt::Display for EmbedReport {
@@ -49,12 +61,27 @@ impl fmt::Display for EmbedReport {
             )?;
         }
         match self.index {
-            Some(origin) => writeln!(f, "; HNSW index {origin}"),
+            Some(origin) => writeln!(f, "; HNSW index {origin}")?,
             None => writeln!(
                 f,
                 "; the run has no HNSW index (`satlas index build` to make one)"
-            ),
+            )?,
         }
+        let (present, total) = self.gene_overlap;
+        write!(
+            f,
+            "  gene overlap: {present} of the model's {total} {} genes ({:.1}%)",
+            self.species,
+            100.0 * self.overlap_fraction()
+        )?;
+        if self.overlap_fraction() < LOW_GENE_OVERLAP {
+            write!(
+                f,
+                "\n  WARNING: low gene overlap: the missing genes count as zero, so these cells' embeddings \
+                 are unreliable; check gene symbols (species, case) or use a dataset with more genes"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +123,7 @@ pub fn embed_dataset(
         }
         .into());
     }
+    let gene_overlap = gene_overlap(conn, dataset_id, &genes.gene_ids)?;
     let (cells, dropped) = species_cells(conn, Cells::Dataset(dataset_id), genes)?;
     if dropped > 0 {
         eprintln!(
@@ -133,7 +161,27 @@ pub fn embed_dataset(
         embedded_cells: embedded,
         dropped_cells: dropped,
         index,
+        gene_overlap,
     })
+}
+
+/// How many of `model_genes` the dataset measures, and how many there are.
+fn gene_overlap(
+    conn: &Connection,
+    dataset_id: i32,
+    model_genes: &[i32],
+) -> crate::Result<(usize, usize)> {
+    let measured: std::collections::HashSet<i32> = crate::atlas::query_all(
+        conn,
+        "SELECT gene_id FROM dataset_genes WHERE dataset_id = ?",
+        [dataset_id],
+        "reading the dataset's genes",
+        |r| r.get(0),
+    )?
+    .into_iter()
+    .collect();
+    let present = model_genes.iter().filter(|g| measured.contains(g)).count();
+    Ok((present, model_genes.len()))
 }
 
 /// The dataset's id and species name.

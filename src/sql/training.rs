@@ -183,6 +183,7 @@ impl Procedure for EmbedDataset {
             Field::new("embedded_cells", DataType::Int64, false),
             Field::new("dropped_cells", DataType::Int64, false),
             Field::new("index", DataType::Utf8, false),
+            Field::new("gene_overlap", DataType::Float64, false),
         ])
     }
 
@@ -193,6 +194,7 @@ impl Procedure for EmbedDataset {
         let index = report
             .index
             .map_or_else(|| "no index".to_string(), |o| o.to_string());
+        let overlap = report.overlap_fraction();
         Ok(Self::batch(vec![
             Arc::new(Int32Array::from(vec![report.run_id])),
             Arc::new(StringArray::from(vec![report.dataset])),
@@ -200,6 +202,7 @@ impl Procedure for EmbedDataset {
             Arc::new(Int64Array::from(vec![report.embedded_cells as i64])),
             Arc::new(Int64Array::from(vec![report.dropped_cells as i64])),
             Arc::new(StringArray::from(vec![index])),
+            Arc::new(Float64Array::from(vec![overlap])),
         ])?)
     }
 }
