@@ -2,36 +2,15 @@
 //! atlas against the facts `scripts/make_fixtures.py` computed independently
 //! (`fixtures/expected.json`), and check that every refused input leaves the atlas unchanged.
 
+mod common;
+
+use common::{fixture, satlas, satlas_ok as ok};
 use satlas::Atlas;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
 
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
-}
-
-/// Runs `satlas --atlas ATLAS args...`.
-fn satlas(atlas: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_satlas"))
-        .arg("--atlas")
-        .arg(atlas)
-        .args(args)
-        .output()
-        .expect("the satlas binary runs")
-}
-
-fn ok(atlas: &Path, args: &[&str]) -> String {
-    let out = satlas(atlas, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "satlas {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A temporary atlas with both proteomes and both Baron datasets.

@@ -1,39 +1,22 @@
 //! Crash safety of training: a `satlas pretrain` process killed mid-run leaves an atlas that opens,
 //! holds the epochs committed so far, and the same command resumes from the last checkpoint.
 
+mod common;
+
+use common::satlas_ok;
 use satlas::Atlas;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 
 fn fixture(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-        .to_str()
-        .unwrap()
-        .to_string()
+    common::fixture(rel).to_str().unwrap().to_string()
 }
-
-fn satlas(atlas: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_satlas"))
-        .arg("--atlas")
-        .arg(atlas)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "satlas {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::process::{Command, Stdio};
 
 fn trained_atlas_inputs() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let atlas = dir.path().join("resume.satlas");
-    satlas(&atlas, &["init"]);
+    satlas_ok(&atlas, &["init"]);
     for (species, fasta, h5ad) in [
         ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
         (
@@ -42,13 +25,13 @@ fn trained_atlas_inputs() -> (tempfile::TempDir, PathBuf) {
             "baron/mouse.h5ad",
         ),
     ] {
-        satlas(
+        satlas_ok(
             &atlas,
             &["add-proteome", "--species", species, &fixture(fasta)],
         );
         let npy = fixture(&format!("embeddings/esm2_t6_{species}.npy"));
         let genes = fixture(&format!("embeddings/esm2_t6_{species}.genes.txt"));
-        satlas(
+        satlas_ok(
             &atlas,
             &[
                 "import-embeddings",
@@ -61,7 +44,7 @@ fn trained_atlas_inputs() -> (tempfile::TempDir, PathBuf) {
                 &npy,
             ],
         );
-        satlas(
+        satlas_ok(
             &atlas,
             &[
                 "add-dataset",
@@ -73,7 +56,7 @@ fn trained_atlas_inputs() -> (tempfile::TempDir, PathBuf) {
             ],
         );
     }
-    satlas(
+    satlas_ok(
         &atlas,
         &["build-macrogenes", "-n", "40", "--n-top-genes", "400"],
     );
@@ -127,7 +110,12 @@ fn killed_pretraining_resumes_from_its_checkpoint() {
     );
     drop(a);
 
-    let out = satlas(&atlas, &args);
+    let out = common::satlas(&atlas, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("resuming pretrain run #1 after epoch"),

@@ -1,11 +1,13 @@
-//! Shared by the integration tests that train: the bundled fixtures in a fresh in-memory atlas with
-//! synthetic gene embeddings, and the lock that makes training tests take turns.
+//! Shared by the integration tests: fixture paths, running the `satlas` binary, the bundled
+//! fixtures in a fresh in-memory atlas with synthetic gene embeddings, and the lock that makes
+//! training tests take turns.
 #![allow(dead_code)] // each test crate uses its own subset
 
 use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::Atlas;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// libtorch's random generator is process-wide: tests that train take turns.
 pub static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -15,6 +17,27 @@ pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(rel)
+}
+
+/// Runs `satlas --atlas ATLAS args...` (the binary under test).
+pub fn satlas(atlas: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_satlas"))
+        .arg("--atlas")
+        .arg(atlas)
+        .args(args)
+        .output()
+        .expect("the satlas binary runs")
+}
+
+/// Runs `satlas` and asserts it succeeded; returns its standard output.
+pub fn satlas_ok(atlas: &Path, args: &[&str]) -> String {
+    let out = satlas(atlas, args);
+    assert!(
+        out.status.success(),
+        "satlas {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A dataset of the fixtures labelled by `cell_type1`.
