@@ -10,8 +10,8 @@ use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::macrogene::{build_macrogenes, BuildParams, ScoreFunction};
 use satlas::model::{
-    embed_dataset, run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainParams,
-    PretrainRequest, RunReport,
+    embed_dataset, run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainRequest,
+    RunReport, Schedule,
 };
 use satlas::protein::{store, EmbedOptions};
 use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
@@ -169,6 +169,17 @@ struct TrainingArgs {
     /// Store weights every this many epochs (resume granularity).
     #[arg(long, default_value_t = DEFAULT_CHECKPOINT_EVERY)]
     checkpoint_every: usize,
+}
+
+impl TrainingArgs {
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            seed: Some(self.seed),
+        }
+    }
 }
 
 #[derive(ClapArgs)]
@@ -453,14 +464,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Pretrain(args) => {
             let t = &args.training;
-            let d = PretrainParams::default();
-            let params = PretrainParams {
-                epochs: t.epochs.unwrap_or(d.epochs),
-                batch_size: t.batch_size.unwrap_or(d.batch_size),
-                lr: t.lr.unwrap_or(d.lr),
-                seed: t.seed,
-                ..d
-            };
+            let params = t.schedule().pretrain();
             let request = PretrainRequest {
                 params,
                 macrogene_set: args.macrogene_set,
@@ -473,15 +477,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Finetune(args) => {
             let t = &args.training;
-            let d = FinetuneParams::default();
             let params = FinetuneParams {
-                epochs: t.epochs.unwrap_or(d.epochs),
-                batch_size: t.batch_size.unwrap_or(d.batch_size),
-                lr: t.lr.unwrap_or(d.lr),
-                seed: t.seed,
                 margin: args.margin,
                 unfreeze_macrogenes: args.unfreeze,
-                ..d
+                ..t.schedule().finetune()
             };
             let request = FinetuneRequest {
                 params,

@@ -58,11 +58,13 @@ fn ingested() -> (tempfile::TempDir, PathBuf) {
     (dir, atlas)
 }
 
-fn query_i64(atlas: &Atlas, sql: &str) -> i64 {
-    atlas
+/// Asserts that `sql` returns the integer `want` (a fact from `expected.json`).
+fn assert_fact(atlas: &Atlas, sql: &str, want: &serde_json::Value) {
+    let got: i64 = atlas
         .connection()
         .query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(Some(got), want.as_i64(), "{sql}");
 }
 
 #[test]
@@ -73,42 +75,39 @@ fn ingest_matches_the_source_files_exactly() {
     for (species, file) in [("human", "baron/human.h5ad"), ("mouse", "baron/mouse.h5ad")] {
         let want = &facts["datasets"][file];
         let name = format!("baron_{species}");
-        let in_dataset =
+        let cells =
             format!("FROM cells c JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
-        assert_eq!(
-            query_i64(&atlas, &format!("SELECT count(*) {in_dataset}")),
-            want["n_cells"].as_i64().unwrap()
+        let counts = format!("FROM counts k JOIN cells c USING (cell_id) JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
+        assert_fact(
+            &atlas,
+            &format!("SELECT count(*) {cells}"),
+            &want["n_cells"],
         );
-        assert_eq!(
-            query_i64(
-                &atlas,
-                &format!("SELECT n_genes FROM datasets WHERE name = '{name}'")
-            ),
-            want["n_genes"].as_i64().unwrap()
+        assert_fact(
+            &atlas,
+            &format!("SELECT n_genes FROM datasets WHERE name = '{name}'"),
+            &want["n_genes"],
         );
-        let nnz = format!("SELECT sum(len(k.counts)) FROM counts k JOIN cells c USING (cell_id) JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
-        assert_eq!(
-            query_i64(&atlas, &nnz),
-            want["nnz"].as_i64().unwrap(),
-            "{name} non-zeros"
+        assert_fact(
+            &atlas,
+            &format!("SELECT sum(len(k.counts)) {counts}"),
+            &want["nnz"],
         );
-        let total = format!("SELECT sum(c.library_size)::BIGINT {in_dataset}");
-        assert_eq!(
-            query_i64(&atlas, &total),
-            want["total_counts"].as_i64().unwrap(),
-            "{name} total counts"
+        assert_fact(
+            &atlas,
+            &format!("SELECT sum(c.library_size)::BIGINT {cells}"),
+            &want["total_counts"],
         );
-        let stored_total = format!("SELECT sum(list_sum(k.counts))::BIGINT FROM counts k JOIN cells c USING (cell_id) JOIN datasets d USING (dataset_id) WHERE d.name = '{name}'");
-        assert_eq!(
-            query_i64(&atlas, &stored_total),
-            want["total_counts"].as_i64().unwrap()
+        assert_fact(
+            &atlas,
+            &format!("SELECT sum(list_sum(k.counts))::BIGINT {counts}"),
+            &want["total_counts"],
         );
         for (cell_type, n) in want["cell_type1"].as_object().unwrap() {
-            let sql = format!("SELECT count(*) {in_dataset} AND c.cell_type = '{cell_type}'");
-            assert_eq!(
-                query_i64(&atlas, &sql),
-                n.as_i64().unwrap(),
-                "{name} {cell_type}"
+            assert_fact(
+                &atlas,
+                &format!("SELECT count(*) {cells} AND c.cell_type = '{cell_type}'"),
+                n,
             );
         }
     }
@@ -117,16 +116,17 @@ fn ingest_matches_the_source_files_exactly() {
         ("mouse", "proteins/mouse_surrogate.fa.gz"),
     ] {
         let want = &facts["proteomes"][file];
-        let sql = format!("SELECT count(*) FROM proteins JOIN species USING (species_id) WHERE name = '{species}'");
-        assert_eq!(
-            query_i64(&atlas, &sql),
-            want["kept"].as_i64().unwrap(),
-            "{species} proteins"
+        let proteins =
+            format!("FROM proteins JOIN species USING (species_id) WHERE name = '{species}'");
+        assert_fact(
+            &atlas,
+            &format!("SELECT count(*) {proteins}"),
+            &want["kept"],
         );
-        let genes = format!("SELECT count(DISTINCT gene_id) FROM proteins JOIN species USING (species_id) WHERE name = '{species}'");
-        assert_eq!(
-            query_i64(&atlas, &genes),
-            want["distinct_genes"].as_i64().unwrap()
+        assert_fact(
+            &atlas,
+            &format!("SELECT count(DISTINCT gene_id) {proteins}"),
+            &want["distinct_genes"],
         );
     }
 }

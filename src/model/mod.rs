@@ -25,7 +25,7 @@ mod error;
 pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
-pub use runs::{run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport};
+pub use runs::{run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport, Schedule};
 pub use train::{finetune, pretrain, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData};
 pub use triplet::{mine_triplets, Triplet};
 pub use zinb::{zinb_log_likelihood, zinb_nll};

@@ -25,6 +25,46 @@ use std::sync::Arc;
 /// zstd level of stored weights.
 const ZSTD_LEVEL: i32 = 3;
 
+/// The settings both training loops share, as a caller overrides them (CLI flags, SQL named
+/// parameters); unset ones keep SATURN's defaults for the loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Schedule {
+    /// Epochs.
+    pub epochs: Option<usize>,
+    /// Cells per batch.
+    pub batch_size: Option<usize>,
+    /// Adam learning rate.
+    pub lr: Option<f64>,
+    /// Seed.
+    pub seed: Option<u64>,
+}
+
+impl Schedule {
+    /// Pretraining parameters: SATURN's defaults with this schedule applied.
+    pub fn pretrain(&self) -> PretrainParams {
+        let d = PretrainParams::default();
+        PretrainParams {
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(d.lr),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        }
+    }
+
+    /// Fine-tuning parameters: SATURN's defaults with this schedule applied.
+    pub fn finetune(&self) -> FinetuneParams {
+        let d = FinetuneParams::default();
+        FinetuneParams {
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(d.lr),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        }
+    }
+}
+
 /// What `run_pretrain` needs beyond SATURN's training parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainRequest {

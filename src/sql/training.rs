@@ -6,7 +6,7 @@ use super::{Args, Procedure};
 use crate::macrogene::{build_macrogenes, BuildParams};
 use crate::model::{
     embed_dataset, run_finetune, run_pretrain, EpochLog, FinetuneParams, FinetuneRequest,
-    PretrainParams, PretrainRequest, RunReport,
+    PretrainParams, PretrainRequest, RunReport, Schedule,
 };
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
@@ -97,16 +97,12 @@ impl Procedure for Pretrain {
     }
 
     fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
-        let d = PretrainParams::default();
+        let schedule = schedule(args)?.pretrain();
         let params = PretrainParams {
-            epochs: args.usize("epochs")?.unwrap_or(d.epochs),
-            batch_size: args.usize("batch_size")?.unwrap_or(d.batch_size),
-            lr: args.float("lr")?.unwrap_or(d.lr),
             regulariser_weight: args
                 .float("regulariser_weight")?
-                .unwrap_or(d.regulariser_weight),
-            seed: args.usize("seed")?.map_or(d.seed, |s| s as u64),
-            ..d
+                .unwrap_or(schedule.regulariser_weight),
+            ..schedule
         };
         let request = PretrainRequest {
             params,
@@ -140,15 +136,13 @@ impl Procedure for Finetune {
     }
 
     fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
-        let d = FinetuneParams::default();
+        let schedule = schedule(args)?.finetune();
         let params = FinetuneParams {
-            epochs: args.usize("epochs")?.unwrap_or(d.epochs),
-            batch_size: args.usize("batch_size")?.unwrap_or(d.batch_size),
-            lr: args.float("lr")?.unwrap_or(d.lr),
-            margin: args.float("margin")?.unwrap_or(d.margin),
-            unfreeze_macrogenes: args.bool("unfreeze")?.unwrap_or(d.unfreeze_macrogenes),
-            seed: args.usize("seed")?.map_or(d.seed, |s| s as u64),
-            ..d
+            margin: args.float("margin")?.unwrap_or(schedule.margin),
+            unfreeze_macrogenes: args
+                .bool("unfreeze")?
+                .unwrap_or(schedule.unfreeze_macrogenes),
+            ..schedule
         };
         let request = FinetuneRequest {
             params,
@@ -205,6 +199,16 @@ impl Procedure for EmbedDataset {
             Arc::new(Float64Array::from(vec![overlap])),
         ])?)
     }
+}
+
+/// The shared training settings named by [`common_parameters`].
+fn schedule(args: &Args) -> crate::Result<Schedule> {
+    Ok(Schedule {
+        epochs: args.usize("epochs")?,
+        batch_size: args.usize("batch_size")?,
+        lr: args.float("lr")?,
+        seed: args.usize("seed")?.map(|s| s as u64),
+    })
 }
 
 fn common_parameters() -> Vec<(&'static str, LogicalTypeId)> {
