@@ -7,7 +7,7 @@
 //! Threads: `SATLAS_BENCH_THREADS` (default 2). Skips with a notice if the data is absent.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use satlas::protein::{embed_chunk, EmbedOptions, Esm2};
+use satlas::protein::{embed_chunk, EmbedOptions, Esm2, Parallelism};
 use std::path::PathBuf;
 
 fn proteins(fasta: &std::path::Path) -> Vec<(String, String)> {
@@ -40,10 +40,7 @@ fn esm2_tokens_per_second(c: &mut Criterion) {
         .unwrap_or(2);
     let model = Esm2::load_dir(&dir, tch::Device::Cpu).expect("ESM-2 weights load");
     let proteins = proteins(&fasta);
-    let options = EmbedOptions {
-        threads: Some(threads),
-        ..EmbedOptions::default()
-    };
+    let options = EmbedOptions::default();
     let tokens: usize = proteins
         .iter()
         .map(|(_, s)| model.alphabet().encode(s, options.truncation).ids.len())
@@ -55,9 +52,18 @@ fn esm2_tokens_per_second(c: &mut Criterion) {
     let mut group = c.benchmark_group("esm2_t6_8m");
     group.sample_size(10);
     group.throughput(Throughput::Elements(tokens as u64));
-    group.bench_function("embed_64_proteins", |b| {
-        b.iter(|| embed_chunk(&model, &proteins, &options).expect("embedding runs"))
-    });
+    for (name, parallelism) in [
+        ("embed_64_proteins", Parallelism::Batches(threads)),
+        ("embed_64_proteins_intra_op", Parallelism::IntraOp(threads)),
+    ] {
+        let options = EmbedOptions {
+            parallelism,
+            ..options.clone()
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| embed_chunk(&model, &proteins, &options).expect("embedding runs"))
+        });
+    }
     group.finish();
 }
 

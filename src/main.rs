@@ -13,7 +13,7 @@ use satlas::model::{
     embed_dataset, run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainRequest,
     RunReport, Schedule,
 };
-use satlas::protein::{store, EmbedOptions};
+use satlas::protein::{store, EmbedOptions, Parallelism};
 use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
 use satlas::Atlas;
 use std::io::IsTerminal;
@@ -112,9 +112,14 @@ struct EmbedProteins {
     /// Padded tokens per forward batch.
     #[arg(long, default_value_t = 4096)]
     tokens_per_batch: usize,
-    /// Intra-op threads (default: libtorch's choice).
+    /// Threads (default: one per physical core). Each runs whole batches on its own, which
+    /// keeps small models' cores busy; see --intra-op.
     #[arg(long)]
     threads: Option<usize>,
+    /// Run one batch at a time on all threads instead (libtorch intra-op parallelism, as
+    /// PyTorch does); may suit large models (t33 and up) on many cores.
+    #[arg(long)]
+    intra_op: bool,
 }
 
 #[derive(ClapArgs)]
@@ -422,7 +427,7 @@ fn run(cli: Cli) -> Result<()> {
             let options = EmbedOptions {
                 layer: args.layer,
                 tokens_per_batch: args.tokens_per_batch,
-                threads: args.threads,
+                parallelism: parallelism(args.threads, args.intra_op),
                 ..EmbedOptions::default()
             };
             let report =
@@ -573,6 +578,16 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--threads` / `--intra-op` of `embed-proteins`.
+fn parallelism(threads: Option<usize>, intra_op: bool) -> Parallelism {
+    let n = threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+    if intra_op {
+        Parallelism::IntraOp(n)
+    } else {
+        Parallelism::Batches(n)
+    }
 }
 
 fn print_run(kind: &str, report: &RunReport) {

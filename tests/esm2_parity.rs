@@ -8,7 +8,7 @@
 //! the textbook formula by up to 7e-5; transformers loads it and so does satlas, which is what brings
 //! the difference from ~4e-4 down to ~1e-6.
 
-use satlas::protein::{embed_chunk, EmbedOptions, Esm2, ProteinError, Truncation};
+use satlas::protein::{embed_chunk, EmbedOptions, Esm2, Parallelism, ProteinError, Truncation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -106,7 +106,12 @@ fn tiny_pooled_embeddings_match_transformers() {
     let model = tiny();
     let r = reference("tiny_reference.safetensors");
     let meta = json("tiny_reference.json");
-    for (key, budget, pooled) in [("short", 64, "pooled"), ("long", 4096, "long_pooled")] {
+    let cases = [("short", 64, "pooled"), ("long", 4096, "long_pooled")];
+    // Concurrent batch workers and one-batch-at-a-time intra-op threads give the same numbers.
+    let modes = [Parallelism::Batches(3), Parallelism::IntraOp(1)];
+    for ((key, budget, pooled), parallelism) in
+        cases.into_iter().flat_map(|c| modes.map(|m| (c, m)))
+    {
         let seqs = strings(&meta[key]);
         let chunk: Vec<(String, &str)> = seqs
             .iter()
@@ -116,6 +121,7 @@ fn tiny_pooled_embeddings_match_transformers() {
         // A small token budget splits the short batch differently from the reference's one batch.
         let options = EmbedOptions {
             tokens_per_batch: budget,
+            parallelism,
             ..EmbedOptions::default()
         };
         let out = embed_chunk(&model, &chunk, &options).unwrap();
@@ -126,7 +132,7 @@ fn tiny_pooled_embeddings_match_transformers() {
         //   = stack([hidden[i, 1 : n + 1].mean(0) ...]), n = min(len, 1021) after toks[:1022]
         // tensors["long_pooled"]: the same for 1100- and 1021-residue sequences, one at a time
         assert_close(
-            &format!("tiny {pooled}"),
+            &format!("tiny {pooled}, {parallelism:?}"),
             &rows(&embs),
             &r[pooled],
             ATOL,
@@ -326,6 +332,10 @@ fn embedding_errors_name_the_problem() {
         },
         EmbedOptions {
             tokens_per_batch: 0,
+            ..EmbedOptions::default()
+        },
+        EmbedOptions {
+            parallelism: Parallelism::Batches(0),
             ..EmbedOptions::default()
         },
     ] {

@@ -11,7 +11,7 @@
 //! proteome through it, skip ids it already has, and store results as they come; [`GeneMeans`]
 //! accumulates gene means across chunks.
 
-use super::{Esm2, ProteinError, Truncation};
+use super::{Encoded, Esm2, ProteinError, Truncation};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
@@ -26,8 +26,36 @@ pub struct EmbedOptions {
     /// Upper bound of `batch size x longest protein in the batch`, in tokens (fair-esm's
     /// `--toks_per_batch` default, 4096). A protein longer than this runs alone.
     pub tokens_per_batch: usize,
-    /// Intra-op threads of libtorch (`tch::set_num_threads`, process-wide); `None` leaves it.
-    pub threads: Option<usize>,
+    /// How the CPU cores are used.
+    pub parallelism: Parallelism,
+}
+
+/// How batches use the CPU cores.
+///
+/// A small model's matrices (ESM-2 t6: 320 wide, 16-dim heads) are too small for libtorch's
+/// intra-op threads to keep several cores busy, and those threads spin badly when the machine is
+/// loaded. Running whole batches concurrently, each on one libtorch thread, avoids both
+/// (`scripts/bench_esm2.sh` measures the two side by side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallelism {
+    /// `n` worker threads take batches in turn (longest first), each with one libtorch thread.
+    Batches(usize),
+    /// One batch at a time, on `n` libtorch intra-op threads (`tch::set_num_threads`, which is
+    /// process-wide) — what PyTorch and transformers do.
+    IntraOp(usize),
+}
+
+impl Parallelism {
+    /// Batch workers, one per libtorch default thread (the physical cores).
+    pub fn default_workers() -> Self {
+        Self::Batches(tch::get_num_threads().max(1) as usize)
+    }
+
+    fn threads(self) -> usize {
+        match self {
+            Self::Batches(n) | Self::IntraOp(n) => n,
+        }
+    }
 }
 
 impl Default for EmbedOptions {
@@ -36,7 +64,7 @@ impl Default for EmbedOptions {
             layer: None,
             truncation: Truncation::default(),
             tokens_per_batch: 4096,
-            threads: None,
+            parallelism: Parallelism::default_workers(),
         }
     }
 }
@@ -65,7 +93,7 @@ impl EmbedOptions {
                 self.truncation
             )));
         }
-        if self.tokens_per_batch == 0 || self.threads == Some(0) {
+        if self.tokens_per_batch == 0 || self.parallelism.threads() == 0 {
             return Err(ProteinError::Options(
                 "tokens_per_batch and threads must be at least 1".into(),
             ));
@@ -83,9 +111,6 @@ pub fn embed_chunk<I: AsRef<str>, S: AsRef<str>>(
 ) -> Result<Vec<(String, Vec<f32>)>, ProteinError> {
     options.check()?;
     let repr_layer = options.repr_layer(model)?;
-    if let Some(threads) = options.threads {
-        tch::set_num_threads(threads as i32);
-    }
     let encoded: Vec<_> = chunk
         .iter()
         .map(|(id, seq)| {
@@ -100,39 +125,15 @@ pub fn embed_chunk<I: AsRef<str>, S: AsRef<str>>(
         })
         .collect::<Result<_, _>>()?;
     let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+    let batches = length_batches(&lengths, options.tokens_per_batch);
+    let shared = SharedModel(model);
+    let pooled = run_batches(&batches, options.parallelism, |batch| {
+        embed_batch(shared.get(), &encoded, batch, repr_layer)
+    })?;
     let mut out: Vec<Option<Vec<f32>>> = vec![None; chunk.len()];
-    for batch in length_batches(&lengths, options.tokens_per_batch) {
-        let width = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
-        let pad = model.alphabet().pad_id();
-        let mut ids = Vec::with_capacity(batch.len() * width);
-        let mut attention = Vec::with_capacity(batch.len() * width);
-        let mut residues = Vec::with_capacity(batch.len() * width);
-        for &i in &batch {
-            let e = &encoded[i];
-            ids.extend(e.ids.iter().copied());
-            ids.extend(std::iter::repeat_n(pad, width - e.ids.len()));
-            attention.extend((0..width).map(|p| i64::from(p < e.ids.len())));
-            residues
-                .extend((0..width).map(|p| f32::from(u8::from((1..=e.n_residues).contains(&p)))));
-        }
-        let shape = [batch.len() as i64, width as i64];
-        let device = model.device();
-        let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
-        let attention = Tensor::from_slice(&attention).view(shape).to_device(device);
-        let residues = Tensor::from_slice(&residues).view(shape).to_device(device);
-        let pooled = tch::no_grad(|| {
-            let hidden = model
-                .forward(&ids, &attention, repr_layer)
-                .to_kind(Kind::Float);
-            // Mean over residue positions only: sum(h * mask) / n_residues.
-            let sums = (hidden * residues.unsqueeze(-1)).sum_dim_intlist(1, false, None);
-            sums / residues.sum_dim_intlist(1, true, None)
-        });
-        let dim = pooled.size()[1] as usize;
-        let flat = Vec::<f32>::try_from(pooled.flatten(0, -1).to_device(tch::Device::Cpu))
-            .map_err(ProteinError::torch("copying embeddings out"))?;
-        for (&i, emb) in batch.iter().zip(flat.chunks_exact(dim)) {
-            out[i] = Some(emb.to_vec());
+    for (batch, embeddings) in batches.iter().zip(pooled) {
+        for (&i, emb) in batch.iter().zip(embeddings) {
+            out[i] = Some(emb);
         }
     }
     Ok(chunk
@@ -145,6 +146,115 @@ pub fn embed_chunk<I: AsRef<str>, S: AsRef<str>>(
             )
         })
         .collect())
+}
+
+/// The model, readable from the batch workers.
+struct SharedModel<'a>(&'a Esm2);
+
+// SAFETY: `tch::Tensor` is `Send` but not `Sync` because libtorch tensors may be mutated in place.
+// The workers only read the model's parameters, inside `no_grad`, with out-of-place operations;
+// libtorch supports concurrent inference on shared parameters from several threads.
+unsafe impl Sync for SharedModel<'_> {}
+
+impl SharedModel<'_> {
+    fn get(&self) -> &Esm2 {
+        self.0
+    }
+}
+
+/// Runs the forward pass and mean pooling of one batch of `encoded` proteins; one embedding per
+/// protein of `batch`, in its order.
+fn embed_batch(
+    model: &Esm2,
+    encoded: &[Encoded],
+    batch: &[usize],
+    repr_layer: usize,
+) -> Result<Vec<Vec<f32>>, ProteinError> {
+    let width = batch
+        .iter()
+        .map(|&i| encoded[i].ids.len())
+        .max()
+        .unwrap_or(0);
+    let pad = model.alphabet().pad_id();
+    let mut ids = Vec::with_capacity(batch.len() * width);
+    let mut attention = Vec::with_capacity(batch.len() * width);
+    let mut residues = Vec::with_capacity(batch.len() * width);
+    for &i in batch {
+        let e = &encoded[i];
+        ids.extend(e.ids.iter().copied());
+        ids.extend(std::iter::repeat_n(pad, width - e.ids.len()));
+        attention.extend((0..width).map(|p| i64::from(p < e.ids.len())));
+        residues.extend((0..width).map(|p| f32::from(u8::from((1..=e.n_residues).contains(&p)))));
+    }
+    let shape = [batch.len() as i64, width as i64];
+    let device = model.device();
+    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+    let attention = Tensor::from_slice(&attention).view(shape).to_device(device);
+    let residues = Tensor::from_slice(&residues).view(shape).to_device(device);
+    let pooled = tch::no_grad(|| {
+        let hidden = model
+            .forward(&ids, &attention, repr_layer)
+            .to_kind(Kind::Float);
+        // Mean over residue positions only: sum(h * mask) / n_residues.
+        let sums = (hidden * residues.unsqueeze(-1)).sum_dim_intlist(1, false, None);
+        sums / residues.sum_dim_intlist(1, true, None)
+    });
+    let dim = pooled.size()[1] as usize;
+    let flat = Vec::<f32>::try_from(pooled.flatten(0, -1).to_device(tch::Device::Cpu))
+        .map_err(ProteinError::torch("copying embeddings out"))?;
+    Ok(flat.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+}
+
+/// Runs `work` on every batch, as `parallelism` says; results in batch order.
+fn run_batches<T: Send>(
+    batches: &[Vec<usize>],
+    parallelism: Parallelism,
+    work: impl Fn(&[usize]) -> Result<T, ProteinError> + Sync,
+) -> Result<Vec<T>, ProteinError> {
+    let workers = match parallelism {
+        Parallelism::IntraOp(threads) => {
+            tch::set_num_threads(threads as i32);
+            1
+        }
+        Parallelism::Batches(workers) => workers.min(batches.len()),
+    };
+    if workers <= 1 {
+        return batches.iter().map(|b| work(b)).collect();
+    }
+    // The intra-op thread count is process-wide state in libtorch: each worker sets its own
+    // (OpenMP's is per thread) and the caller's is put back afterwards.
+    let previous = tch::get_num_threads();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<(usize, Result<T, ProteinError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    tch::set_num_threads(1);
+                    let mut mine = Vec::new();
+                    loop {
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(batch) = batches.get(b) else { break };
+                        mine.push((b, work(batch)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("an embedding worker panicked"))
+            .collect()
+    });
+    tch::set_num_threads(previous);
+    let mut ordered: Vec<Option<Result<T, ProteinError>>> =
+        (0..batches.len()).map(|_| None).collect();
+    for (b, result) in done {
+        ordered[b] = Some(result);
+    }
+    ordered
+        .into_iter()
+        .map(|r| r.expect("every batch ran"))
+        .collect()
 }
 
 /// Embeds sequences; one embedding per sequence, in input order (ids in errors are `#index`).

@@ -26,7 +26,9 @@ pub mod tokenizer;
 mod error;
 
 pub use config::Esm2Config;
-pub use embed::{embed_chunk, embed_proteins, gene_embeddings, EmbedOptions, GeneMeans};
+pub use embed::{
+    embed_chunk, embed_proteins, gene_embeddings, EmbedOptions, GeneMeans, Parallelism,
+};
 pub use error::ProteinError;
 pub use esm2::Esm2;
 pub use tokenizer::{Alphabet, Encoded, Truncation};
