@@ -222,7 +222,7 @@ struct EmbedDataset {
     /// The dataset (datasets.name).
     #[arg(short, long)]
     dataset: String,
-    /// Finished finetune run to embed with (default: the newest).
+    /// Finished finetune or add-species run to embed with (default: the newest).
     #[arg(long)]
     run: Option<i32>,
 }
@@ -246,7 +246,7 @@ struct AddSpecies {
 enum IndexCommand {
     /// (Re)build the index of a run and store it in the atlas.
     Build {
-        /// Model run (default: the newest finetune run with embeddings).
+        /// Model run (default: the newest finetune or add-species run with embeddings).
         #[arg(long)]
         run: Option<i32>,
         /// Neighbours per node and layer (HNSW's M).
@@ -261,7 +261,7 @@ enum IndexCommand {
     },
     /// Insert newly embedded cells into the stored index (rebuilds if cells were removed).
     Update {
-        /// Model run (default: the newest finetune run with embeddings).
+        /// Model run (default: the newest finetune or add-species run with embeddings).
         #[arg(long)]
         run: Option<i32>,
     },
@@ -281,7 +281,7 @@ struct Knn {
     /// Only cells of this dataset.
     #[arg(long)]
     dataset: Option<String>,
-    /// Model run (default: the newest finetune run with embeddings).
+    /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
 }
@@ -315,7 +315,7 @@ struct Transfer {
     /// Below this share of the vote a cell is labelled "unknown".
     #[arg(long, default_value_t = transfer::DEFAULT_MIN_CONFIDENCE)]
     min_confidence: f64,
-    /// Model run (default: the newest finetune run with embeddings).
+    /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
     /// CSV file for the labels (cell, dataset, barcode, original and predicted label, confidence).
@@ -331,7 +331,7 @@ struct Eval {
     /// Species B.
     #[arg(long)]
     b: String,
-    /// Model run (default: the newest finetune run with embeddings).
+    /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
     /// obs column both species have that says which cell types correspond.
@@ -384,7 +384,7 @@ struct AddDataset {
     /// HNSW index: a second transaction after the ingest's, as `satlas embed-dataset`.
     #[arg(long)]
     embed: bool,
-    /// Finetune run for --embed (default: the newest finished).
+    /// Finetune or add-species run for --embed (default: the newest finished).
     #[arg(long, requires = "embed")]
     run: Option<i32>,
     /// An .h5ad file or a 10x directory (matrix.mtx[.gz], features.tsv[.gz], barcodes.tsv[.gz]).

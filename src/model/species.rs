@@ -365,10 +365,10 @@ fn gene_embeddings(
 ) -> crate::Result<Array2<f32>> {
     let mut genes = Vec::with_capacity(config.n_genes());
     for (name, &n) in config.species.iter().zip(&config.genes_per_species) {
-        let ids = match set.species.iter().find(|s| &s.name == name) {
+        let ids: &[i32] = match set.species.iter().find(|s| &s.name == name) {
             Some(s) => &s.gene_ids,
             None if name == &added.genes.name => &added.genes.gene_ids,
-            None => &Vec::new(),
+            None => &[],
         };
         if ids.len() != n {
             return Err(AtlasError::Inconsistent {
