@@ -10,8 +10,8 @@ use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::macrogene::{build_macrogenes, BuildParams, ScoreFunction};
 use satlas::model::{
-    embed_dataset, run_finetune, run_pretrain, FinetuneParams, FinetuneRequest, PretrainRequest,
-    RunReport, Schedule,
+    embed_dataset, run_add_species, run_finetune, run_pretrain, AddSpeciesRequest, FinetuneParams,
+    FinetuneRequest, PretrainParams, PretrainRequest, RunReport, Schedule,
 };
 use satlas::protein::{store, EmbedOptions, Parallelism};
 use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
@@ -86,6 +86,17 @@ enum Command {
     /// finished fine-tuned model, no training; the run's HNSW index, if any, is extended with the
     /// new cells so they are searchable at once.
     EmbedDataset(EmbedDataset),
+    /// Add a new species to the trained model without retraining it: its genes are assigned to
+    /// the stored macrogenes (same rules as build-macrogenes), only its own parameters (gene
+    /// weights, decoder head) are trained on its cells with the pretraining objective while the
+    /// shared encoder stays frozen, then its cells are embedded and added to the HNSW index.
+    /// Existing cells keep their embeddings bit for bit. The result is a new model run
+    /// (kind add_species) that knn, transfer and eval use by default. Resumable like pretrain.
+    ///
+    /// Needs the species' proteome (add-proteome), its gene embeddings from the same protein
+    /// model as the macrogenes (embed-proteins / import-embeddings --model) and its datasets
+    /// (add-dataset).
+    AddSpecies(AddSpecies),
     /// Build or update the HNSW index over a model run's cell embeddings.
     #[command(subcommand)]
     Index(IndexCommand),
@@ -216,7 +227,22 @@ struct EmbedDataset {
     /// The dataset (datasets.name).
     #[arg(short, long)]
     dataset: String,
-    /// Finished finetune run to embed with (default: the newest).
+    /// Finished finetune or add-species run to embed with (default: the newest).
+    #[arg(long)]
+    run: Option<i32>,
+}
+
+#[derive(ClapArgs)]
+struct AddSpecies {
+    /// The species to add (species.name).
+    #[arg(short, long)]
+    species: String,
+    #[command(flatten)]
+    training: TrainingArgs,
+    /// Weight of the protein-similarity regulariser on the new species' gene weights.
+    #[arg(long, default_value_t = PretrainParams::default().regulariser_weight)]
+    regulariser_weight: f64,
+    /// The finished finetune (or add-species) run to extend (default: the newest).
     #[arg(long)]
     run: Option<i32>,
 }
@@ -225,7 +251,7 @@ struct EmbedDataset {
 enum IndexCommand {
     /// (Re)build the index of a run and store it in the atlas.
     Build {
-        /// Model run (default: the newest finetune run with embeddings).
+        /// Model run (default: the newest finetune or add-species run with embeddings).
         #[arg(long)]
         run: Option<i32>,
         /// Neighbours per node and layer (HNSW's M).
@@ -240,7 +266,7 @@ enum IndexCommand {
     },
     /// Insert newly embedded cells into the stored index (rebuilds if cells were removed).
     Update {
-        /// Model run (default: the newest finetune run with embeddings).
+        /// Model run (default: the newest finetune or add-species run with embeddings).
         #[arg(long)]
         run: Option<i32>,
     },
@@ -260,7 +286,7 @@ struct Knn {
     /// Only cells of this dataset.
     #[arg(long)]
     dataset: Option<String>,
-    /// Model run (default: the newest finetune run with embeddings).
+    /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
 }
@@ -270,16 +296,31 @@ struct Transfer {
     /// Where labels come from: a species name, else a dataset name.
     #[arg(long)]
     reference: String,
-    /// The dataset whose cells get labels.
+    /// The cells that get labels: a dataset in the atlas, or a path to an .h5ad file or 10x
+    /// directory not in the atlas yet, which is then added as a dataset (needs --species) and
+    /// embedded with the model first (as add-dataset --embed).
     #[arg(long)]
     query: String,
+    /// Species of a query file.
+    #[arg(long)]
+    species: Option<String>,
+    /// obs column of a query file holding its own labels, if any (kept for comparison; the
+    /// transfer does not use them).
+    #[arg(long)]
+    label: Option<String>,
+    /// Dataset name of a query file (default: the file name without extension).
+    #[arg(long)]
+    name: Option<String>,
+    /// CSV/TSV of per-cell annotations of a query 10x directory (first column: barcode).
+    #[arg(long)]
+    obs: Option<PathBuf>,
     /// Neighbours per query cell.
     #[arg(short, long, default_value_t = transfer::DEFAULT_K)]
     k: usize,
     /// Below this share of the vote a cell is labelled "unknown".
     #[arg(long, default_value_t = transfer::DEFAULT_MIN_CONFIDENCE)]
     min_confidence: f64,
-    /// Model run (default: the newest finetune run with embeddings).
+    /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
     /// CSV file for the labels (cell, dataset, barcode, original and predicted label, confidence).
@@ -295,7 +336,7 @@ struct Eval {
     /// Species B.
     #[arg(long)]
     b: String,
-    /// Model run (default: the newest finetune run with embeddings).
+    /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
     /// obs column both species have that says which cell types correspond.
@@ -348,7 +389,7 @@ struct AddDataset {
     /// HNSW index: a second transaction after the ingest's, as `satlas embed-dataset`.
     #[arg(long)]
     embed: bool,
-    /// Finetune run for --embed (default: the newest finished).
+    /// Finetune or add-species run for --embed (default: the newest finished).
     #[arg(long, requires = "embed")]
     run: Option<i32>,
     /// An .h5ad file or a 10x directory (matrix.mtx[.gz], features.tsv[.gz], barcodes.tsv[.gz]).
@@ -497,6 +538,22 @@ fn run(cli: Cli) -> Result<()> {
                 &run_finetune(Atlas::open(path)?.connection_mut(), &request)?,
             );
         }
+        Command::AddSpecies(args) => {
+            let t = &args.training;
+            let request = AddSpeciesRequest {
+                species: args.species.clone(),
+                params: PretrainParams {
+                    regulariser_weight: args.regulariser_weight,
+                    ..t.schedule().pretrain()
+                },
+                parent_run: args.run,
+                checkpoint_every: t.checkpoint_every,
+            };
+            let report = run_add_species(Atlas::open(path)?.connection_mut(), &request)
+                .with_context(|| format!("adding species {}", args.species))?;
+            print_run("add_species", &report.run);
+            print!("{report}");
+        }
         Command::Index(IndexCommand::Build {
             run,
             m,
@@ -543,12 +600,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Transfer(args) => {
             let mut atlas = Atlas::open(path)?;
+            let (query, run) = match add_query_file(&mut atlas, &args)? {
+                Some((name, run)) => (name, Some(run)),
+                None => (args.query, args.run),
+            };
             let spec = TransferSpec {
-                query: args.query,
+                query,
                 reference: args.reference,
                 k: args.k,
                 min_confidence: args.min_confidence,
-                run: args.run,
+                run,
             };
             let result = transfer::transfer(&mut atlas, &spec)
                 .with_context(|| format!("transferring labels to {}", spec.query))?;
@@ -588,6 +649,50 @@ fn parallelism(threads: Option<usize>, intra_op: bool) -> Parallelism {
     } else {
         Parallelism::Batches(n)
     }
+}
+
+/// `satlas transfer --query PATH`: adds the file as a dataset and embeds it (two steps, as
+/// `add-dataset --embed`); returns its name and the run that embedded it. `None` when the query is
+/// not a path on disk (then it names a dataset in the atlas).
+fn add_query_file(atlas: &mut Atlas, args: &Transfer) -> Result<Option<(String, i32)>> {
+    let file = PathBuf::from(&args.query);
+    if !file.exists() {
+        return Ok(None);
+    }
+    let Some(species) = args.species.clone() else {
+        anyhow::bail!(
+            "--query {} is a file: give its species with --species (to transfer to a dataset of \
+             the atlas, give the dataset's name instead)",
+            file.display()
+        );
+    };
+    let spec = DatasetSpec {
+        path: file.clone(),
+        species,
+        name: args.name.clone(),
+        label_column: args.label.clone().unwrap_or_default(),
+        read: ReadOptions {
+            layer: None,
+            obs_file: args.obs.clone(),
+        },
+    };
+    let name = spec.dataset_name();
+    let added = ingest::add_dataset(atlas, &spec).with_context(|| {
+        format!(
+            "adding query file {} as dataset {name} (to transfer to the dataset already in the \
+             atlas, pass --query {name}; to add the file under another name, pass --name)",
+            file.display()
+        )
+    })?;
+    println!("{added}");
+    let embedded = embed_dataset(atlas.connection_mut(), &name, args.run).with_context(|| {
+        format!(
+            "embedding query dataset {name} (it was added; finish with `satlas embed-dataset \
+             --dataset {name}`, then `satlas transfer --query {name}`)"
+        )
+    })?;
+    println!("{embedded}");
+    Ok(Some((name, embedded.run_id)))
 }
 
 fn print_run(kind: &str, report: &RunReport) {

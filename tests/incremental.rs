@@ -1,5 +1,6 @@
 //! Incremental integration: a dataset of a trained species added after training is embedded with
-//! the finished model (no training) and inserted into the existing HNSW index.
+//! the finished model (no training) and inserted into the existing HNSW index; `satlas transfer`
+//! with a query file does the same for a file, then transfers labels to it.
 //!
 //! Trains a small SATURN on `baron_human` + `baron_mouse` (synthetic gene embeddings, as in
 //! `saturn_atlas.rs`), builds the index, then adds `baron/human_modern.h5ad` — the same cells and
@@ -7,7 +8,9 @@
 
 mod common;
 
-use common::{atlas_with_embeddings, count, dataset_spec, fixture, TRAINING};
+use common::{
+    atlas_with_embeddings, count, dataset_spec, fill_atlas, fixture, satlas_ok, TRAINING,
+};
 use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
 use satlas::io::FastaOptions;
@@ -245,5 +248,127 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     assert!(
         report.to_string().contains("WARNING: low gene overlap"),
         "{report}"
+    );
+}
+
+#[test]
+fn transfer_to_a_file_adds_embeds_and_labels_it() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atlas.satlas");
+    {
+        let mut atlas = fill_atlas(Atlas::create(&path).unwrap(), &["human", "mouse"]);
+        for sql in [
+            "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
+            "SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1)",
+            "SELECT count(*) FROM saturn_finetune(epochs := 1, seed := 0)",
+        ] {
+            count(&atlas, sql);
+        }
+        index::build(&mut atlas, None, IndexParams::default()).unwrap();
+    }
+    // The query file holds the same cells as baron_human: with k = 1 each cell's nearest
+    // baron_human cell is its twin, so every cell gets back its own label.
+    let query = fixture("baron/human_modern.h5ad");
+    let labels = dir.path().join("labels.csv");
+    let args = [
+        "transfer",
+        "--reference",
+        "baron_human",
+        "--query",
+        query.to_str().unwrap(),
+        "--species",
+        "human",
+        "--label",
+        "cell_type1",
+        "-k",
+        "1",
+        "--out",
+        labels.to_str().unwrap(),
+    ];
+    let stdout = satlas_ok(&path, &args);
+    assert!(
+        stdout.contains("human_modern [human, h5ad]: added 215 cells")
+            && stdout.contains("gene overlap: ")
+            && !stdout.contains("WARNING"),
+        "{stdout}"
+    );
+    let atlas = Atlas::open(&path).unwrap();
+    let (cells, correct): (i64, i64) = atlas
+        .connection()
+        .query_row(
+            "SELECT count(*), count(*) FILTER (WHERE t.predicted_label = c.cell_type)
+             FROM label_transfers t JOIN cell_info c USING (cell_id)
+             WHERE t.transfer_id = (SELECT max(transfer_id) FROM label_transfers)
+               AND c.dataset = 'human_modern'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((cells, correct), (215, 215));
+    let csv = std::fs::read_to_string(&labels).unwrap();
+    assert_eq!(csv.lines().count(), 216, "header + one line per cell");
+
+    // The same file again: its dataset name exists, refused with the way out, nothing changed.
+    let digest = atlas.content_digest().unwrap();
+    drop(atlas);
+    let again = common::satlas(&path, &args);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        stderr.contains("already in the atlas") && stderr.contains("--query human_modern"),
+        "{stderr}"
+    );
+    let missing_species = common::satlas(
+        &path,
+        &[
+            "transfer",
+            "--reference",
+            "human",
+            "--query",
+            query.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&missing_species.stderr);
+    assert!(
+        !missing_species.status.success() && stderr.contains("--species"),
+        "{stderr}"
+    );
+    assert_eq!(
+        Atlas::open(&path).unwrap().content_digest().unwrap(),
+        digest
+    );
+
+    // A query file without labels whose genes barely overlap the model's: added unlabelled,
+    // transferred, with the overlap warning.
+    let few = fixture("legacy/anndata06.h5ad");
+    let stdout = satlas_ok(
+        &path,
+        &[
+            "transfer",
+            "--reference",
+            "human",
+            "--query",
+            few.to_str().unwrap(),
+            "--species",
+            "human",
+        ],
+    );
+    assert!(stdout.contains("WARNING: low gene overlap"), "{stdout}");
+    let atlas = Atlas::open(&path).unwrap();
+    assert_eq!(
+        count(
+            &atlas,
+            "SELECT count(*) FROM cell_info WHERE dataset = 'anndata06' AND cell_type IS NULL"
+        ),
+        8
+    );
+    assert_eq!(
+        count(
+            &atlas,
+            "SELECT count(*) FROM label_transfers t JOIN cell_info c USING (cell_id)
+             WHERE c.dataset = 'anndata06'"
+        ),
+        8
     );
 }

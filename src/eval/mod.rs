@@ -137,7 +137,7 @@ pub struct EvalSpec {
     pub a: String,
     /// Species B.
     pub b: String,
-    /// The model run (default: the newest finetune run with embeddings).
+    /// The model run (default: the newest finetune or add-species run with embeddings).
     pub run: Option<i32>,
     /// The cell-type correspondence.
     pub correspondence: CorrespondenceSource,

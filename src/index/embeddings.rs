@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The run to index or search: `run` if given (it must have embeddings), else the newest
-/// finished finetune run with embeddings.
+/// finished finetune or add-species run with embeddings.
 pub fn resolve_run(conn: &Connection, run: Option<i32>) -> Result<i32, IndexError> {
     let with_embeddings = query_all(
         conn,
@@ -30,7 +30,7 @@ pub fn resolve_run(conn: &Connection, run: Option<i32>) -> Result<i32, IndexErro
         None => conn
             .query_row(
                 "SELECT r.model_run_id FROM model_runs r \
-                 WHERE r.kind = 'finetune' AND r.status = 'done' AND EXISTS \
+                 WHERE r.kind IN ('finetune', 'add_species') AND r.status = 'done' AND EXISTS \
                    (SELECT 1 FROM cell_embeddings e WHERE e.model_run_id = r.model_run_id) \
                  ORDER BY r.created_at DESC, r.model_run_id DESC LIMIT 1",
                 [],

@@ -57,7 +57,7 @@ pub enum QueryPoint {
 /// A kNN query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnnQuery {
-    /// The model run (default: the newest finetune run with embeddings).
+    /// The model run (default: the newest finetune or add-species run with embeddings).
     pub run: Option<i32>,
     /// Neighbours wanted (1 ..= [`MAX_K`]).
     pub k: usize,

@@ -222,8 +222,8 @@ pub(crate) fn open_at(
     Ok((index, Origin::Built))
 }
 
-/// `satlas index build`: (re)builds the index of `run` (default: the newest finetune run) with
-/// `params` and stores it, in one transaction.
+/// `satlas index build`: (re)builds the index of `run` (default: the newest finetune or
+/// add-species run) with `params` and stores it, in one transaction.
 pub fn build(
     atlas: &mut Atlas,
     run: Option<i32>,

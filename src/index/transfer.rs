@@ -50,7 +50,7 @@ pub struct TransferSpec {
     pub k: usize,
     /// Below this confidence the label is [`UNKNOWN_LABEL`] (0 ..= 1).
     pub min_confidence: f64,
-    /// The model run (default: the newest finetune run with embeddings).
+    /// The model run (default: the newest finetune or add-species run with embeddings).
     pub run: Option<i32>,
 }
 

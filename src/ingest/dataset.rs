@@ -9,6 +9,7 @@ use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::Int32Type;
 use duckdb::{Connection, OptionalExt};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,8 @@ pub struct DatasetSpec {
     pub species: String,
     /// The dataset name; defaults to the file stem.
     pub name: Option<String>,
-    /// The obs column holding cell-type labels.
+    /// The obs column holding cell-type labels; empty: the cells have no label (e.g. the query
+    /// of a label transfer).
     pub label_column: String,
     /// Where the counts are and extra annotations.
     pub read: ReadOptions,
@@ -111,15 +113,20 @@ pub fn add_dataset(atlas: &mut Atlas, spec: &DatasetSpec) -> crate::Result<Datas
     let checksum = checksum(&spec.path)?;
     let file = read_dataset(&spec.path, &spec.read)?;
     let labels = label_values(spec, &file)?;
-    atlas.write(|tx| write_dataset(tx, spec, &name, &checksum, &file, labels))
+    atlas.write(|tx| write_dataset(tx, spec, &name, &checksum, &file, &labels))
 }
 
 fn label_values<'a>(
     spec: &DatasetSpec,
     file: &'a DatasetFile,
-) -> Result<&'a [Option<String>], IngestError> {
+) -> Result<Cow<'a, [Option<String>]>, IngestError> {
+    if spec.label_column.is_empty() {
+        return Ok(Cow::Owned(vec![None; file.counts.n_cells()]));
+    }
     let problem = match file.obs_column(&spec.label_column) {
-        Some(column) if column.values.iter().any(Option::is_some) => return Ok(&column.values),
+        Some(column) if column.values.iter().any(Option::is_some) => {
+            return Ok(Cow::Borrowed(&column.values))
+        }
         Some(_) => "holds no value (every cell is missing it)",
         None => "is not in the file",
     };

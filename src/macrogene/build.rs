@@ -3,7 +3,10 @@
 //! one macrogene set in one transaction (`satlas build-macrogenes`, `CALL satlas_build_macrogenes`).
 //!
 //! A macrogene set's genes are ordered by species name, then gene id; [`MacrogeneSet::read`] is
-//! the one reader of that order, which the model's weight columns follow.
+//! the one reader of that order, which the model's weight columns follow. A species added to a
+//! trained model is assigned to a set's stored centroids by the same rules
+//! ([`MacrogeneSet::assign_species`]) and stored as a new set extending it
+//! ([`MacrogeneSet::write_extended`]).
 
 use super::{
     gene_centroid_distances, highly_variable_genes, kmeans, rank_weights, CsrView, HvgParams,
@@ -137,30 +140,9 @@ pub fn build_macrogenes(
     let mut selected = Vec::new();
     let mut report_species = Vec::new();
     for (species_id, name) in &species {
-        let candidates = embedded_dataset_genes(conn, *species_id, model)?;
-        if candidates.is_empty() {
-            return Err(not_ready(format!(
-                "species {name:?} has no dataset gene with an embedding from model #{model}: embed or import its genes"
-            )));
-        }
-        let counts = read_counts(conn, Cells::Species(*species_id), &candidates)?;
-        let view = CsrView::new(
-            candidates.len(),
-            &counts.indptr,
-            &counts.indices,
-            &counts.data,
-        )?;
-        let hvg = HvgParams {
-            n_top_genes: params.n_top_genes.min(candidates.len()),
-            ..HvgParams::default()
-        };
-        let picked = highly_variable_genes(&view, &hvg)?.selected;
-        report_species.push((name.clone(), candidates.len(), picked.len()));
-        selected.push(SpeciesGenes {
-            species_id: *species_id,
-            name: name.clone(),
-            gene_ids: picked.iter().map(|&j| candidates[j]).collect(),
-        });
+        let (genes, candidates) = select_genes(conn, *species_id, name, model, params.n_top_genes)?;
+        report_species.push((name.clone(), candidates, genes.gene_ids.len()));
+        selected.push(genes);
     }
     let all_genes: Vec<i32> = selected
         .iter()
@@ -188,7 +170,166 @@ pub fn build_macrogenes(
     })
 }
 
+/// A species' highly variable genes (Seurat v3, `n_top_genes` at most) among its datasets' genes
+/// that have an embedding from `model`, in the order they were picked; and the number of such
+/// candidate genes.
+fn select_genes(
+    conn: &Connection,
+    species_id: i32,
+    name: &str,
+    model: i32,
+    n_top_genes: usize,
+) -> crate::Result<(SpeciesGenes, usize)> {
+    let candidates = embedded_dataset_genes(conn, species_id, model)?;
+    if candidates.is_empty() {
+        return Err(not_ready(format!(
+            "species {name:?} has no dataset gene with an embedding from model #{model}: embed or import its genes"
+        )));
+    }
+    let counts = read_counts(conn, Cells::Species(species_id), &candidates)?;
+    let view = CsrView::new(
+        candidates.len(),
+        &counts.indptr,
+        &counts.indices,
+        &counts.data,
+    )?;
+    let hvg = HvgParams {
+        n_top_genes: n_top_genes.min(candidates.len()),
+        ..HvgParams::default()
+    };
+    let picked = highly_variable_genes(&view, &hvg)?.selected;
+    let genes = SpeciesGenes {
+        species_id,
+        name: name.into(),
+        gene_ids: picked.iter().map(|&j| candidates[j]).collect(),
+    };
+    Ok((genes, candidates.len()))
+}
+
+/// A species assigned to the stored macrogenes of a set (`saturn_add_species`).
+#[derive(Debug, Clone)]
+pub struct SpeciesAssignment {
+    /// Its selected genes, ascending (the order of the model's weight columns).
+    pub genes: SpeciesGenes,
+    /// Its dataset genes with an embedding (the highly-variable-gene candidates).
+    pub candidates: usize,
+    /// Initial weights, macrogenes x selected genes.
+    pub weights: Array2<f32>,
+}
+
 impl MacrogeneSet {
+    /// Assigns species `name` to this set's stored centroids as `build_macrogenes` assigned the
+    /// set's own species: its highly variable genes among its dataset genes with an embedding from
+    /// the set's embedding model (the set's `n_top_genes`), weighted by the set's rank rule and
+    /// score function against the centroids. Writes nothing.
+    pub fn assign_species(
+        &self,
+        conn: &Connection,
+        species_id: i32,
+        name: &str,
+    ) -> crate::Result<SpeciesAssignment> {
+        let params = self.params(conn)?;
+        let (mut genes, candidates) = select_genes(
+            conn,
+            species_id,
+            name,
+            self.embedding_model_id,
+            params.n_top_genes,
+        )?;
+        genes.gene_ids.sort_unstable();
+        let embeddings = read_gene_matrix(conn, self.embedding_model_id, &genes.gene_ids)?;
+        let centroids = self.centroids(conn)?;
+        let distances = gene_centroid_distances(embeddings.view(), centroids.view())?;
+        let weights = rank_weights(distances.view(), params.score)?;
+        Ok(SpeciesAssignment {
+            genes,
+            candidates,
+            weights,
+        })
+    }
+
+    /// Stores this set extended with `added` as a new macrogene set (same centroids and
+    /// embedding model; the set's gene weights copied, the new species' appended), so that the
+    /// set a run trained on never changes. Returns the new set's id. The caller owns the
+    /// transaction.
+    pub fn write_extended(
+        &self,
+        conn: &Connection,
+        added: &SpeciesAssignment,
+    ) -> crate::Result<i32> {
+        let mut params = serde_json::to_value(self.params(conn)?).unwrap_or_default();
+        params["extends_set"] = self.id.into();
+        params["added_species"] = added.genes.name.clone().into();
+        let set_id: i32 = conn
+            .query_row(
+                "INSERT INTO macrogene_sets (embedding_model_id, n_macrogenes, params)
+                 VALUES (?, ?, ?) RETURNING macrogene_set_id",
+                duckdb::params![
+                    self.embedding_model_id,
+                    self.weights.nrows() as i32,
+                    params.to_string()
+                ],
+                |r| r.get(0),
+            )
+            .context("recording the extended macrogene set")?;
+        conn.execute(
+            "INSERT INTO macrogenes SELECT ?, macrogene, centroid FROM macrogenes
+             WHERE macrogene_set_id = ?",
+            [set_id, self.id],
+        )
+        .context("copying the macrogene centroids")?;
+        conn.execute(
+            "INSERT INTO gene_macrogene SELECT ?, gene_id, initial_weights FROM gene_macrogene
+             WHERE macrogene_set_id = ?",
+            [set_id, self.id],
+        )
+        .context("copying the gene weights")?;
+        write_gene_weights(conn, set_id, &added.genes.gene_ids, &added.weights)?;
+        Ok(set_id)
+    }
+
+    /// The parameters the set was built with.
+    fn params(&self, conn: &Connection) -> crate::Result<BuildParams> {
+        let json: String = conn
+            .query_row(
+                "SELECT params FROM macrogene_sets WHERE macrogene_set_id = ?",
+                [self.id],
+                |r| r.get(0),
+            )
+            .context("reading the macrogene set's parameters")?;
+        serde_json::from_str(&json).map_err(|e| {
+            AtlasError::Inconsistent {
+                what: format!(
+                    "macrogene set {} has unreadable parameters {json:?}: {e}",
+                    self.id
+                ),
+            }
+            .into()
+        })
+    }
+
+    /// The stored centroids, macrogenes x embedding dimension.
+    fn centroids(&self, conn: &Connection) -> crate::Result<Array2<f32>> {
+        let rows = query_all(
+            conn,
+            "SELECT centroid FROM macrogenes WHERE macrogene_set_id = ? ORDER BY macrogene",
+            [self.id],
+            "reading the macrogene centroids",
+            |r| Ok(float_list(r.get_ref(0)?)),
+        )?;
+        let dim = rows.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Array2::from_shape_vec((rows.len(), dim), flat).map_err(|e| {
+            AtlasError::Inconsistent {
+                what: format!(
+                    "macrogene set {}: centroids of unequal length ({e})",
+                    self.id
+                ),
+            }
+            .into()
+        })
+    }
+
     /// Reads set `id`, or the newest set when `None`.
     pub fn read(conn: &Connection, id: Option<i32>) -> crate::Result<MacrogeneSet> {
         let row: Option<(i32, i32, i32)> = conn
@@ -366,6 +507,17 @@ fn write_set(
         ),
     ];
     bulk::append(conn, "macrogenes", columns)?;
+    write_gene_weights(conn, set_id, genes, weights)?;
+    Ok(set_id)
+}
+
+/// Appends the initial weights (macrogenes x genes) of `genes` to set `set_id`.
+fn write_gene_weights(
+    conn: &Connection,
+    set_id: i32,
+    genes: &[i32],
+    weights: &Array2<f32>,
+) -> crate::Result<()> {
     let weight_cols: Vec<Vec<f32>> = weights.axis_iter(Axis(1)).map(|c| c.to_vec()).collect();
     let columns: Vec<(&str, ArrayRef)> = vec![
         (
@@ -379,5 +531,5 @@ fn write_set(
         ),
     ];
     bulk::append(conn, "gene_macrogene", columns)?;
-    Ok(set_id)
+    Ok(())
 }

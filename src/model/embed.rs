@@ -8,8 +8,8 @@
 //! index it is then extended with just the new cells (the index module's extend path), in a
 //! second transaction.
 
-use super::runs::{species_cells, weights_of, write_embeddings, StoredParams};
-use super::{FinetuneRequest, ModelError, Saturn, SaturnConfig};
+use super::runs::{finished_model_run, species_cells, weights_of, write_embeddings};
+use super::{ModelError, Saturn};
 use crate::atlas::counts::Cells;
 use crate::atlas::{self, query_all, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
@@ -96,7 +96,7 @@ pub fn embed_dataset(
     run: Option<i32>,
 ) -> crate::Result<EmbedReport> {
     let (dataset_id, species) = find_dataset(conn, dataset)?;
-    let (run, set_id, config) = finished_finetune(conn, run)?;
+    let (run, set_id, config) = finished_model_run(conn, run)?;
     let set = MacrogeneSet::read(conn, Some(set_id))?;
     let Some(genes) = set.species.iter().find(|s| s.name == species) else {
         return Err(ModelError::NewSpecies {
@@ -214,34 +214,4 @@ fn find_dataset(conn: &Connection, name: &str) -> crate::Result<(i32, String)> {
         },
     }
     .into())
-}
-
-/// The finished finetune run `run` (default: the newest), its macrogene set and model config.
-fn finished_finetune(
-    conn: &Connection,
-    run: Option<i32>,
-) -> crate::Result<(i32, i32, SaturnConfig)> {
-    let row: Option<(i32, i32, String)> = conn
-        .query_row(
-            "SELECT model_run_id, macrogene_set_id, params FROM model_runs
-             WHERE kind = 'finetune' AND status = 'done'
-               AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
-                                               WHERE kind = 'finetune' AND status = 'done'))",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .context("finding the finetune run")?;
-    let Some((id, set, json)) = row else {
-        let what = match run {
-            Some(run) => format!("model run {run} is not a finished finetune run"),
-            None => "no finished finetune run in the atlas".into(),
-        };
-        return Err(ModelError::NoFinetuneRun { what }.into());
-    };
-    let stored: StoredParams<FinetuneRequest> =
-        serde_json::from_str(&json).map_err(|e| ModelError::Checkpoint {
-            reason: format!("run #{id}: {e}"),
-        })?;
-    Ok((id, set, stored.config))
 }

@@ -58,7 +58,7 @@ pub enum ModelError {
         known: String,
     },
     /// A dataset of a species the trained model has never seen.
-    #[error("dataset {dataset:?} is {species} cells, but model run {run} was trained on {known} only: a new species needs `saturn_add_species` (not built yet), or retrain with it")]
+    #[error("dataset {dataset:?} is {species} cells, but model run {run} was trained on {known} only: add the species to the model first with `satlas add-species --species {species}` (CALL saturn_add_species(species := '{species}')), or retrain with it")]
     NewSpecies {
         /// The dataset.
         dataset: String,
@@ -80,6 +80,28 @@ pub enum ModelError {
         run: i32,
         /// Its cells with an embedding in the run.
         cells: usize,
+    },
+    /// `saturn_add_species` for a species the model already has.
+    #[error("species {species:?} is already in model run {run} (trained on {known}): nothing to add; embed a new dataset of it with `satlas embed-dataset`")]
+    SpeciesAlreadyTrained {
+        /// The species.
+        species: String,
+        /// The model run it was to be added to.
+        run: i32,
+        /// The run's species, comma-separated.
+        known: String,
+    },
+    /// `saturn_add_species` for a species the atlas lacks something of.
+    #[error("species {species:?} cannot be added to model run {run}: {missing}; {todo}")]
+    SpeciesNotReady {
+        /// The species.
+        species: String,
+        /// The model run.
+        run: i32,
+        /// What is missing.
+        missing: String,
+        /// The command that provides it.
+        todo: String,
     },
     /// A libtorch operation failed.
     #[error("libtorch error in {context}: {source}")]

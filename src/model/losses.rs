@@ -1,6 +1,6 @@
 //! The two auxiliary losses: the protein-similarity regulariser of pretraining (SATURN.md
-//! section 5) and the triplet loss of fine-tuning (section 6). Free functions; the training loops
-//! in [`super::train`] call them.
+//! section 5; [`anchored_regulariser`] for a species added later) and the triplet loss of
+//! fine-tuning (section 6). Free functions; the training loops in [`super::train`] call them.
 
 use super::triplet::Triplet;
 use tch::{Kind, Tensor};
@@ -14,8 +14,16 @@ use tch::{Kind, Tensor};
 /// embeddings (G x D); `partners`: the random partner `j(g)` of every gene (int64, length G).
 /// Cosine as `torch.nn.functional.cosine_similarity` (eps 1e-8).
 pub fn protein_similarity_regulariser(q: &Tensor, e: &Tensor, partners: &Tensor) -> Tensor {
-    let cos_q = Tensor::cosine_similarity(q, &q.index_select(0, partners), 1, 1e-8);
-    let cos_e = Tensor::cosine_similarity(e, &e.index_select(0, partners), 1, 1e-8);
+    anchored_regulariser(q, e, 0, partners)
+}
+
+/// `R` summed over the genes `first .. first + partners.len()` only (a species added later),
+/// each against its partner `partners[i]`, which may be any of the rows of `q` and `e`.
+pub fn anchored_regulariser(q: &Tensor, e: &Tensor, first: i64, partners: &Tensor) -> Tensor {
+    let n = partners.size()[0];
+    let (qa, ea) = (q.narrow(0, first, n), e.narrow(0, first, n));
+    let cos_q = Tensor::cosine_similarity(&qa, &q.index_select(0, partners), 1, 1e-8);
+    let cos_e = Tensor::cosine_similarity(&ea, &e.index_select(0, partners), 1, 1e-8);
     (cos_q - cos_e).square().sum(Kind::Float)
 }
 

@@ -7,7 +7,8 @@
 //! 4. [`triplet`] — the cross-species semi-hard triplet miner.
 //! 5. [`train`] — pretraining and fine-tuning, seeded, with a per-epoch callback.
 //! 6. [`runs`] — runs in the atlas (resumable, weights and embeddings stored); [`embed`] —
-//!    embedding a dataset added after training with the finished model.
+//!    embedding a dataset added after training with the finished model; [`species`] — adding a
+//!    new species to a trained model (only its own parameters trained).
 //!
 //! Typical use: `Saturn::new(config, weights)` → [`pretrain`] → [`finetune`] →
 //! [`Saturn::embed`] per species → [`Saturn::save_bytes`].
@@ -16,6 +17,7 @@ pub mod embed;
 pub mod losses;
 pub mod network;
 pub mod runs;
+pub mod species;
 pub mod train;
 pub mod triplet;
 pub mod zinb;
@@ -25,7 +27,13 @@ mod error;
 pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
-pub use runs::{run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport, Schedule};
-pub use train::{finetune, pretrain, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData};
+pub use runs::{
+    load_run_model, run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport,
+    Schedule,
+};
+pub use species::{run_add_species, AddSpeciesReport, AddSpeciesRequest};
+pub use train::{
+    finetune, pretrain, train_species, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData,
+};
 pub use triplet::{mine_triplets, Triplet};
 pub use zinb::{zinb_log_likelihood, zinb_nll};

@@ -112,6 +112,12 @@ impl SaturnConfig {
             })
     }
 
+    /// Species `species`' block of P's columns (and of the gene order): first column, width.
+    pub fn gene_block(&self, species: usize) -> (usize, usize) {
+        let first = self.genes_per_species[..species].iter().sum();
+        (first, self.genes_per_species[species])
+    }
+
     /// First column of every species' block in P.
     fn offsets(&self) -> Vec<i64> {
         let mut acc = 0;
@@ -281,28 +287,88 @@ impl Saturn {
     pub fn new(config: SaturnConfig, initial_weights: ArrayView2<'_, f32>) -> Result<Self> {
         let model = Self::build(config)?;
         let (m, g) = (model.config.n_macrogenes, model.config.n_genes());
-        if initial_weights.dim() != (m, g) {
-            return Err(ModelError::Shape {
-                species: String::new(),
-                what: format!(
-                    "initial weights are {:?}, the model needs {m} x {g}",
-                    initial_weights.dim()
-                ),
-            });
-        }
-        if let Some(v) = initial_weights
-            .iter()
-            .find(|v| !(v.is_finite() && **v >= 0.0))
-        {
-            return Err(invalid(
-                "initial_weights",
-                v,
-                "weights must be finite and >= 0",
-            ));
-        }
+        check_initial_weights(initial_weights, m, g)?;
         let w = dense_tensor(initial_weights);
         tch::no_grad(|| model.macrogenes.p_weights.shallow_clone().copy_(&w.log()));
         Ok(model)
+    }
+
+    /// This network extended with one more species (appended last): every existing parameter is
+    /// copied unchanged, the new species' block of `P` is `ln(initial_weights)` (M x G_new, from
+    /// [`crate::macrogene::rank_weights`] against the stored centroids), and its parts that do not
+    /// exist yet (its one-hot column of `px_decoder`, its `px_dropout_decoders` and `px_rs`) get
+    /// PyTorch's default initialisation. Seed with `tch::manual_seed` first for reproducibility.
+    pub fn with_species(
+        &self,
+        species: &str,
+        initial_weights: ArrayView2<'_, f32>,
+    ) -> Result<Self> {
+        let mut config = self.config.clone();
+        config.species.push(species.to_string());
+        config.genes_per_species.push(initial_weights.ncols());
+        let model = Self::build(config)?;
+        check_initial_weights(
+            initial_weights,
+            self.config.n_macrogenes,
+            initial_weights.ncols(),
+        )?;
+        let old = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, var) in model.vs.variables() {
+                let Some(src) = old.get(&name) else {
+                    continue; // a part of the new species
+                };
+                let grown = src.size().iter().zip(var.size()).position(|(a, b)| *a != b);
+                let mut target = match grown {
+                    None => var,
+                    Some(dim) => var.narrow(dim as i64, 0, src.size()[dim]),
+                };
+                target.copy_(src);
+            }
+            let w = dense_tensor(initial_weights).log();
+            let old_genes = self.config.n_genes() as i64;
+            let mut block = model.macrogenes.p_weights.narrow(1, old_genes, w.size()[1]);
+            block.copy_(&w);
+        });
+        Ok(model)
+    }
+
+    /// Freezes every parameter except those of species `species` (its block of `P`, its one-hot
+    /// column of `px_decoder`, its `px_dropout_decoders` and `px_rs`): the others stop requiring
+    /// gradients. `P` and `px_decoder`'s weight are shared tensors, so they keep requiring
+    /// gradients and are returned with a 0/1 mask of the same shape that the training loop
+    /// multiplies their gradient by (Adam leaves a parameter whose gradient is always 0 exactly
+    /// as it was).
+    pub fn train_only_species(&self, species: usize) -> Vec<(Tensor, Tensor)> {
+        for var in self.vs.variables().values() {
+            let _ = var.set_requires_grad(false);
+        }
+        let head = &self.px_dropout_decoders[species];
+        let mut own = vec![head.ws.shallow_clone(), self.px_rs[species].shallow_clone()];
+        own.extend(head.bs.iter().map(Tensor::shallow_clone));
+        for var in &own {
+            let _ = var.set_requires_grad(true);
+        }
+        let p = &self.macrogenes.p_weights;
+        let decoder = &self.px_decoder.linear.ws;
+        let onehot_column = (self.config.latent_dim + species) as i64;
+        let masks = [
+            (
+                p,
+                self.macrogenes.offsets[species],
+                self.macrogenes.genes[species],
+            ),
+            (decoder, onehot_column, 1),
+        ];
+        masks
+            .into_iter()
+            .map(|(var, first, width)| {
+                let _ = var.set_requires_grad(true);
+                let mask = Tensor::zeros(var.size(), (Kind::Float, Device::Cpu));
+                let _ = mask.narrow(1, first, width).fill_(1.0);
+                (var.shallow_clone(), mask)
+            })
+            .collect()
     }
 
     /// Builds the network with `P = 0`, to be filled by [`Saturn::load_bytes`] or
@@ -534,6 +600,27 @@ pub struct Embedding {
     pub z: Array2<f32>,
     /// Macrogene expression (cells x M).
     pub macrogenes: Array2<f32>,
+}
+
+/// Checks initial gene weights: `m` x `g`, finite and >= 0.
+fn check_initial_weights(weights: ArrayView2<'_, f32>, m: usize, g: usize) -> Result<()> {
+    if weights.dim() != (m, g) {
+        return Err(ModelError::Shape {
+            species: String::new(),
+            what: format!(
+                "initial weights are {:?}, the model needs {m} x {g}",
+                weights.dim()
+            ),
+        });
+    }
+    if let Some(v) = weights.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+        return Err(invalid(
+            "initial_weights",
+            v,
+            "weights must be finite and >= 0",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a species' counts have the model's gene count.

@@ -108,7 +108,7 @@ pub(super) struct StoredParams<R> {
 }
 
 /// A stored checkpoint: the last epoch it includes and the (decompressed) weights.
-type Checkpoint = (usize, Vec<u8>);
+pub(super) type Checkpoint = (usize, Vec<u8>);
 
 /// One species' cells (to train on, or to embed), owned.
 pub(super) struct SpeciesCells {
@@ -133,7 +133,7 @@ pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::
         config: config.clone(),
         request: request.clone(),
     };
-    let (run_id, checkpoint) = start_or_resume(conn, "pretrain", None, Some(set.id), &stored)?;
+    let (run_id, checkpoint) = start_or_resume(conn, "pretrain", None, |_| Ok(set.id), &stored)?;
     tch::manual_seed(request.params.seed as i64); // the initial weights are part of the seed
     let mut model = match &checkpoint {
         Some((_, bytes)) => Saturn::load_bytes(config, bytes)?,
@@ -180,7 +180,7 @@ pub fn run_finetune(conn: &mut Connection, request: &FinetuneRequest) -> crate::
         request: request.clone(),
     };
     let (run_id, checkpoint) =
-        start_or_resume(conn, "finetune", Some(base_run), Some(set.id), &stored)?;
+        start_or_resume(conn, "finetune", Some(base_run), |_| Ok(set.id), &stored)?;
     let bytes = match &checkpoint {
         Some((_, bytes)) => bytes.clone(),
         None => weights_of(conn, base_run)?,
@@ -292,12 +292,13 @@ fn species_data(cells: &[SpeciesCells]) -> crate::Result<Vec<SpeciesData<'_>>> {
 }
 
 /// The unfinished run of this kind with identical stored parameters (to resume, with its last
-/// checkpoint), or a new `running` run.
-fn start_or_resume<R: Serialize>(
+/// checkpoint), or a new `running` run whose macrogene set `set` gives (called in the transaction
+/// that records the run, so a set written for the run is written with it).
+pub(super) fn start_or_resume<R: Serialize>(
     conn: &mut Connection,
     kind: &str,
     parent: Option<i32>,
-    set: Option<i32>,
+    set: impl FnOnce(&Connection) -> crate::Result<i32>,
     stored: &StoredParams<R>,
 ) -> crate::Result<(i32, Option<Checkpoint>)> {
     let json = serde_json::to_string(stored).map_err(|e| ModelError::Checkpoint {
@@ -343,19 +344,22 @@ fn start_or_resume<R: Serialize>(
         return Ok((run, checkpoint));
     }
     let run = atlas::write(conn, |tx| {
-        tx.query_row(
-            "INSERT INTO model_runs (kind, parent_run_id, macrogene_set_id, params, status)
-             VALUES (?, ?, ?, ?, 'running') RETURNING model_run_id",
-            duckdb::params![kind, parent, set, json],
-            |r| r.get(0),
+        let set = set(tx)?;
+        Ok::<_, crate::Error>(
+            tx.query_row(
+                "INSERT INTO model_runs (kind, parent_run_id, macrogene_set_id, params, status)
+                 VALUES (?, ?, ?, ?, 'running') RETURNING model_run_id",
+                duckdb::params![kind, parent, set, json],
+                |r| r.get(0),
+            )
+            .context("recording the model run")?,
         )
-        .context("recording the model run")
     })?;
     Ok((run, None))
 }
 
 /// Commits one epoch's losses, and the weights every `checkpoint_every` epochs.
-fn record_epoch(
+pub(super) fn record_epoch(
     conn: &mut Connection,
     run: i32,
     log: &EpochLog,
@@ -391,7 +395,12 @@ fn record_epoch(
     Ok(())
 }
 
-fn finish_run(conn: &Connection, run: i32, model: &Saturn, logs: &[EpochLog]) -> crate::Result<()> {
+pub(super) fn finish_run(
+    conn: &Connection,
+    run: i32,
+    model: &Saturn,
+    logs: &[EpochLog],
+) -> crate::Result<()> {
     let blob = compress(&model.save_bytes()?)?;
     let metrics =
         serde_json::json!({ "final_loss": logs.last().map(|l| l.loss), "epochs_run": logs.len() })
@@ -488,4 +497,64 @@ pub(super) fn write_embeddings(
         total += n;
     }
     Ok(total)
+}
+
+/// The finished run `run` whose model embeds cells (a finetune or add-species run; default: the
+/// newest), with its macrogene set and model configuration.
+pub(super) fn finished_model_run(
+    conn: &Connection,
+    run: Option<i32>,
+) -> crate::Result<(i32, i32, SaturnConfig)> {
+    let row: Option<(i32, i32, String)> = conn
+        .query_row(
+            "SELECT model_run_id, macrogene_set_id, params FROM model_runs
+             WHERE kind IN ('finetune', 'add_species') AND status = 'done'
+               AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
+                   WHERE kind IN ('finetune', 'add_species') AND status = 'done'))",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .context("finding the finetune run")?;
+    let Some((id, set, json)) = row else {
+        let what = match run {
+            Some(run) => {
+                format!("model run {run} is not a finished finetune run (nor add-species run)")
+            }
+            None => "no finished finetune run in the atlas".into(),
+        };
+        return Err(ModelError::NoFinetuneRun { what }.into());
+    };
+    Ok((id, set, stored_config(id, &json)?))
+}
+
+/// The model configuration in a run's stored parameters.
+fn stored_config(run: i32, json: &str) -> Result<SaturnConfig, ModelError> {
+    serde_json::from_str::<StoredParams<serde::de::IgnoredAny>>(json)
+        .map(|stored| stored.config)
+        .map_err(|e| ModelError::Checkpoint {
+            reason: format!("run #{run}: {e}"),
+        })
+}
+
+/// The stored model of run `run` (its last checkpoint, or its final weights when done).
+pub fn load_run_model(conn: &Connection, run: i32) -> crate::Result<Saturn> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT params FROM model_runs WHERE model_run_id = ? AND weights IS NOT NULL",
+            [run],
+            |r| r.get(0),
+        )
+        .optional()
+        .context("reading the model run")?;
+    let Some(json) = json else {
+        return Err(ModelError::Checkpoint {
+            reason: format!("model run {run} does not exist or has no stored weights yet"),
+        }
+        .into());
+    };
+    Ok(Saturn::load_bytes(
+        stored_config(run, &json)?,
+        &weights_of(conn, run)?,
+    )?)
 }

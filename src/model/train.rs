@@ -1,5 +1,6 @@
 //! The two training loops: ZINB pretraining (SATURN.md section 5) and weakly supervised
-//! metric-learning fine-tuning (section 6).
+//! metric-learning fine-tuning (section 6); the first also trains the parts of a species added
+//! to a trained model ([`train_species`]).
 //!
 //! Both are seeded and resumable: epoch `e` draws its shuffle, partners, dropout masks and mining
 //! from seeds derived from `(seed, e)` only, so running epochs `k..n` after loading the weights of
@@ -12,7 +13,7 @@
 //! in one process interleave their dropout and partner draws and are no longer reproducible.
 
 use super::error::{invalid, torch, ModelError, Result};
-use super::losses::{protein_similarity_regulariser, triplet_loss};
+use super::losses::{anchored_regulariser, triplet_loss};
 use super::network::{check_counts, dense_rows, dense_tensor, Encoder, MacrogeneLayer, Saturn};
 use super::triplet::mine_triplets;
 use super::zinb::zinb_nll;
@@ -161,6 +162,8 @@ pub enum Phase {
     Pretrain,
     /// Triplet fine-tuning.
     Finetune,
+    /// ZINB training of a species added to a trained model ([`train_species`]).
+    AddSpecies,
 }
 
 /// One epoch's summary (batch means).
@@ -258,11 +261,66 @@ pub fn pretrain<E: From<ModelError>>(
     data: &[SpeciesData<'_>],
     gene_embeddings: ArrayView2<'_, f32>,
     params: &PretrainParams,
+    on_epoch: impl FnMut(&EpochLog, &Saturn) -> Result<(), E>,
+) -> Result<Vec<EpochLog>, E> {
+    let everything = ZinbScope {
+        phase: Phase::Pretrain,
+        anchors: (0, model.config().n_genes()),
+        masks: Vec::new(),
+    };
+    zinb_training(model, data, gene_embeddings, params, &everything, on_epoch)
+}
+
+/// Trains only the parts of one species (a species added to a trained model, appended by
+/// [`Saturn::with_species`]) with the pretraining objective on its cells: ZINB plus the
+/// protein-similarity regulariser over its genes, each paired with a random partner among all
+/// genes (so its gene vectors are placed relative to the frozen species' genes). Everything
+/// shared (encoder, macrogene layer norm, decoders, the other species' weights and heads) stays
+/// bit-identical ([`Saturn::train_only_species`]).
+pub fn train_species<E: From<ModelError>>(
+    model: &mut Saturn,
+    data: &SpeciesData<'_>,
+    gene_embeddings: ArrayView2<'_, f32>,
+    params: &PretrainParams,
+    on_epoch: impl FnMut(&EpochLog, &Saturn) -> Result<(), E>,
+) -> Result<Vec<EpochLog>, E> {
+    let s = model.config().species_index(data.species)?;
+    let scope = ZinbScope {
+        phase: Phase::AddSpecies,
+        anchors: model.config().gene_block(s),
+        masks: model.train_only_species(s),
+    };
+    zinb_training(
+        model,
+        std::slice::from_ref(data),
+        gene_embeddings,
+        params,
+        &scope,
+        on_epoch,
+    )
+}
+
+/// What a ZINB training loop trains: the phase it logs, the genes the regulariser sums over
+/// (first, count) and gradient masks of partly frozen parameters.
+struct ZinbScope {
+    phase: Phase,
+    anchors: (usize, usize),
+    masks: Vec<(Tensor, Tensor)>,
+}
+
+/// The ZINB + regulariser loop of [`pretrain`] and [`train_species`].
+fn zinb_training<E: From<ModelError>>(
+    model: &mut Saturn,
+    data: &[SpeciesData<'_>],
+    gene_embeddings: ArrayView2<'_, f32>,
+    params: &PretrainParams,
+    scope: &ZinbScope,
     mut on_epoch: impl FnMut(&EpochLog, &Saturn) -> Result<(), E>,
 ) -> Result<Vec<EpochLog>, E> {
     params.check()?;
     let species_of = check_data(model, data, false)?;
     let n_genes = model.config().n_genes();
+    let (first, n_anchors) = (scope.anchors.0 as i64, scope.anchors.1 as i64);
     if gene_embeddings.nrows() != n_genes {
         return Err(ModelError::Shape {
             species: String::new(),
@@ -297,15 +355,19 @@ pub fn pretrain<E: From<ModelError>>(
                 })
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
-            let partners =
-                Tensor::randint(n_genes as i64, [n_genes as i64], (Kind::Int64, Device::Cpu));
-            let reg = protein_similarity_regulariser(&model.gene_vectors(true), &e, &partners);
+            let partners = Tensor::randint(n_genes as i64, [n_anchors], (Kind::Int64, Device::Cpu));
+            let reg = anchored_regulariser(&model.gene_vectors(true), &e, first, &partners);
             let mut loss = &zinb + params.regulariser_weight * &reg;
             if params.l1_penalty > 0.0 {
                 let l1 = model.macrogene_layer().weights().sum(Kind::Float) * params.l1_penalty;
                 loss = &loss + l1;
             }
-            opt.backward_step(&loss);
+            opt.zero_grad();
+            loss.backward();
+            for (var, mask) in &scope.masks {
+                let _ = var.grad().g_mul_(mask);
+            }
+            opt.step();
             sum_loss += loss.double_value(&[]);
             sum_zinb += zinb.double_value(&[]);
             sum_reg += reg.double_value(&[]);
@@ -313,7 +375,7 @@ pub fn pretrain<E: From<ModelError>>(
         }
         let nb = n_batches.max(1) as f64;
         let log = EpochLog {
-            phase: Phase::Pretrain,
+            phase: scope.phase,
             epoch,
             epochs: params.epochs,
             loss: sum_loss / nb,

@@ -81,6 +81,7 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     register_one::<training::Pretrain>(conn, &handle)?;
     register_one::<training::Finetune>(conn, &handle)?;
     register_one::<training::EmbedDataset>(conn, &handle)?;
+    register_one::<training::AddSpecies>(conn, &handle)?;
     register_one::<eval::Eval>(conn, &handle)?;
     Ok(shared)
 }

@@ -1,12 +1,13 @@
 //! SATURN from SQL: `satlas_build_macrogenes(...)`, `saturn_pretrain(...)` and
 //! `saturn_finetune(...)`. Parameters default to SATURN's; the training procedures return one row
-//! per epoch. `satlas_embed_dataset(...)` embeds a dataset added after training.
+//! per epoch. After training, `satlas_embed_dataset(...)` embeds a dataset of a trained species
+//! and `saturn_add_species(...)` adds a new species (also one row per epoch).
 
 use super::{Args, Procedure};
 use crate::macrogene::{build_macrogenes, BuildParams};
 use crate::model::{
-    embed_dataset, run_finetune, run_pretrain, EpochLog, FinetuneParams, FinetuneRequest,
-    PretrainParams, PretrainRequest, RunReport, Schedule,
+    embed_dataset, run_add_species, run_finetune, run_pretrain, AddSpeciesRequest, EpochLog,
+    FinetuneParams, FinetuneRequest, PretrainParams, PretrainRequest, RunReport, Schedule,
 };
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
@@ -152,6 +153,48 @@ impl Procedure for Finetune {
                 .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
         };
         Ok(Self::batch(epoch_columns(&run_finetune(conn, &request)?))?)
+    }
+}
+
+/// `CALL saturn_add_species(species := 'mouse', epochs := 200, seed := 0, run := N)`: adds a
+/// species to a trained model (its parts trained, the shared network frozen), embeds its cells
+/// and extends the HNSW index; one row per epoch of the new run.
+pub struct AddSpecies;
+
+impl Procedure for AddSpecies {
+    const NAME: &'static str = "saturn_add_species";
+
+    fn parameters() -> Vec<(&'static str, LogicalTypeId)> {
+        let mut params = common_parameters();
+        params.extend([
+            ("species", LogicalTypeId::Varchar),
+            ("regulariser_weight", LogicalTypeId::Double),
+            ("run", LogicalTypeId::Integer),
+        ]);
+        params
+    }
+
+    fn schema() -> Schema {
+        epochs_schema()
+    }
+
+    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+        let schedule = schedule(args)?.pretrain();
+        let request = AddSpeciesRequest {
+            species: args.required_text("species")?,
+            params: PretrainParams {
+                regulariser_weight: args
+                    .float("regulariser_weight")?
+                    .unwrap_or(schedule.regulariser_weight),
+                ..schedule
+            },
+            parent_run: args.int("run")?.map(|r| r as i32),
+            checkpoint_every: args
+                .usize("checkpoint_every")?
+                .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+        };
+        let report = run_add_species(conn, &request)?;
+        Ok(Self::batch(epoch_columns(&report.run))?)
     }
 }
 

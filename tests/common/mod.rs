@@ -56,14 +56,15 @@ pub fn dataset_spec(species: &str, name: &str, path: &str) -> DatasetSpec {
 /// symbol share one) under one embedding model. Numerics are checked against PyTorch elsewhere;
 /// these tests are about the atlas plumbing.
 pub fn atlas_with_embeddings() -> Atlas {
-    let mut atlas = Atlas::in_memory().unwrap();
-    for (species, fasta, h5ad) in [
-        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
-        (
-            "mouse",
-            "proteins/mouse_surrogate.fa.gz",
-            "baron/mouse.h5ad",
-        ),
+    fill_atlas(Atlas::in_memory().unwrap(), &["human", "mouse"])
+}
+
+/// `atlas` with both proteomes and the synthetic gene embeddings of [`atlas_with_embeddings`],
+/// and the Baron dataset (`baron_{species}`) of each of `datasets` only.
+pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> Atlas {
+    for (species, fasta) in [
+        ("human", "proteins/human.fa.gz"),
+        ("mouse", "proteins/mouse_surrogate.fa.gz"),
     ] {
         add_proteome(
             &mut atlas,
@@ -72,11 +73,9 @@ pub fn atlas_with_embeddings() -> Atlas {
             &FastaOptions::default(),
         )
         .unwrap();
-        add_dataset(
-            &mut atlas,
-            &dataset_spec(species, &format!("baron_{species}"), h5ad),
-        )
-        .unwrap();
+        if datasets.contains(&species) {
+            add_baron(&mut atlas, species);
+        }
     }
     atlas
         .connection()
@@ -88,6 +87,16 @@ pub fn atlas_with_embeddings() -> Atlas {
         )
         .unwrap();
     atlas
+}
+
+/// Adds the Baron fixture of `species` (human or mouse) as dataset `baron_{species}`.
+pub fn add_baron(atlas: &mut Atlas, species: &str) {
+    let h5ad = format!("baron/{species}.h5ad");
+    add_dataset(
+        atlas,
+        &dataset_spec(species, &format!("baron_{species}"), &h5ad),
+    )
+    .unwrap();
 }
 
 /// The single integer a query returns.
