@@ -115,13 +115,7 @@ fn tiny_mean_embeddings_match_fair_esm() {
     // the textbook formula give visibly different rotations.
     for (key, pooled) in [("short", "pooled"), ("long", "long_pooled")] {
         let embedded = embed(&model, &strings(&meta[key]));
-        assert_close(
-            &format!("tiny {pooled}"),
-            &embedded,
-            &r[pooled],
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("tiny {pooled}"), &embedded, &r[pooled], ATOL, RTOL);
     }
 }
 
@@ -138,10 +132,19 @@ fn embed_proteins_accepts_a_pt_file_and_records_its_sha256() {
     let pt = tiny_pt();
     let fasta_arg = fasta.to_str().unwrap();
     common::satlas_ok(&atlas_path, &["init"]);
-    common::satlas_ok(&atlas_path, &["add-proteome", "--species", "human", fasta_arg]);
+    common::satlas_ok(
+        &atlas_path,
+        &["add-proteome", "--species", "human", fasta_arg],
+    );
     let out = common::satlas_ok(
         &atlas_path,
-        &["embed-proteins", "--species", "human", "--model", pt.to_str().unwrap()],
+        &[
+            "embed-proteins",
+            "--species",
+            "human",
+            "--model",
+            pt.to_str().unwrap(),
+        ],
     );
     assert!(out.contains("2 proteins embedded"), "{out}");
     let atlas = Atlas::open(&atlas_path).unwrap();
@@ -155,8 +158,14 @@ fn embed_proteins_accepts_a_pt_file_and_records_its_sha256() {
         .unwrap();
     use sha2::Digest;
     let sha = format!("{:x}", sha2::Sha256::digest(std::fs::read(&pt).unwrap()));
-    assert_eq!((name.as_str(), checksum, layer, dim), ("esm2_t2_tiny", sha, 2, 32));
-    assert_eq!(common::count(&atlas, "SELECT count(*) FROM gene_embeddings"), 2);
+    assert_eq!(
+        (name.as_str(), checksum, layer, dim),
+        ("esm2_t2_tiny", sha, 2, 32)
+    );
+    assert_eq!(
+        common::count(&atlas, "SELECT count(*) FROM gene_embeddings"),
+        2
+    );
 }
 
 /// The message of a refused checkpoint.
@@ -284,9 +293,8 @@ fn reassemble_t6(safetensors: &Path, out: &Path) {
         .collect();
     let manifest = json("fair_esm/t6/storages.json");
     let name = manifest["archive"].as_str().unwrap();
-    let float_bytes = |values: Vec<f32>| -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    };
+    let float_bytes =
+        |values: Vec<f32>| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
     let mut entries = vec![
         (
             format!("{name}/data.pkl"),

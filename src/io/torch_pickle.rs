@@ -183,15 +183,13 @@ impl TorchArchive {
         })?;
         let pickle = read_entry(&mut zip, path, &format!("{prefix}data.pkl"))?;
         check_byteorder(&mut zip, path, &prefix)?;
-        let root = Unpickler::new(&pickle)
-            .run()
-            .map_err(|(offset, message)| {
-                ReadError::malformed(
-                    path,
-                    0,
-                    format!("{prefix}data.pkl, byte {offset}: {message}"),
-                )
-            })?;
+        let root = Unpickler::new(&pickle).run().map_err(|(offset, message)| {
+            ReadError::malformed(
+                path,
+                0,
+                format!("{prefix}data.pkl, byte {offset}: {message}"),
+            )
+        })?;
         Ok(Self {
             path: path.into(),
             zip,
@@ -713,7 +711,7 @@ impl<'a> Unpickler<'a> {
     }
 
     fn extend_dict(&mut self, items: Vec<Id>) -> Result<(), String> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of keys and values".into());
         }
         match self.top_node_mut()? {
@@ -836,7 +834,10 @@ impl<'a> Unpickler<'a> {
         let class = self.global_of(*class).ok_or_else(malformed)?;
         let storage_type = class.strip_prefix("torch.").unwrap_or(class).to_string();
         let key = self.string_of(*key).map_err(|_| malformed())?;
-        let numel = self.int_of(*numel).filter(|&n| n >= 0).ok_or_else(malformed)?;
+        let numel = self
+            .int_of(*numel)
+            .filter(|&n| n >= 0)
+            .ok_or_else(malformed)?;
         Ok(Node::Storage(storage_type, key, numel))
     }
 

@@ -60,7 +60,10 @@ const MODEL_PARAMS: [(&str, &str); 3] = [
         "emb_layer_norm_after.weight",
         "encoder.emb_layer_norm_after.weight",
     ),
-    ("emb_layer_norm_after.bias", "encoder.emb_layer_norm_after.bias"),
+    (
+        "emb_layer_norm_after.bias",
+        "encoder.emb_layer_norm_after.bias",
+    ),
 ];
 
 /// A fair-esm checkpoint, read: the hyper-parameters and every tensor the model needs, by
@@ -199,19 +202,19 @@ fn infer_config(
         message,
     };
     let shape = |hf: &str, fair: &str| -> Result<Vec<i64>, ProteinError> {
-        named
-            .get(hf)
-            .map(|(_, t)| t.size.clone())
-            .ok_or_else(|| {
-                wrong(format!(
-                    "no tensor {fair} (under encoder.sentence_encoder. or encoder.); the \
+        named.get(hf).map(|(_, t)| t.size.clone()).ok_or_else(|| {
+            wrong(format!(
+                "no tensor {fair} (under encoder.sentence_encoder. or encoder.); the \
                      checkpoint is incomplete: download it again"
-                ))
-            })
+            ))
+        })
     };
     let layers = check_layers(path, named)?;
     let embed = shape(MODEL_PARAMS[0].1, "embed_tokens.weight")?;
-    let fc1 = shape("encoder.layer.0.intermediate.dense.weight", "layers.0.fc1.weight")?;
+    let fc1 = shape(
+        "encoder.layer.0.intermediate.dense.weight",
+        "layers.0.fc1.weight",
+    )?;
     let (Some([vocab, hidden]), Some([intermediate, _])) = (two_d(&embed), two_d(&fc1)) else {
         return Err(wrong(format!(
             "embed_tokens.weight has shape {embed:?} and layers.0.fc1.weight {fc1:?}; both must \
