@@ -67,7 +67,7 @@ enum Command {
     /// two transactions, so if embedding fails the dataset stays added; run `embed-dataset` then.
     AddDataset(AddDataset),
     /// Embed a species' proteins with an ESM-2 checkpoint (Hugging Face directory with
-    /// config.json and model.safetensors); gene embedding = mean over the gene's proteins.
+    /// config.json and model.safetensors, or a fair-esm .pt file); gene embedding = mean over the gene's proteins.
     /// Resumable: proteins embedded by an earlier, interrupted run are skipped.
     EmbedProteins(EmbedProteins),
     /// Import precomputed gene embeddings: SATURN's torch.save'd {gene: tensor} dict (.pt/.torch)
@@ -114,7 +114,8 @@ struct EmbedProteins {
     /// Species whose proteins to embed.
     #[arg(short, long)]
     species: String,
-    /// ESM-2 checkpoint directory (config.json, model.safetensors[, vocab.txt]).
+    /// ESM-2 checkpoint: a Hugging Face directory (config.json, model.safetensors[, vocab.txt])
+    /// or a fair-esm .pt file (e.g. esm2_t33_650M_UR50D.pt as esm.pretrained downloads it).
     #[arg(short, long)]
     model: PathBuf,
     /// Layer to pool (default: the last, after the final layer norm).

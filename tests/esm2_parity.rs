@@ -8,10 +8,13 @@
 //! the textbook formula by up to 7e-5; transformers loads it and so does satlas, which is what brings
 //! the difference from ~4e-4 down to ~1e-6.
 
+mod common;
+
+use common::assert_close;
 use satlas::protein::{embed_chunk, EmbedOptions, Esm2, Parallelism, ProteinError, Truncation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// f32 tolerances: |rust - reference| <= ATOL + RTOL * |reference|, element-wise.
 const ATOL: f64 = 1e-5;
@@ -39,21 +42,6 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
-}
-
-/// Asserts allclose and returns the max absolute difference.
-fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, atol: f64, rtol: f64) -> f64 {
-    assert_eq!(actual.size(), expected.size(), "{what}: shapes differ");
-    let (a, e) = (actual.to_kind(Kind::Double), expected.to_kind(Kind::Double));
-    let diff = (&a - &e).abs();
-    let max_abs = diff.max().double_value(&[]);
-    let excess = (diff - (e.abs() * rtol + atol)).max().double_value(&[]);
-    println!("{what}: max |diff| = {max_abs:.3e}");
-    assert!(
-        excess <= 0.0,
-        "{what}: not allclose (atol {atol}, rtol {rtol}); max |diff| = {max_abs:.3e}"
-    );
-    max_abs
 }
 
 fn tiny() -> Esm2 {

@@ -139,6 +139,16 @@ impl Esm2Config {
         }
     }
 
+    /// Attention heads of the published ESM-2 model of width `hidden` (20 up to 1280, 40 for 2560
+    /// and 5120), for checkpoints that do not state them (fair-esm `.pt` files).
+    pub fn published_heads(hidden: usize) -> Option<usize> {
+        match hidden {
+            320 | 480 | 640 | 1280 => Some(20),
+            2560 | 5120 => Some(40),
+            _ => None,
+        }
+    }
+
     /// `facebook/esm2_t6_8M_UR50D`: 6 layers, width 320, 20 heads.
     pub fn esm2_t6_8m() -> Self {
         Self::esm2(6, 320, 20)
@@ -189,6 +199,13 @@ mod tests {
         }
         assert_eq!(Esm2Config::esm2_t6_8m().head_dim(), 16);
         assert_eq!(Esm2Config::esm2_t48_15b().head_dim(), 128);
+        for c in [Esm2Config::esm2_t30_150m(), Esm2Config::esm2_t36_3b()] {
+            assert_eq!(
+                Esm2Config::published_heads(c.hidden_size),
+                Some(c.num_attention_heads)
+            );
+        }
+        assert_eq!(Esm2Config::published_heads(32), None);
     }
 
     #[test]

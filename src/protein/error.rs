@@ -38,6 +38,9 @@ pub enum ProteinError {
         /// The parser's message.
         message: String,
     },
+    /// A fair-esm `.pt` checkpoint is not a readable `torch.save` archive.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::io::ReadError),
     /// A tensor the model needs is not in the checkpoint.
     #[error(
         "{path}: no tensor {name:?} (also tried with the \"esm.\" prefix); is this an ESM-2 \

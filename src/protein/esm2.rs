@@ -10,9 +10,13 @@
 //! heads they add (`lm_head`, `classifier`, `contact_head`) are ignored. Any ESM-2 size loads with no
 //! code change: the shapes come from `config.json`.
 //!
+//! fair-esm `.pt` checkpoints (`esm2_t33_650M_UR50D.pt`, as `esm.pretrained` downloads them) load
+//! into the same model: `fair_esm` reads them without Python and renames their tensors to these
+//! keys ([`Esm2::load_fair_esm`]; [`Esm2::open`] takes either form).
+//!
 //! Numerics are tested against transformers in `tests/esm2_parity.rs` (reference:
-//! `scripts/reference/esm2_reference.py`). fair-esm `.pt` checkpoints are not read; convert them
-//! with transformers' `convert_esm.py` or download the `facebook/esm2_*` safetensors.
+//! `scripts/reference/esm2_reference.py`) and against fair-esm in `tests/fair_esm.rs` (reference:
+//! `scripts/reference/fair_esm_reference.py`).
 
 use super::{Alphabet, Esm2Config, ProteinError};
 use std::collections::HashMap;
@@ -315,6 +319,30 @@ pub struct Esm2 {
 }
 
 impl Esm2 {
+    /// Loads an ESM-2 checkpoint: a Hugging Face directory ([`Self::load_dir`]) or a fair-esm
+    /// `.pt` file ([`Self::load_fair_esm`]).
+    pub fn open(path: &Path, device: Device) -> Result<Self, ProteinError> {
+        if path.is_dir() {
+            Self::load_dir(path, device)
+        } else {
+            Self::load_fair_esm(path, device)
+        }
+    }
+
+    /// Loads a fair-esm ESM-2 checkpoint (`torch.save`d `{"model": state_dict, "cfg": ...}`), with
+    /// the standard ESM-2 alphabet (fair-esm's "ESM-1b" alphabet). Sizes come from the tensors,
+    /// the number of heads from the checkpoint's config or the published ESM-2 sizes.
+    pub fn load_fair_esm(path: &Path, device: Device) -> Result<Self, ProteinError> {
+        let checkpoint = super::fair_esm::read(path)?;
+        Self::from_tensors(
+            checkpoint.config,
+            Alphabet::esm2(),
+            &checkpoint.tensors,
+            path,
+            device,
+        )
+    }
+
     /// Loads a Hugging Face ESM-2 directory: `config.json`, the weights (`model.safetensors`, or
     /// the shards listed by `model.safetensors.index.json` as for the 3B and 15B models) and, if
     /// present, `vocab.txt` (otherwise the standard ESM-2 alphabet).
@@ -356,6 +384,19 @@ impl Esm2 {
         weights: &Path,
         device: Device,
     ) -> Result<Self, ProteinError> {
+        let tensors = read_checkpoint(weights)?;
+        Self::from_tensors(config, alphabet, &tensors, weights, device)
+    }
+
+    /// Builds the model for `config` from `tensors` (Hugging Face names, see [`Self::load`]) read
+    /// from the file `weights`, which error messages name.
+    fn from_tensors(
+        config: Esm2Config,
+        alphabet: Alphabet,
+        tensors: &HashMap<String, Tensor>,
+        weights: &Path,
+        device: Device,
+    ) -> Result<Self, ProteinError> {
         config.validate().map_err(|message| ProteinError::Config {
             path: weights.into(),
             message,
@@ -382,7 +423,7 @@ impl Esm2 {
         let root = vs.root();
         let embeddings = EsmEmbeddings::new(&root / "embeddings", &config);
         let mut encoder = EsmEncoder::new(&root / "encoder", &config);
-        let stored_inv_freq = load_safetensors(&vs, weights, &config)?;
+        let stored_inv_freq = copy_tensors(&vs, tensors, weights, &config)?;
         if let Some(inv_freq) = stored_inv_freq {
             encoder.rotary = RotaryEmbedding::from_inv_freq(inv_freq.to_device(device));
         }
@@ -432,16 +473,17 @@ impl Esm2 {
     }
 }
 
-/// Copies every variable of `vs` from the safetensors file, checking names and shapes, refuses
+/// Copies every variable of `vs` from the checkpoint's tensors, checking names and shapes, refuses
 /// checkpoints with more layers than the config, and returns the rotary `inv_freq` buffer if the
-/// checkpoint has one (transformers < 5: per layer, all equal; transformers 5: one, model-level).
-fn load_safetensors(
+/// checkpoint has one (transformers < 5 and fair-esm: per layer, all equal; transformers 5: one,
+/// model-level).
+fn copy_tensors(
     vs: &nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
     path: &Path,
     config: &Esm2Config,
 ) -> Result<Option<Tensor>, ProteinError> {
     let layers = config.num_hidden_layers;
-    let tensors = read_checkpoint(path)?;
     let extra_layer = format!("encoder.layer.{layers}.");
     if let Some(name) = tensors.keys().find(|k| k.contains(&extra_layer)) {
         return Err(ProteinError::Config {

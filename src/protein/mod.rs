@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: the model's hyper-parameters from a Hugging Face `config.json`.
 //! - [`tokenizer`]: the ESM alphabet and SATURN's truncation rule.
-//! - [`esm2`]: the model, loaded from Hugging Face safetensors.
+//! - [`esm2`]: the model, loaded from Hugging Face safetensors or a fair-esm `.pt` checkpoint
+//!   (names mapped by `fair_esm`).
 //! - [`embed`]: batched mean-pooled protein embeddings and per-gene means.
 //! - [`store`]: embeddings in the atlas (resumable ESM-2 runs, imports, reads).
 //!
@@ -24,6 +25,7 @@ pub mod store;
 pub mod tokenizer;
 
 mod error;
+mod fair_esm;
 
 pub use config::Esm2Config;
 pub use embed::{

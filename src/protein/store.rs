@@ -84,8 +84,8 @@ impl fmt::Display for EmbeddingReport {
     }
 }
 
-/// Embeds every not-yet-embedded protein of `species_name` with the ESM-2 checkpoint in
-/// `model_dir`, then recomputes the species' gene embeddings (mean over each gene's proteins) in
+/// Embeds every not-yet-embedded protein of `species_name` with the ESM-2 checkpoint `model` (a
+/// Hugging Face directory or a fair-esm `.pt` file, see [`Esm2::open`]), then recomputes the species' gene embeddings (mean over each gene's proteins) in
 /// one transaction.
 ///
 /// A protein whose exact sequence already has an embedding from the same model (any species, any
@@ -95,15 +95,15 @@ impl fmt::Display for EmbeddingReport {
 pub fn embed_species(
     conn: &mut Connection,
     species_name: &str,
-    model_dir: &Path,
+    model_path: &Path,
     options: &EmbedOptions,
 ) -> crate::Result<EmbeddingReport> {
     let species_id = species::require(conn, species_name)?;
-    let model = Esm2::load_dir(model_dir, tch::Device::Cpu)?;
+    let model = Esm2::open(model_path, tch::Device::Cpu)?;
     let layer = options.layer.unwrap_or(model.config().num_hidden_layers);
     let identity = EmbeddingModel {
-        name: model_name(model_dir),
-        checksum: checksum_dir(model_dir)?,
+        name: model_name(model_path),
+        checksum: checksum_weights(model_path)?,
         layer: Some(layer),
         dim: model.config().hidden_size,
         source: "esm2",
@@ -417,6 +417,15 @@ fn model_name(path: &Path) -> String {
         || path.display().to_string(),
         |s| s.to_string_lossy().into_owned(),
     )
+}
+
+/// sha256 of a `.pt` checkpoint, or of the safetensors files of a checkpoint directory.
+fn checksum_weights(path: &Path) -> Result<String, ProteinError> {
+    if path.is_dir() {
+        checksum_dir(path)
+    } else {
+        checksum_file(path)
+    }
 }
 
 fn checksum_dir(dir: &Path) -> Result<String, ProteinError> {

@@ -12,7 +12,8 @@ use duckdb::Connection;
 use std::path::Path;
 use std::sync::Arc;
 
-/// `CALL satlas_embed_proteins(species := 'human', model := '/path/to/esm2_dir', layer := 6)`.
+/// `CALL satlas_embed_proteins(species := 'human', model := '/path/to/esm2_dir', layer := 6)`;
+/// `model` may also be a fair-esm `.pt` file.
 pub struct EmbedProteins;
 
 impl Procedure for EmbedProteins {

@@ -106,3 +106,26 @@ pub fn count(atlas: &Atlas, sql: &str) -> i64 {
         .query_row(sql, [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
+
+/// Asserts `actual` and `expected` are allclose element-wise (`|a - e| <= atol + rtol * |e|`), prints
+/// and returns the max absolute difference.
+pub fn assert_close(
+    what: &str,
+    actual: &tch::Tensor,
+    expected: &tch::Tensor,
+    atol: f64,
+    rtol: f64,
+) -> f64 {
+    use tch::Kind;
+    assert_eq!(actual.size(), expected.size(), "{what}: shapes differ");
+    let (a, e) = (actual.to_kind(Kind::Double), expected.to_kind(Kind::Double));
+    let diff = (&a - &e).abs();
+    let max_abs = diff.max().double_value(&[]);
+    let excess = (diff - (e.abs() * rtol + atol)).max().double_value(&[]);
+    println!("{what}: max |diff| = {max_abs:.3e}");
+    assert!(
+        excess <= 0.0,
+        "{what}: not allclose (atol {atol}, rtol {rtol}); max |diff| = {max_abs:.3e}"
+    );
+    max_abs
+}
