@@ -1,5 +1,5 @@
 //! Readers for everything satlas ingests: proteome FASTA, count matrices (h5ad, 10x MatrixMarket),
-//! precomputed gene embeddings (SATURN's `.pt`/`.torch`, `.npy`).
+//! precomputed gene embeddings (SATURN's `.pt`/`.torch`, `.npy`, Parquet).
 //!
 //! Readers are pure: they turn a file into validated in-memory values ([`Proteome`],
 //! [`DatasetFile`]) and never touch the atlas. Every error names the file and, where it can, the
@@ -9,6 +9,7 @@ pub mod embeddings;
 pub mod fasta;
 pub mod h5ad;
 pub mod mtx;
+pub mod parquet;
 
 mod error;
 mod sparse;
