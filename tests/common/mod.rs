@@ -56,7 +56,11 @@ pub fn dataset_spec(species: &str, name: &str, path: &str) -> DatasetSpec {
 /// symbol share one) under one embedding model. Numerics are checked against PyTorch elsewhere;
 /// these tests are about the atlas plumbing.
 pub fn atlas_with_embeddings() -> Atlas {
-    let mut atlas = Atlas::in_memory().unwrap();
+    with_embeddings(Atlas::in_memory().unwrap())
+}
+
+/// [`atlas_with_embeddings`] into a given (empty) atlas, e.g. a file the binary opens later.
+pub fn with_embeddings(mut atlas: Atlas) -> Atlas {
     for (species, fasta, h5ad) in [
         ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
         (
