@@ -293,14 +293,18 @@ pub fn temp_file_beside(target: &Path) -> Result<tempfile::NamedTempFile, AtlasE
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    tempfile::Builder::new()
-        .prefix(".satlas-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(|e| AtlasError::Output {
-            path: target.into(),
-            message: format!("cannot create a temporary file in {}: {e}", dir.display()),
-        })
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".satlas-").suffix(".partial");
+    #[cfg(unix)]
+    {
+        // As `File::create` would: 0666 less the umask (tempfile's default is 0600).
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir).map_err(|e| AtlasError::Output {
+        path: target.into(),
+        message: format!("cannot create a temporary file in {}: {e}", dir.display()),
+    })
 }
 
 /// Renames the finished `temp` onto `target`.

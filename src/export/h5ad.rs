@@ -50,9 +50,10 @@ pub fn export_h5ad(
         atlas: atlas.path(),
         cells: read_cells(conn, run)?,
         embedding: read_matrix(conn, run, "embedding")?,
-        macrogenes: match options.macrogenes {
-            true => Some(read_matrix(conn, run, "macrogene_expression")?),
-            false => None,
+        macrogenes: if options.macrogenes {
+            Some(read_matrix(conn, run, "macrogene_expression")?)
+        } else {
+            None
         },
     };
     let temp = temp_file_beside(out)?;

@@ -1,5 +1,5 @@
-//! Gene embeddings from Parquet (arrow-rs `parquet` crate; the bundled DuckDB has no Parquet
-//! extension).
+//! Gene embeddings from Parquet (arrow-rs `parquet` crate, built with the snappy and zstd codecs
+//! only; the bundled DuckDB has no Parquet extension).
 //!
 //! The file needs two columns, one row per gene: `gene` (string: utf8, large utf8, utf8 view or
 //! dictionary-encoded) and `embedding` (list, large list or fixed-size list of float16, float32 or
