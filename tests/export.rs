@@ -409,17 +409,17 @@ fn check_transfer_outputs(atlas: &Path, dir: &Path) {
         .collect();
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(total, rows.len());
-    let mut r = 0;
+    let mut csv_rows = rows.iter();
     for batch in &batches {
         let ids = batch.column(0).as_primitive::<Int64Type>();
         let predicted = strings(batch, "predicted_label");
         let confidence = batch.column(5).as_primitive::<Float64Type>();
-        for i in 0..batch.num_rows() {
-            assert_eq!(ids.value(i).to_string(), rows[r][0]);
-            assert_eq!(predicted[i].as_deref(), Some(rows[r][4].as_str()));
-            let csv_confidence: f64 = rows[r][5].parse().unwrap();
+        for (i, label) in predicted.iter().enumerate() {
+            let row = csv_rows.next().unwrap();
+            assert_eq!(ids.value(i).to_string(), row[0]);
+            assert_eq!(label.as_deref(), Some(row[4].as_str()));
+            let csv_confidence: f64 = row[5].parse().unwrap();
             assert!((confidence.value(i) - csv_confidence).abs() < 1e-12);
-            r += 1;
         }
     }
 }
