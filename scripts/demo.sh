@@ -39,3 +39,6 @@ satlas eval --a human --b mouse
 step "10. a new dataset into the trained atlas: embedded with the stored model, searchable at once"
 satlas add-dataset --species human --label cell_type1 --name human_again --embed fixtures/baron/human_modern.h5ad
 satlas info | tail -4
+step "11. export for scanpy (h5ad) and as Parquet tables"
+satlas export --format h5ad --macrogenes --out out/demo.h5ad
+satlas export --format parquet --out out/demo_tables

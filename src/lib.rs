@@ -7,7 +7,7 @@
 //!
 //! The modules follow the data path, in order:
 //!
-//! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket.
+//! 1. [`io`] — readers: proteome FASTA, h5ad, 10x MatrixMarket, gene embeddings.
 //! 2. [`atlas`] — the atlas file: schema, versioning, transactions, typed reads and writes.
 //! 3. [`ingest`] — proteomes and datasets into the atlas, one transaction each.
 //! 4. [`protein`] — protein embeddings: ESM-2 in `tch`, per protein and per gene, in the atlas.
@@ -16,7 +16,8 @@
 //! 7. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
 //! 8. [`eval`] — SATURN's evaluation: cross-species logistic-regression and kNN label transfer,
 //!    species mixing.
-//! 9. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 9. [`export`] — a model run's cells for scanpy (`.h5ad`) and as Parquet tables.
+//! 10. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -34,6 +35,7 @@ pub mod macrogene;
 pub mod model;
 pub mod index;
 pub mod eval;
+pub mod export;
 pub mod sql;
 pub mod progress;
 

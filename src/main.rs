@@ -3,6 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use satlas::eval::{self, CorrespondenceSource, EvalSpec};
+use satlas::export::h5ad::{export_h5ad, H5adOptions};
+use satlas::export::parquet::export_parquet;
 use satlas::index::search::QueryPoint;
 use satlas::index::transfer::{self, TransferSpec};
 use satlas::index::{self as index, Access, IndexParams, KnnQuery, Scope};
@@ -70,8 +72,9 @@ enum Command {
     /// config.json and model.safetensors, or a fair-esm .pt file); gene embedding = mean over the gene's proteins.
     /// Resumable: proteins embedded by an earlier, interrupted run are skipped.
     EmbedProteins(EmbedProteins),
-    /// Import precomputed gene embeddings: SATURN's torch.save'd {gene: tensor} dict (.pt/.torch)
-    /// or a .npy matrix with --genes.
+    /// Import precomputed gene embeddings: SATURN's torch.save'd {gene: tensor} dict (.pt/.torch),
+    /// a Parquet file with columns gene (string) and embedding (list of floats), or a .npy matrix
+    /// with --genes.
     ImportEmbeddings(ImportEmbeddings),
     /// SATURN step 1: per-species highly variable genes among genes with an embedding, one
     /// k-means over their protein embeddings (the macrogenes), rank-based gene weights.
@@ -107,6 +110,39 @@ enum Command {
     /// SATURN's evaluation: cross-species logistic-regression and kNN label transfer, species
     /// mixing (read-only).
     Eval(Eval),
+    /// Export a model run's embedded cells for other tools (read-only): an AnnData .h5ad that
+    /// scanpy reads, or Parquet tables.
+    ///
+    /// h5ad: X and obsm/X_saturn hold the embedding; obs (indexed by cell id) has barcode, species,
+    /// dataset, cell_type, transferred_label and transfer_confidence (the run's latest label
+    /// transfer; missing where none); uns/satlas records the run. Parquet: --out is a directory
+    /// that gets cells.parquet, embeddings.parquet and macrogene_weights.parquet.
+    Export(Export),
+}
+
+#[derive(ClapArgs)]
+struct Export {
+    /// Output format.
+    #[arg(short, long, value_enum)]
+    format: ExportFormat,
+    /// Output: the .h5ad file, or the directory for the Parquet tables (created if missing).
+    /// Written to a temporary file first, so a failed export leaves nothing half-written.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Model run (default: the newest finetune run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// h5ad only: also write each cell's macrogene expression as obsm/X_macrogenes.
+    #[arg(long)]
+    macrogenes: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// AnnData (scanpy's format).
+    H5ad,
+    /// Parquet tables in a directory.
+    Parquet,
 }
 
 #[derive(ClapArgs)]
@@ -146,7 +182,7 @@ struct ImportEmbeddings {
     /// ESM-2) share one embedding space, as macrogenes need. Default: each file is its own model.
     #[arg(long)]
     model: Option<String>,
-    /// The embedding file (.pt, .torch or .npy).
+    /// The embedding file (.pt, .torch, .parquet or .npy).
     file: PathBuf,
 }
 
@@ -324,7 +360,8 @@ struct Transfer {
     /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
-    /// CSV file for the labels (cell, dataset, barcode, original and predicted label, confidence).
+    /// File for the labels (cell, dataset, barcode, original and predicted label, confidence,
+    /// reference, k): Parquet when it ends in .parquet, CSV otherwise.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -616,9 +653,27 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("transferring labels to {}", spec.query))?;
             print!("{result}");
             if let Some(out) = args.out {
-                transfer::write_csv(atlas.connection(), result.transfer_id, &out)?;
+                transfer::write_labels(atlas.connection(), result.transfer_id, &out)?;
                 println!("wrote {}", out.display());
             }
+        }
+        Command::Export(args) => {
+            let atlas = Atlas::open_read_only(path)?;
+            let report = match args.format {
+                ExportFormat::H5ad => {
+                    let options = H5adOptions {
+                        run: args.run,
+                        macrogenes: args.macrogenes,
+                    };
+                    export_h5ad(&atlas, &options, &args.out)
+                }
+                ExportFormat::Parquet if args.macrogenes => {
+                    anyhow::bail!("--macrogenes is for --format h5ad (Parquet exports the macrogene weights, not expression)")
+                }
+                ExportFormat::Parquet => export_parquet(atlas.connection(), args.run, &args.out),
+            }
+            .with_context(|| format!("exporting to {}", args.out.display()))?;
+            print!("{report}");
         }
         Command::Eval(args) => {
             let atlas = Atlas::open_read_only(path)?;

@@ -336,6 +336,103 @@ fn refused_inputs_leave_the_atlas_unchanged() {
     }
 }
 
+/// Gene symbol -> embedding of one embedding model.
+fn gene_embeddings(atlas: &Atlas, model_id: i32) -> Vec<(String, Vec<f32>)> {
+    let mut stmt = atlas
+        .connection()
+        .prepare(
+            "SELECT g.symbol, e.embedding FROM gene_embeddings e JOIN genes g USING (gene_id)
+             WHERE e.embedding_model_id = ? ORDER BY g.symbol",
+        )
+        .unwrap();
+    stmt.query_map([model_id], |r| Ok((r.get(0)?, float_list(r.get_ref(1)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn parquet_import_equals_the_npy_import_of_the_same_embeddings() {
+    let mut atlas = Atlas::in_memory().unwrap();
+    add(&mut atlas, "human", &HUMAN);
+    let conn = atlas.connection_mut();
+    let npy = import_embeddings(
+        conn,
+        "human",
+        &fixture("embeddings/genes.npy"),
+        Some(&fixture("embeddings/genes.txt")),
+        Some("npy"),
+    )
+    .unwrap();
+    let list = import_embeddings(
+        conn,
+        "human",
+        &fixture("embeddings/genes.parquet"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!((list.genes, list.model.as_str()), (4, "genes"), "{list}");
+    let from_npy = gene_embeddings(&atlas, npy.embedding_model_id);
+    assert_eq!(from_npy.len(), 4);
+    assert_eq!(gene_embeddings(&atlas, list.embedding_model_id), from_npy);
+    // The fixed-size float64 layout, through SQL.
+    let file = fixture("embeddings/genes_f64_fixed.parquet");
+    let model: i32 = atlas
+        .connection()
+        .query_row(
+            "SELECT embedding_model_id FROM satlas_import_embeddings(species := 'human', file := ?, model := 'f64')",
+            [file.to_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(gene_embeddings(&atlas, model), from_npy);
+}
+
+#[test]
+fn refused_parquet_imports_and_dimension_mismatches_leave_the_atlas_unchanged() {
+    let mut atlas = Atlas::in_memory().unwrap();
+    add(&mut atlas, "human", &HUMAN);
+    let shared = Some("shared");
+    let conn = atlas.connection_mut();
+    import_embeddings(
+        conn,
+        "human",
+        &fixture("embeddings/genes.parquet"),
+        None,
+        shared,
+    )
+    .unwrap();
+    let before = atlas.content_digest().unwrap();
+    let conn = atlas.connection_mut();
+    let mismatch = import_embeddings(
+        conn,
+        "human",
+        &fixture("embeddings/esm2_t6_human.npy"),
+        Some(&fixture("embeddings/esm2_t6_human.genes.txt")),
+        shared,
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in ["dimension 320", "\"shared\"", "dimension 6", "--model"] {
+        assert!(mismatch.contains(needle), "{needle:?} not in {mismatch}");
+    }
+    assert_eq!(atlas.content_digest().unwrap(), before);
+    for (name, needle) in [
+        ("bad_null_embedding.parquet", "null embedding"),
+        ("bad_ragged.parquet", "dimension 5"),
+        ("bad_duplicate.parquet", "duplicate gene"),
+        ("bad_no_embedding.parquet", "no column"),
+    ] {
+        let file = fixture(&format!("embeddings/{name}"));
+        let e = import_embeddings(atlas.connection_mut(), "human", &file, None, shared)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle) && e.contains(name), "{e}");
+        assert_eq!(atlas.content_digest().unwrap(), before, "after {name}");
+    }
+}
+
 #[test]
 fn cli_import_prints_the_report() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 
 pub mod bulk;
 pub mod counts;
+pub mod parquet;
 mod schema;
 pub mod species;
 mod summary;
@@ -92,6 +93,14 @@ pub enum AtlasError {
     Inconsistent {
         /// What does not hold.
         what: String,
+    },
+    /// An output file (an export, a label table) could not be written.
+    #[error("cannot write {path}: {message}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What failed, and what to do.
+        message: String,
     },
     /// A database operation failed.
     #[error("atlas database error while {context}: {source}")]
@@ -276,6 +285,36 @@ fn content_digest(conn: &Connection) -> Result<String, AtlasError> {
         digest.push_str(&format!("{table}:{rows}:{sum};"));
     }
     Ok(digest)
+}
+
+/// A temporary file in the directory of `target` (so it can be renamed onto `target`).
+pub fn temp_file_beside(target: &Path) -> Result<tempfile::NamedTempFile, AtlasError> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".satlas-").suffix(".partial");
+    #[cfg(unix)]
+    {
+        // As `File::create` would: 0666 less the umask (tempfile's default is 0600).
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir).map_err(|e| AtlasError::Output {
+        path: target.into(),
+        message: format!("cannot create a temporary file in {}: {e}", dir.display()),
+    })
+}
+
+/// Renames the finished `temp` onto `target`.
+pub fn persist(temp: tempfile::NamedTempFile, target: &Path) -> Result<(), AtlasError> {
+    temp.persist(target)
+        .map(drop)
+        .map_err(|e| AtlasError::Output {
+            path: target.into(),
+            message: format!("cannot move the finished file into place: {}", e.error),
+        })
 }
 
 #[cfg(test)]

@@ -312,18 +312,25 @@ fn store(
     Ok(transfer_id)
 }
 
-/// Writes transfer `transfer_id` as CSV (with each cell's dataset, barcode and original label)
-/// through DuckDB's `COPY`.
-pub fn write_csv(conn: &Connection, transfer_id: i32, path: &Path) -> Result<(), IndexError> {
+/// Writes transfer `transfer_id` with each cell's dataset, barcode and original label: as Parquet
+/// when `path` ends in `.parquet`, else as CSV (DuckDB's `COPY`). Same columns either way.
+pub fn write_labels(conn: &Connection, transfer_id: i32, path: &Path) -> Result<(), IndexError> {
+    let rows = format!(
+        "SELECT t.cell_id, c.dataset, c.barcode, c.cell_type AS original_label, \
+                t.predicted_label, t.confidence, t.reference, t.k \
+         FROM label_transfers t JOIN cell_info c USING (cell_id) \
+         WHERE t.transfer_id = {transfer_id} ORDER BY t.cell_id"
+    );
+    let parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    if parquet {
+        crate::atlas::parquet::write_query(conn, &rows, [], path)?;
+        return Ok(());
+    }
     let target = path.display().to_string().replace('\'', "''");
     conn.execute(
-        &format!(
-            "COPY (SELECT t.cell_id, c.dataset, c.barcode, c.cell_type AS original_label, \
-                    t.predicted_label, t.confidence, t.reference, t.k \
-             FROM label_transfers t JOIN cell_info c USING (cell_id) \
-             WHERE t.transfer_id = {transfer_id} ORDER BY t.cell_id) \
-             TO '{target}' (HEADER, DELIMITER ',')"
-        ),
+        &format!("COPY ({rows}) TO '{target}' (HEADER, DELIMITER ',')"),
         [],
     )
     .map_err(|source| IndexError::Output {

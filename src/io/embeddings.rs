@@ -1,4 +1,4 @@
-//! Precomputed gene embeddings: SATURN's `torch.save`d dicts and `.npy` matrices.
+//! Precomputed gene embeddings: SATURN's `torch.save`d dicts, `.npy` matrices and Parquet.
 //!
 //! - `.pt` / `.torch` / `.pth`: what SATURN loads with `torch.load` (`SATURN.md` section 1): a
 //!   Python dict `{gene symbol: 1-D float tensor}` written by `torch.save` (the zip format of
@@ -7,9 +7,12 @@
 //! - `.npy`: a 2-D float16/float32/float64 matrix, genes x dimensions (C or Fortran order), with a text
 //!   file naming one gene per line in row order.
 //!
-//! Parquet is not read. Every file is validated the same way: at least one gene, one dimension for
-//! all, finite values, and no gene twice (compared case-insensitively, as genes are matched
-//! case-insensitively against count matrices).
+//! - `.parquet`: columns `gene` and `embedding` (list of floats), read by [`super::parquet`].
+//!
+//! Every file is validated the same way ([`validate`]): at least one gene, one dimension for all,
+//! finite values, and no gene twice (compared case-insensitively, as genes are matched
+//! case-insensitively against count matrices). Errors name the gene and its row (0-based: the
+//! matrix row, the Parquet row, or the entry of a `.pt` dict in gene order).
 
 use super::ReadError;
 use std::collections::HashMap;
@@ -19,8 +22,9 @@ use tch::{Kind, Tensor};
 /// Gene embeddings as read: `(gene symbol, embedding)`.
 pub type GeneEmbeddings = Vec<(String, Vec<f32>)>;
 
-/// Reads a gene-embedding file, by extension: `.pt`/`.torch`/`.pth` (SATURN's dict), or `.npy`
-/// together with `gene_list` (one symbol per line, in row order).
+/// Reads a gene-embedding file, by extension: `.pt`/`.torch`/`.pth` (SATURN's dict), `.parquet`
+/// (`gene`, `embedding` columns), or `.npy` together with `gene_list` (one symbol per line, in row
+/// order).
 pub fn read_gene_embeddings(
     path: &Path,
     gene_list: Option<&Path>,
@@ -39,11 +43,12 @@ pub fn read_gene_embeddings(
                 .into(),
         )),
         (Some("pt" | "torch" | "pth"), _) => read_torch_embeddings(path),
+        (Some("parquet"), _) => super::parquet::read_parquet_embeddings(path),
         _ => Err(malformed(
             path,
             0,
-            "unknown gene-embedding format: expected .pt/.torch (torch.save'd dict, as SATURN) or \
-             .npy with a gene list"
+            "unknown gene-embedding format: expected .pt/.torch (torch.save'd dict, as SATURN), \
+             .parquet (gene, embedding columns) or .npy with a gene list"
                 .into(),
         )),
     }
@@ -230,7 +235,7 @@ fn f16_to_f32(bits: u16) -> f32 {
 }
 
 /// At least one gene, one dimension (> 0) for all, finite values, no gene twice (case-insensitive).
-fn validate(path: &Path, genes: &GeneEmbeddings) -> Result<(), ReadError> {
+pub(super) fn validate(path: &Path, genes: &GeneEmbeddings) -> Result<(), ReadError> {
     let Some((first_gene, first)) = genes.first() else {
         return Err(ReadError::Empty {
             path: path.into(),
@@ -251,8 +256,8 @@ fn validate(path: &Path, genes: &GeneEmbeddings) -> Result<(), ReadError> {
                 path,
                 0,
                 format!(
-                    "gene {gene:?} has an embedding of dimension {}, but {first_gene:?} has {}; \
-                     all genes need one dimension",
+                    "row {i}: gene {gene:?} has an embedding of dimension {}, but {first_gene:?} \
+                     (row 0) has {}; all genes need one dimension",
                     values.len(),
                     first.len()
                 ),
@@ -263,7 +268,7 @@ fn validate(path: &Path, genes: &GeneEmbeddings) -> Result<(), ReadError> {
                 path,
                 0,
                 format!(
-                    "gene {gene:?}: value {j} is {}; embeddings must be finite",
+                    "row {i}: gene {gene:?}: value {j} is {}; embeddings must be finite",
                     values[j]
                 ),
             ));

@@ -26,10 +26,52 @@
 use super::sparse::{push_compressed, push_dense, CountsBuilder, Major};
 use super::text::ObsTable;
 use super::{CountMatrix, DatasetFile, ObsColumn, ReadError, ReadOptions};
+use encoding::{CATEGORICAL, CATEGORIES, CODES, COLUMN_ORDER, INDEX, NULLABLE_PREFIX, TYPE};
 use hdf5::types::{CompoundField, CompoundType, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, File, Group, H5Type, Location, ObjectReference1, ReferencedObject};
 use std::cell::RefCell;
 use std::path::Path;
+
+/// The names of AnnData's on-disk encoding (anndata >= 0.8), shared by this reader and the h5ad
+/// writer of `satlas export`.
+pub mod encoding {
+    /// Attribute naming an element's encoding.
+    pub const TYPE: &str = "encoding-type";
+    /// Attribute naming the encoding's version.
+    pub const VERSION: &str = "encoding-version";
+    /// Dataframe attribute naming the member that holds the index; its usual value.
+    pub const INDEX: &str = "_index";
+    /// Dataframe attribute listing the columns in order.
+    pub const COLUMN_ORDER: &str = "column-order";
+    /// Encoding type of a dataframe group (obs, var).
+    pub const DATAFRAME: &str = "dataframe";
+    /// Encoding type of a categorical column group.
+    pub const CATEGORICAL: &str = "categorical";
+    /// Member of a categorical group holding the integer codes (-1: missing).
+    pub const CODES: &str = "codes";
+    /// Member of a categorical group holding the category values.
+    pub const CATEGORIES: &str = "categories";
+    /// Attribute of a categorical group saying whether its categories are ordered.
+    pub const ORDERED: &str = "ordered";
+    /// Prefix of the encoding types of nullable columns (`values` + `mask`).
+    pub const NULLABLE_PREFIX: &str = "nullable-";
+    /// Encoding type of the root group.
+    pub const ANNDATA: &str = "anndata";
+    /// Encoding type of a dense array.
+    pub const ARRAY: &str = "array";
+    /// Encoding type of an array of strings.
+    pub const STRING_ARRAY: &str = "string-array";
+    /// Encoding type of a group of named elements (obsm, uns).
+    pub const DICT: &str = "dict";
+    /// Encoding type of a scalar string.
+    pub const STRING: &str = "string";
+    /// Encoding type of a scalar number.
+    pub const NUMERIC_SCALAR: &str = "numeric-scalar";
+    /// Version of the root, dict encodings.
+    pub const VERSION_0_1: &str = "0.1.0";
+    /// Version of the dataframe, categorical, array and scalar encodings.
+    pub const VERSION_0_2: &str = "0.2.0";
+}
 
 /// Reads an h5ad file: counts per `options.layer`, obs columns, and `options.obs_file` joined on.
 pub fn read_h5ad(path: &Path, options: &ReadOptions) -> Result<DatasetFile, ReadError> {
@@ -89,9 +131,9 @@ impl H5ad<'_> {
     fn frame_index(&self, frame: &str) -> Result<Vec<String>, ReadError> {
         let (dataset, field, object) = if self.is_group(frame) {
             let group = self.group(frame)?;
-            let name = match attr_string(&group, "_index") {
+            let name = match attr_string(&group, INDEX) {
                 Some(name) => name,
-                None if group.link_exists("_index") => "_index".into(),
+                None if group.link_exists(INDEX) => INDEX.into(),
                 None => "index".into(),
             };
             let object = format!("{frame}/{name}");
@@ -171,8 +213,8 @@ impl H5ad<'_> {
             return self.compound_obs_columns();
         }
         let obs = self.group("obs")?;
-        let index = attr_string(&obs, "_index").unwrap_or_else(|| "_index".into());
-        let names = match attr_strings(&obs, "column-order") {
+        let index = attr_string(&obs, INDEX).unwrap_or_else(|| INDEX.into());
+        let names = match attr_strings(&obs, COLUMN_ORDER) {
             Some(names) => names,
             None => {
                 let mut names = obs.member_names().map_err(|e| self.error("obs", e))?;
@@ -227,15 +269,15 @@ impl H5ad<'_> {
     fn obs_column(&self, object: &str, name: &str) -> Result<Vec<Option<String>>, ReadError> {
         if self.is_group(object) {
             let group = self.group(object)?;
-            let encoding = attr_string(&group, "encoding-type").unwrap_or_default();
+            let encoding = attr_string(&group, TYPE).unwrap_or_default();
             let part = |member: &str| self.dataset(&format!("{object}/{member}"));
             return match encoding.as_str() {
-                "categorical" => self.categorical(
-                    &part("codes")?,
-                    &part("categories")?,
-                    &format!("{object}/codes"),
+                CATEGORICAL => self.categorical(
+                    &part(CODES)?,
+                    &part(CATEGORIES)?,
+                    &format!("{object}/{CODES}"),
                 ),
-                e if e.starts_with("nullable-") => {
+                e if e.starts_with(NULLABLE_PREFIX) => {
                     let values = self.values(&part("values")?, None, object)?;
                     let mask = part("mask")?
                         .read_raw::<bool>()
@@ -254,7 +296,7 @@ impl H5ad<'_> {
         }
         let codes = self.dataset(object)?;
         if let Ok(reference) = codes
-            .attr("categories")
+            .attr(CATEGORIES)
             .and_then(|a| a.read_scalar::<ObjectReference1>())
         {
             let target = self
@@ -374,7 +416,7 @@ impl H5ad<'_> {
             return Ok(builder.finish());
         }
         let group = self.group(object)?;
-        let format = attr_string(&group, "encoding-type")
+        let format = attr_string(&group, TYPE)
             .or_else(|| attr_string(&group, "h5sparse_format"))
             .unwrap_or_default();
         let major = match format.as_str() {

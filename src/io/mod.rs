@@ -1,5 +1,5 @@
 //! Readers for everything satlas ingests: proteome FASTA, count matrices (h5ad, 10x MatrixMarket),
-//! precomputed gene embeddings (SATURN's `.pt`/`.torch`, `.npy`), `torch.save` checkpoints
+//! precomputed gene embeddings (SATURN's `.pt`/`.torch`, `.npy`, Parquet), `torch.save` checkpoints
 //! (`torch_pickle`, a Python-free unpickler for fair-esm's ESM-2 `.pt` files).
 //!
 //! Readers are pure: they turn a file into validated in-memory values ([`Proteome`],
@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod fasta;
 pub mod h5ad;
 pub mod mtx;
+pub mod parquet;
 pub mod torch_pickle;
 
 mod error;

@@ -18,7 +18,7 @@ use crate::progress;
 use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array};
 use duckdb::arrow::datatypes::Float32Type;
 use duckdb::{Connection, OptionalExt};
-use ndarray::Axis;
+use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -435,6 +435,28 @@ fn finished_pretrain(
         reason: format!("run #{id}: {e}"),
     })?;
     Ok((id, stored))
+}
+
+/// The gene-to-macrogene weights of run `run` as trained (`W = exp(P)`, macrogenes x genes),
+/// with the run's macrogene set, whose initial weights have the same gene columns.
+pub fn trained_macrogene_weights(
+    conn: &Connection,
+    run: i32,
+) -> crate::Result<(MacrogeneSet, Array2<f32>)> {
+    let json: String = conn
+        .query_row(
+            "SELECT params FROM model_runs WHERE model_run_id = ?",
+            [run],
+            |r| r.get(0),
+        )
+        .context("reading the model run's parameters")?;
+    let stored: StoredParams<serde_json::Value> =
+        serde_json::from_str(&json).map_err(|e| ModelError::Checkpoint {
+            reason: format!("run #{run}: {e}"),
+        })?;
+    let set = MacrogeneSet::read(conn, Some(macrogene_set_of(conn, run)?))?;
+    let model = Saturn::load_bytes(stored.config, &weights_of(conn, run)?)?;
+    Ok((set, model.macrogene_weights()?))
 }
 
 pub(super) fn weights_of(conn: &Connection, run: i32) -> crate::Result<Vec<u8>> {

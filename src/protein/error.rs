@@ -86,6 +86,22 @@ pub enum ProteinError {
         /// Dimension of this one.
         found: usize,
     },
+    /// Embeddings imported under a model name already in the atlas have another dimension.
+    #[error(
+        "these embeddings have dimension {found}, but embedding model {model:?} (#{id}) in the \
+         atlas has dimension {expected}; files imported under one --model name must share one \
+         dimension: check the file, or import it under another --model name"
+    )]
+    ModelDimension {
+        /// The model name.
+        model: String,
+        /// Its `embedding_models` id.
+        id: i32,
+        /// The dimension in the atlas.
+        expected: usize,
+        /// The dimension of the new embeddings.
+        found: usize,
+    },
     /// libtorch failed while running the model.
     #[error("libtorch failed while {context}: {source}")]
     Torch {

@@ -155,8 +155,9 @@ pub fn embed_species(
     })
 }
 
-/// Imports precomputed gene embeddings (SATURN's `.pt` dict, or `.npy` + gene list) for a species,
-/// in one transaction. Genes the atlas lacks are added (they may appear in later datasets).
+/// Imports precomputed gene embeddings (SATURN's `.pt` dict, `.parquet`, or `.npy` + gene list)
+/// for a species, in one transaction. Genes the atlas lacks are added (they may appear in later
+/// datasets). Under a `model` name that is already in the atlas, the dimension must match it.
 pub fn import_embeddings(
     conn: &mut Connection,
     species_name: &str,
@@ -241,18 +242,29 @@ pub fn float_list(value: duckdb::types::ValueRef<'_>) -> Vec<f32> {
     }
 }
 
-fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> Result<i32, AtlasError> {
+/// The `embedding_models` row of `model`, created if new; an existing row of another dimension is
+/// refused (its embeddings and these could not share one space).
+fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> crate::Result<i32> {
     let layer = model.layer.map(|l| l as i32);
-    let existing: Option<i32> = conn
+    let existing: Option<(i32, i32)> = conn
         .query_row(
-            "SELECT embedding_model_id FROM embedding_models
+            "SELECT embedding_model_id, dim FROM embedding_models
              WHERE name = ? AND checksum = ? AND layer IS NOT DISTINCT FROM ? AND source = ?",
             duckdb::params![model.name, model.checksum, layer, model.source],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .context("looking up the embedding model")?;
-    if let Some(id) = existing {
+    if let Some((id, dim)) = existing {
+        if dim as usize != model.dim {
+            return Err(ProteinError::ModelDimension {
+                model: model.name.clone(),
+                id,
+                expected: dim as usize,
+                found: model.dim,
+            }
+            .into());
+        }
         return Ok(id);
     }
     conn.query_row(
@@ -268,6 +280,7 @@ fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> Result<i32
         |r| r.get(0),
     )
     .context("recording the embedding model")
+    .map_err(Into::into)
 }
 
 /// Gives each protein of the species without an embedding from `model_id` a copy of the

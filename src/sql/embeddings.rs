@@ -43,9 +43,10 @@ impl Procedure for EmbedProteins {
     }
 }
 
-/// `CALL satlas_import_embeddings(species := 'human', file := 'human_embeddings.pt')`
-/// (`genes := 'genes.txt'` for a `.npy` matrix; `model := 'NAME'` to share one embedding space with
-/// other files imported under that name).
+/// `CALL satlas_import_embeddings(species := 'human', file := 'human_embeddings.pt')` (or a
+/// `.parquet` file with `gene` and `embedding` columns; `genes := 'genes.txt'` for a `.npy`
+/// matrix; `model := 'NAME'` to share one embedding space with other files imported under that
+/// name).
 pub struct ImportEmbeddings;
 
 impl Procedure for ImportEmbeddings {
