@@ -16,7 +16,8 @@
 //! 7. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
 //! 8. [`eval`] — SATURN's evaluation: cross-species logistic-regression and kNN label transfer,
 //!    species mixing.
-//! 9. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 9. [`de`] — macrogene differential expression between cell types (Wilcoxon rank-sum).
+//! 10. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -34,6 +35,7 @@ pub mod macrogene;
 pub mod model;
 pub mod index;
 pub mod eval;
+pub mod de;
 pub mod sql;
 pub mod progress;
 

@@ -217,7 +217,7 @@ fn find_dataset(conn: &Connection, name: &str) -> crate::Result<(i32, String)> {
 }
 
 /// The finished finetune run `run` (default: the newest), its macrogene set and model config.
-fn finished_finetune(
+pub(super) fn finished_finetune(
     conn: &Connection,
     run: Option<i32>,
 ) -> crate::Result<(i32, i32, SaturnConfig)> {

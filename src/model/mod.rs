@@ -25,7 +25,10 @@ mod error;
 pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
-pub use runs::{run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport, Schedule};
+pub use runs::{
+    run_finetune, run_pretrain, trained_weights, FinetuneRequest, PretrainRequest, RunReport,
+    Schedule, SpeciesWeights,
+};
 pub use train::{finetune, pretrain, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData};
 pub use triplet::{mine_triplets, Triplet};
 pub use zinb::{zinb_log_likelihood, zinb_nll};

@@ -18,7 +18,7 @@ use crate::progress;
 use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array};
 use duckdb::arrow::datatypes::Float32Type;
 use duckdb::{Connection, OptionalExt};
-use ndarray::Axis;
+use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -488,4 +488,51 @@ pub(super) fn write_embeddings(
         total += n;
     }
     Ok(total)
+}
+
+/// One species' block of a run's trained gene-to-macrogene weights.
+#[derive(Debug, Clone)]
+pub struct SpeciesWeights {
+    /// The species.
+    pub species: String,
+    /// Its selected genes, in the column order of `weights`.
+    pub gene_ids: Vec<i32>,
+    /// `W = exp(P)`, macrogenes x genes: the weights the run's macrogene expression is made with.
+    pub weights: Array2<f32>,
+}
+
+/// The trained gene-to-macrogene weights of finished finetune run `run`, per species.
+pub fn trained_weights(conn: &Connection, run: i32) -> crate::Result<Vec<SpeciesWeights>> {
+    let (run, set_id, config) = super::embed::finished_finetune(conn, Some(run))?;
+    let set = MacrogeneSet::read(conn, Some(set_id))?;
+    let model = Saturn::load_bytes(config, &weights_of(conn, run)?)?;
+    let all = model.macrogene_weights()?;
+    let mut start = 0;
+    let mut out = Vec::new();
+    for (name, &n) in model
+        .config()
+        .species
+        .iter()
+        .zip(&model.config().genes_per_species)
+    {
+        let genes = set.species.iter().find(|s| &s.name == name);
+        let gene_ids = genes.map(|s| s.gene_ids.clone()).unwrap_or_default();
+        if gene_ids.len() != n {
+            return Err(ModelError::Shape {
+                species: name.clone(),
+                what: format!(
+                    "run #{run} has {n} gene weights but macrogene set #{set_id} selects {} genes",
+                    gene_ids.len()
+                ),
+            }
+            .into());
+        }
+        out.push(SpeciesWeights {
+            species: name.clone(),
+            gene_ids,
+            weights: all.slice(ndarray::s![.., start..start + n]).to_owned(),
+        });
+        start += n;
+    }
+    Ok(out)
 }
