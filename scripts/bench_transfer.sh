@@ -16,7 +16,11 @@ cargo build --locked --bin satlas 2>&1 | tail -1
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 satlas() { nice "$CARGO_TARGET_DIR/debug/satlas" --atlas "$DIR/bench.satlas" "$@"; }
-seconds() { local start=$(date +%s.%N); "$@" > "$DIR/out.txt"; echo "$(date +%s.%N) - $start" | bc; }
+# "wall user+sys" seconds of a command (its output goes to $DIR/out.txt).
+seconds() {
+  local TIMEFORMAT='%R %U %S'
+  { time "$@" > "$DIR/out.txt" 2> "$DIR/err.txt"; } 2>&1 | awk '{ printf "%s %s", $1, $2 + $3 }'
+}
 
 satlas init > /dev/null
 satlas sql -c "
@@ -36,12 +40,12 @@ SELECT 1, cell_id,
        NULL
 FROM cells;" > /dev/null
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-build=$(seconds satlas index build)
-transfer=$(seconds satlas transfer --reference human --query query --out "$DIR/labels.csv")
+read -r build build_cpu <<< "$(seconds satlas index build)"
+read -r transfer transfer_cpu <<< "$(seconds satlas transfer --reference human --query query --out "$DIR/labels.csv")"
 echo "atlas: $N_REF reference (human) + $N_QUERY query (mouse) cells, synthetic 256-d embeddings, 20 types"
-printf 'index build (%d cells): %.1f s\n' $((N_REF + N_QUERY)) "$build"
-printf 'transfer of %d query cells (k = 15, index loaded from the atlas, CSV written): %.1f s (%.0f cells/s)\n' \
-  "$N_QUERY" "$transfer" "$(echo "$N_QUERY / $transfer" | bc -l)"
+printf 'index build (%d cells): %.1f s wall, %.1f s CPU\n' $((N_REF + N_QUERY)) "$build" "$build_cpu"
+printf 'transfer of %d query cells (k = 15, index loaded from the atlas, CSV written): %.1f s wall (%.0f cells/s), %.1f s CPU\n' \
+  "$N_QUERY" "$transfer" "$(echo "$N_QUERY / $transfer" | bc -l)" "$transfer_cpu"
 satlas sql --read-only -c "
 SELECT count(*) AS cells, round(avg((t.predicted_label = c.cell_type)::INT), 4) AS accuracy,
        sum((t.predicted_label = 'unknown')::INT) AS unknown
