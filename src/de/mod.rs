@@ -228,53 +228,20 @@ pub fn differential_expression(conn: &Connection, spec: &DeSpec) -> crate::Resul
         candidates(conn, &spec.scope)?.map(|ids| ids.into_iter().collect());
     let values = group_values(conn, &spec.group, in_scope.as_ref())?;
     let cells = load(conn, run, values)?;
-    let mut sizes = vec![0usize; cells.group_names.len()];
-    for &g in &cells.groups {
-        sizes[g] += 1;
-    }
-    let reference = match &spec.reference {
-        None => Reference::Rest,
-        Some(name) => Reference::Group(
-            cells
-                .group_names
-                .iter()
-                .position(|g| g == name)
-                .ok_or_else(|| DeError::UnknownReference {
-                    name: name.clone(),
-                    column: spec.group.clone(),
-                    known: cells.group_names.join(", "),
-                })?,
-        ),
-    };
-    let too_few = |what: String| DeError::TooFewGroups {
-        what,
-        column: spec.group.clone(),
-        cells: cells.groups.len(),
-        run,
-    };
-    if let Reference::Group(r) = reference {
-        if sizes[r] < 2 {
-            return Err(too_few(format!(
-                "reference group {:?} has a single cell",
-                cells.group_names[r]
-            ))
-            .into());
-        }
-    }
-    let (tested, skipped): (Vec<usize>, Vec<usize>) = (0..sizes.len())
-        .filter(|&g| reference != Reference::Group(g))
-        .partition(|&g| sizes[g] >= 2);
-    let needed = if reference == Reference::Rest { 2 } else { 1 };
-    if tested.len() < needed {
-        return Err(too_few(format!("{} group(s) with 2 or more cells", tested.len())).into());
-    }
+    let plan = plan(&cells, spec, run)?;
 
     let x = ArrayView2::from_shape((cells.groups.len(), cells.n_macrogenes), &cells.expression)
         .expect("one expression row per cell");
     let bar = progress::bar(cells.n_macrogenes as u64, "ranking");
-    let tests = rank_sum_tests(x, &cells.groups, sizes.len(), &tested, reference, &|| {
-        bar.inc(1)
-    });
+    let n_groups = cells.group_names.len();
+    let tests = rank_sum_tests(
+        x,
+        &cells.groups,
+        n_groups,
+        &plan.tested,
+        plan.reference,
+        &|| bar.inc(1),
+    );
     bar.finish_and_clear();
     let weights = trained_weights(conn, run)?;
     let symbols = gene_symbols(conn, &weights)?;
@@ -287,15 +254,76 @@ pub fn differential_expression(conn: &Connection, spec: &DeSpec) -> crate::Resul
         column: spec.group.clone(),
         reference: spec.reference.clone().unwrap_or_else(|| "rest".into()),
         cells: cells.groups.len(),
-        groups: tested
+        groups: plan
+            .tested
             .iter()
-            .map(|&g| (cells.group_names[g].clone(), sizes[g]))
+            .map(|&g| (cells.group_names[g].clone(), plan.sizes[g]))
             .collect(),
-        skipped: skipped
+        skipped: plan
+            .skipped
             .iter()
             .map(|&g| cells.group_names[g].clone())
             .collect(),
         rows,
+    })
+}
+
+/// Which groups are tested, against what, and the groups' sizes.
+struct Plan {
+    reference: Reference,
+    sizes: Vec<usize>,
+    tested: Vec<usize>,
+    skipped: Vec<usize>,
+}
+
+/// Resolves the reference group and splits the groups into tested (2 cells or more) and skipped;
+/// refuses when there is nothing to compare.
+fn plan(cells: &Cells, spec: &DeSpec, run: i32) -> Result<Plan, DeError> {
+    let mut sizes = vec![0usize; cells.group_names.len()];
+    for &g in &cells.groups {
+        sizes[g] += 1;
+    }
+    let too_few = |what: String| DeError::TooFewGroups {
+        what,
+        column: spec.group.clone(),
+        cells: cells.groups.len(),
+        run,
+    };
+    let reference = match &spec.reference {
+        None => Reference::Rest,
+        Some(name) => {
+            let r = cells
+                .group_names
+                .iter()
+                .position(|g| g == name)
+                .ok_or_else(|| DeError::UnknownReference {
+                    name: name.clone(),
+                    column: spec.group.clone(),
+                    known: cells.group_names.join(", "),
+                })?;
+            if sizes[r] < 2 {
+                return Err(too_few(format!(
+                    "reference group {name:?} has a single cell"
+                )));
+            }
+            Reference::Group(r)
+        }
+    };
+    let (tested, skipped): (Vec<usize>, Vec<usize>) = (0..sizes.len())
+        .filter(|&g| reference != Reference::Group(g))
+        .partition(|&g| sizes[g] >= 2);
+    let needed = if reference == Reference::Rest { 2 } else { 1 };
+    if tested.len() < needed {
+        return Err(too_few(format!(
+            "{} group(s) with 2 or more cells",
+            tested.len()
+        )));
+    }
+    Ok(Plan {
+        reference,
+        sizes,
+        tested,
+        skipped,
     })
 }
 

@@ -54,53 +54,9 @@ pub fn rank_sum_tests(
     on_feature: &(dyn Fn() + Sync),
 ) -> Vec<GroupTest> {
     let members = members(groups, n_groups);
-    let n_features = x.ncols();
-    // (rank sum, tie coefficient, n₁, n₂) per tested group, per feature.
-    let sums: Vec<Vec<(f64, f64, usize, usize)>> = match reference {
-        Reference::Rest => {
-            let per_feature: Vec<(Vec<f64>, f64)> = (0..n_features)
-                .into_par_iter()
-                .map(|j| {
-                    let (ranks, tie) = average_ranks(x.column(j).iter().copied());
-                    let mut sums = vec![0.0; n_groups];
-                    for (&g, r) in groups.iter().zip(ranks) {
-                        sums[g] += r;
-                    }
-                    on_feature();
-                    (sums, tie)
-                })
-                .collect();
-            tested
-                .iter()
-                .map(|&g| {
-                    let n1 = members[g].len();
-                    per_feature
-                        .iter()
-                        .map(|(sums, tie)| (sums[g], *tie, n1, groups.len() - n1))
-                        .collect()
-                })
-                .collect()
-        }
-        Reference::Group(r) => {
-            let pairs: Vec<(usize, usize)> = tested
-                .iter()
-                .flat_map(|&g| (0..n_features).map(move |j| (g, j)))
-                .collect();
-            let flat: Vec<(f64, f64, usize, usize)> = pairs
-                .par_iter()
-                .map(|&(g, j)| {
-                    let column = x.column(j);
-                    let values = members[g].iter().chain(&members[r]).map(|&i| column[i]);
-                    let (ranks, tie) = average_ranks(values);
-                    let n1 = members[g].len();
-                    if g == tested[0] {
-                        on_feature();
-                    }
-                    (ranks[..n1].iter().sum(), tie, n1, members[r].len())
-                })
-                .collect();
-            flat.chunks(n_features.max(1)).map(<[_]>::to_vec).collect()
-        }
+    let sums = match reference {
+        Reference::Rest => sums_vs_rest(x, groups, &members, tested, on_feature),
+        Reference::Group(r) => sums_vs_group(x, &members, tested, r, on_feature),
     };
     tested
         .iter()
@@ -129,6 +85,72 @@ pub fn rank_sum_tests(
             }
         })
         .collect()
+}
+
+/// Per feature: (rank sum, tie coefficient, n₁, n₂) of one tested group.
+type RankSums = Vec<(f64, f64, usize, usize)>;
+
+/// Each feature ranked once over all cells; every tested group's rank sums (parallel over
+/// features).
+fn sums_vs_rest(
+    x: ArrayView2<'_, f32>,
+    groups: &[usize],
+    members: &[Vec<usize>],
+    tested: &[usize],
+    on_feature: &(dyn Fn() + Sync),
+) -> Vec<RankSums> {
+    let per_feature: Vec<(Vec<f64>, f64)> = (0..x.ncols())
+        .into_par_iter()
+        .map(|j| {
+            let (ranks, tie) = average_ranks(x.column(j).iter().copied());
+            let mut sums = vec![0.0; members.len()];
+            for (&g, r) in groups.iter().zip(ranks) {
+                sums[g] += r;
+            }
+            on_feature();
+            (sums, tie)
+        })
+        .collect();
+    tested
+        .iter()
+        .map(|&g| {
+            let n1 = members[g].len();
+            per_feature
+                .iter()
+                .map(|(sums, tie)| (sums[g], *tie, n1, groups.len() - n1))
+                .collect()
+        })
+        .collect()
+}
+
+/// Each (tested group, feature) ranked over the group's and the reference's cells (parallel over
+/// the pairs).
+fn sums_vs_group(
+    x: ArrayView2<'_, f32>,
+    members: &[Vec<usize>],
+    tested: &[usize],
+    r: usize,
+    on_feature: &(dyn Fn() + Sync),
+) -> Vec<RankSums> {
+    let n_features = x.ncols();
+    let pairs: Vec<(usize, usize)> = tested
+        .iter()
+        .flat_map(|&g| (0..n_features).map(move |j| (g, j)))
+        .collect();
+    let flat: RankSums = pairs
+        .par_iter()
+        .map(|&(g, j)| {
+            let column = x.column(j);
+            let values = members[g].iter().chain(&members[r]).map(|&i| column[i]);
+            let (ranks, tie) = average_ranks(values);
+            let n1 = members[g].len();
+            if g == tested[0] {
+                on_feature();
+            }
+            (ranks[..n1].iter().sum(), tie, n1, members[r].len())
+        })
+        .collect();
+    flat.chunks(n_features.max(1)).map(<[_]>::to_vec).collect()
 }
 
 /// The cells of each group, in order.
