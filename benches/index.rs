@@ -1,109 +1,271 @@
 //! kNN benches: HNSW build time, query throughput and recall@10 against exact (brute-force)
-//! search measured in the same run, on synthetic 256-d points.
+//! search, all measured in the same run, on synthetic clustered 256-d points and, if given, on
+//! the real cell embeddings of an atlas.
 //!
-//! `cargo bench --bench index` (N points from `SATLAS_BENCH_N`, default 100 000; dimension 256).
-//! Building is timed once (criterion would repeat it ten times); recall and the QPS ratio are
-//! printed before criterion measures the per-query times of both searches.
+//! `cargo test --bench index -- --bench` (never `cargo bench`: see README). Settings:
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `SATLAS_BENCH_POINTS` | synthetic points (default 100 000 with `--bench`; 2 000 as a smoke test) |
+//! | `SATLAS_BENCH_ATLAS` | also bench the embeddings of this atlas' newest finetune run |
+//! | `SATLAS_BENCH_EF` | ef_search values to sweep, comma-separated (default 16,32,64,128,256,512) |
+//! | `SATLAS_BENCH_NPY` | a directory: the synthetic points, queries, exact neighbours and satlas' sweep are written there for `scripts/reference/hnswlib_bench.py` |
+//!
+//! Building is timed once (parallel insert, all cores); recall@10 and single-thread QPS are
+//! measured for every ef_search of the sweep; the exact search's QPS is that of computing the
+//! ground truth. Criterion then measures per-query times of both searches on the synthetic points.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use satlas::index::embeddings::Embeddings;
-use satlas::index::{exact_knn, Candidates, CellIndex, IndexParams};
+use satlas::index::embeddings::{read, Embeddings};
+use satlas::index::{exact_knn, resolve_run, Candidates, CellIndex, IndexParams};
+use satlas::Atlas;
 use std::collections::HashSet;
 use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const DIM: usize = 256;
 const K: usize = 10;
-const QUERIES: usize = 200;
+/// Queries per measurement (at most this many cells of a real atlas).
+const QUERIES: usize = 1000;
+const CLUSTERS: usize = 100;
 
-/// Clustered points (100 Gaussian-ish blobs), closer to cell embeddings than uniform noise.
-fn points(n: usize, rng: &mut StdRng) -> Vec<f32> {
-    let centres: Vec<f32> = (0..100 * DIM)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+/// Clustered points (100 noisy blobs), closer to cell embeddings than uniform noise.
+fn points(n: usize, centres: &[f32], rng: &mut StdRng) -> Vec<f32> {
     let mut values = Vec::with_capacity(n * DIM);
     for _ in 0..n {
-        let c = rng.random_range(0..100);
+        let c = rng.random_range(0..CLUSTERS);
         values
             .extend((0..DIM).map(|d| centres[c * DIM + d] + 0.5 * rng.random_range(-1.0f32..1.0)));
     }
     values
 }
 
-fn bench(c: &mut Criterion) {
-    // `cargo test --all-targets` runs this once as a smoke test (no `--bench` flag): keep it small.
-    let benchmarking = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("SATLAS_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
+/// `n` synthetic points (cell ids 1..=n) and `QUERIES` fresh points from the same blobs.
+fn synthetic(n: usize) -> (Embeddings, Vec<f32>) {
     let mut rng = StdRng::seed_from_u64(0);
+    let centres: Vec<f32> = (0..CLUSTERS * DIM)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let embeddings = Embeddings {
         cell_ids: (1..=n as i64).collect(),
         hashes: vec![0; n],
         dim: DIM,
-        values: points(n, &mut rng),
+        values: points(n, &centres, &mut rng),
     };
-    let queries: Vec<Vec<f32>> = points(QUERIES, &mut rng)
-        .chunks(DIM)
-        .map(<[f32]>::to_vec)
-        .collect();
-    let params = IndexParams::default()
-        .check()
-        .expect("default parameters are valid");
+    (embeddings, points(QUERIES, &centres, &mut rng))
+}
 
+/// The newest finetune run's embeddings of `atlas`; the queries are (up to) `QUERIES` of its
+/// cells, evenly spaced.
+fn real(atlas: &Path) -> (Embeddings, Vec<f32>) {
+    let atlas = Atlas::open_read_only(atlas).expect("SATLAS_BENCH_ATLAS opens");
+    let conn = atlas.connection();
+    let run = resolve_run(conn, None).expect("the atlas has an embedded finetune run");
+    let embeddings = read(conn, run, |_| true).expect("cell embeddings");
+    let step = embeddings.len().div_ceil(QUERIES).max(1);
+    let queries = (0..embeddings.len())
+        .step_by(step)
+        .flat_map(|i| embeddings.row(i).to_vec())
+        .collect();
+    (embeddings, queries)
+}
+
+/// One ef_search setting's result.
+struct SweepPoint {
+    ef_search: usize,
+    recall: f64,
+    qps: f64,
+}
+
+/// What one data set measured.
+struct Measured {
+    index: CellIndex,
+    queries: Vec<f32>,
+    truth: Vec<Vec<i64>>,
+}
+
+/// Builds, computes the exact neighbours, sweeps ef_search; prints one line per step.
+fn measure(name: &str, embeddings: &Embeddings, queries: Vec<f32>, efs: &[usize]) -> Measured {
+    let dim = embeddings.dim;
+    let n_queries = queries.len() / dim.max(1);
+    let params = IndexParams::default().check().expect("default parameters");
+    let p = *params.get();
     let start = Instant::now();
-    let index = CellIndex::build(1, &embeddings, params).expect("synthetic points index");
+    let mut index = CellIndex::build(1, embeddings, params).expect("index builds");
     let build = start.elapsed().as_secs_f64();
-    let all = || (0..n).map(|i| (i as i64 + 1, embeddings.row(i)));
-
-    let start = Instant::now();
-    let truth: Vec<HashSet<i64>> = queries
-        .iter()
-        .map(|q| exact_knn(all(), q, K).iter().map(|h| h.cell_id).collect())
-        .collect();
-    let exact_qps = QUERIES as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let found: usize = queries
-        .iter()
-        .zip(&truth)
-        .map(|(q, t)| {
-            let hits = index
-                .search(q, K, &Candidates::All, None)
-                .expect("valid query");
-            hits.iter().filter(|h| t.contains(&h.cell_id)).count()
-        })
-        .sum();
-    let hnsw_qps = QUERIES as f64 / start.elapsed().as_secs_f64();
-    let recall = found as f64 / (K * QUERIES) as f64;
-    let p = params.get();
     println!(
-        "index bench: n={n} dim={DIM} M={} ef_construction={} ef_search={}: build {build:.1}s \
-         ({:.0} points/s); recall@{K} {recall:.3}; single-thread QPS hnsw {hnsw_qps:.0} vs exact \
-         {exact_qps:.1} (x{:.0})",
+        "index bench [{name}]: n={} dim={dim} M={} ef_construction={}: build {build:.1}s \
+         ({:.0} points/s, {} threads)",
+        embeddings.len(),
         p.m,
         p.ef_construction,
-        p.ef_search,
-        n as f64 / build,
-        hnsw_qps / exact_qps
+        embeddings.len() as f64 / build,
+        rayon::current_num_threads()
     );
+    let all = || (0..embeddings.len()).map(|i| (embeddings.cell_ids[i], embeddings.row(i)));
+    let start = Instant::now();
+    let truth: Vec<Vec<i64>> = queries
+        .chunks(dim)
+        .map(|q| exact_knn(all(), q, K).iter().map(|h| h.cell_id).collect())
+        .collect();
+    let exact_qps = n_queries as f64 / start.elapsed().as_secs_f64();
+    println!("index bench [{name}]: exact search {exact_qps:.1} q/s (single thread)");
+    let mut sweep = Vec::new();
+    for &ef_search in efs {
+        index.set_ef_search(ef_search).expect("ef_search in range");
+        let start = Instant::now();
+        let found: usize = queries
+            .chunks(dim)
+            .zip(&truth)
+            .map(|(q, t)| {
+                let t: HashSet<&i64> = t.iter().collect();
+                let hits = index.search(q, K, &Candidates::All, None).expect("query");
+                hits.iter().filter(|h| t.contains(&h.cell_id)).count()
+            })
+            .sum();
+        let qps = n_queries as f64 / start.elapsed().as_secs_f64();
+        let recall = found as f64 / truth.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+        println!(
+            "index bench [{name}]: ef_search={ef_search}: recall@{K} {recall:.4}, \
+             {qps:.0} q/s (single thread, x{:.1} exact)",
+            qps / exact_qps
+        );
+        sweep.push(SweepPoint {
+            ef_search,
+            recall,
+            qps,
+        });
+    }
+    if let Some(dir) = npy_dir() {
+        write_sweep(
+            &dir.join(format!("satlas_{name}.json")),
+            build,
+            exact_qps,
+            &sweep,
+        );
+    }
+    index.set_ef_search(p.ef_search).expect("default ef_search");
+    Measured {
+        index,
+        queries,
+        truth,
+    }
+}
 
+fn npy_dir() -> Option<PathBuf> {
+    std::env::var_os("SATLAS_BENCH_NPY").map(PathBuf::from)
+}
+
+/// satlas' sweep as JSON for the comparison script.
+fn write_sweep(path: &Path, build: f64, exact_qps: f64, sweep: &[SweepPoint]) {
+    let points: Vec<String> = sweep
+        .iter()
+        .map(|s| {
+            format!(
+                r#"{{"ef_search": {}, "recall": {}, "qps": {}}}"#,
+                s.ef_search, s.recall, s.qps
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"build_seconds": {build}, "exact_qps": {exact_qps}, "threads": {}, "sweep": [{}]}}"#,
+        rayon::current_num_threads(),
+        points.join(", ")
+    );
+    std::fs::write(path, json).expect("writing the sweep");
+}
+
+/// A C-order 2-D `.npy` file of little-endian values (`descr` e.g. `<f4`).
+fn write_npy(path: &Path, descr: &str, rows: usize, cols: usize, bytes: &[u8]) {
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut file = std::fs::File::create(path).expect("creating the .npy file");
+    file.write_all(b"\x93NUMPY\x01\x00").unwrap();
+    file.write_all(&(header.len() as u16).to_le_bytes())
+        .unwrap();
+    file.write_all(header.as_bytes()).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+/// Points, queries and exact neighbours (row numbers) of the synthetic set for hnswlib.
+fn write_synthetic(dir: &Path, embeddings: &Embeddings, measured: &Measured) {
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let n_queries = measured.truth.len();
+    write_npy(
+        &dir.join("points.npy"),
+        "<f4",
+        embeddings.len(),
+        DIM,
+        &f32_bytes(&embeddings.values),
+    );
+    write_npy(
+        &dir.join("queries.npy"),
+        "<f4",
+        n_queries,
+        DIM,
+        &f32_bytes(&measured.queries),
+    );
+    let truth: Vec<u8> = measured
+        .truth
+        .iter()
+        .flatten()
+        .flat_map(|id| (id - 1).to_le_bytes())
+        .collect();
+    write_npy(&dir.join("truth.npy"), "<i8", n_queries, K, &truth);
+}
+
+fn bench(c: &mut Criterion) {
+    // `cargo test --all-targets` runs this once as a smoke test (no `--bench` flag): keep it small.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("SATLAS_BENCH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
+    let efs: Vec<usize> = std::env::var("SATLAS_BENCH_EF")
+        .unwrap_or_else(|_| "16,32,64,128,256,512".into())
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .expect("SATLAS_BENCH_EF: comma-separated integers")
+        })
+        .collect();
+
+    if let Some(atlas) = std::env::var_os("SATLAS_BENCH_ATLAS") {
+        let (embeddings, queries) = real(Path::new(&atlas));
+        measure("atlas", &embeddings, queries, &efs);
+    }
+    let (embeddings, queries) = synthetic(n);
+    let measured = measure("synthetic", &embeddings, queries, &efs);
+    if let Some(dir) = npy_dir() {
+        write_synthetic(&dir, &embeddings, &measured);
+    }
+
+    let Measured { index, queries, .. } = measured;
+    let all = || (0..n).map(|i| (i as i64 + 1, embeddings.row(i)));
+    let queries: Vec<&[f32]> = queries.chunks(DIM).collect();
     let mut group = c.benchmark_group(format!("knn_{n}x{DIM}"));
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
     let mut i = 0;
     group.bench_function("hnsw_k10", |b| {
         b.iter(|| {
-            i = (i + 1) % QUERIES;
-            black_box(index.search(&queries[i], K, &Candidates::All, None))
+            i = (i + 1) % queries.len();
+            black_box(index.search(queries[i], K, &Candidates::All, None))
         })
     });
     group.bench_function("exact_k10", |b| {
         b.iter(|| {
-            i = (i + 1) % QUERIES;
-            black_box(exact_knn(all(), &queries[i], K))
+            i = (i + 1) % queries.len();
+            black_box(exact_knn(all(), queries[i], K))
         })
     });
     group.finish();

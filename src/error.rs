@@ -30,6 +30,9 @@ pub enum Error {
     /// An evaluation (`satlas eval`) was refused or failed.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    /// A differential-expression request (`satlas de`) was refused.
+    #[error(transparent)]
+    De(#[from] crate::de::DeError),
 }
 
 /// `Result` with the crate [`Error`].

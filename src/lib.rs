@@ -17,7 +17,8 @@
 //! 8. [`eval`] — SATURN's evaluation: cross-species logistic-regression and kNN label transfer,
 //!    species mixing.
 //! 9. [`export`] — a model run's cells for scanpy (`.h5ad`) and as Parquet tables.
-//! 10. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 10. [`de`] — macrogene differential expression between cell types (Wilcoxon rank-sum).
+//! 11. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -36,6 +37,7 @@ pub mod model;
 pub mod index;
 pub mod eval;
 pub mod export;
+pub mod de;
 pub mod sql;
 pub mod progress;
 

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use satlas::de::{self, DeSpec};
 use satlas::eval::{self, CorrespondenceSource, EvalSpec};
 use satlas::export::h5ad::{export_h5ad, H5adOptions};
 use satlas::export::parquet::export_parquet;
@@ -118,6 +119,10 @@ enum Command {
     /// transfer; missing where none); uns/satlas records the run. Parquet: --out is a directory
     /// that gets cells.parquet, embeddings.parquet and macrogene_weights.parquet.
     Export(Export),
+    /// Macrogene differential expression: which macrogenes mark each cell type (Wilcoxon
+    /// rank-sum of the stored macrogene expression, each group vs the rest or a reference group),
+    /// with each top macrogene's genes by trained weight, per species (read-only).
+    De(De),
 }
 
 #[derive(ClapArgs)]
@@ -392,6 +397,31 @@ struct Eval {
     /// Neighbours for kNN transfer and species mixing.
     #[arg(short, long, default_value_t = eval::DEFAULT_K)]
     k: usize,
+}
+
+#[derive(ClapArgs)]
+struct De {
+    /// Model run (default: the newest finetune run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// What defines the groups: cell_type (each dataset's label column) or an obs column.
+    #[arg(long, default_value = de::LABEL_GROUP)]
+    group: String,
+    /// Only cells of this species.
+    #[arg(long, conflicts_with = "dataset")]
+    species: Option<String>,
+    /// Only cells of this dataset.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Compare each group with "rest" (all other cells) or with this one group.
+    #[arg(long, default_value = "rest")]
+    reference: String,
+    /// Macrogenes reported per group, highest z-score first.
+    #[arg(long, default_value_t = de::DEFAULT_TOP)]
+    top: usize,
+    /// Genes listed per macrogene and species, largest weight first.
+    #[arg(long, default_value_t = de::DEFAULT_GENES)]
+    genes: usize,
 }
 
 #[derive(ClapArgs)]
@@ -691,6 +721,20 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = eval::evaluate(atlas.connection(), &spec)
                 .with_context(|| format!("evaluating {} vs {}", spec.a, spec.b))?;
+            print!("{report}");
+        }
+        Command::De(args) => {
+            let atlas = Atlas::open_read_only(path)?;
+            let spec = DeSpec {
+                run: args.run,
+                group: args.group,
+                scope: Scope::from_names(args.species, args.dataset)?,
+                reference: Some(args.reference).filter(|r| r != "rest"),
+                top: args.top,
+                genes: args.genes,
+            };
+            let report = de::differential_expression(atlas.connection(), &spec)
+                .with_context(|| format!("differential expression by {}", spec.group))?;
             print!("{report}");
         }
     }

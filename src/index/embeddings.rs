@@ -160,6 +160,25 @@ impl Embeddings {
     }
 }
 
+/// Which per-cell vector of `cell_embeddings` to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellVector {
+    /// The cell embedding (`embedding`).
+    Embedding,
+    /// The macrogene expression the embedding was computed from (`macrogene_expression`);
+    /// cells without one are skipped.
+    MacrogeneExpression,
+}
+
+impl CellVector {
+    fn column(self) -> &'static str {
+        match self {
+            CellVector::Embedding => "embedding",
+            CellVector::MacrogeneExpression => "macrogene_expression",
+        }
+    }
+}
+
 /// Reads the embeddings of `run` (ordered by cell id) whose cell id `keep` accepts, through
 /// Arrow; checks that all have one length.
 pub fn read(
@@ -167,12 +186,23 @@ pub fn read(
     run: i32,
     keep: impl Fn(i64) -> bool,
 ) -> Result<Embeddings, IndexError> {
+    read_vectors(conn, run, CellVector::Embedding, keep)
+}
+
+/// Like [`read`], for either vector of a cell (`hashes` are always those of the embedding).
+pub fn read_vectors(
+    conn: &Connection,
+    run: i32,
+    vector: CellVector,
+    keep: impl Fn(i64) -> bool,
+) -> Result<Embeddings, IndexError> {
     let context = "reading cell embeddings";
+    let column = vector.column();
     let mut stmt = conn
-        .prepare(
-            "SELECT cell_id, hash(cell_id, embedding) AS h, embedding FROM cell_embeddings \
-             WHERE model_run_id = ? ORDER BY cell_id",
-        )
+        .prepare(&format!(
+            "SELECT cell_id, hash(cell_id, embedding) AS h, {column} FROM cell_embeddings \
+             WHERE model_run_id = ? AND {column} IS NOT NULL ORDER BY cell_id"
+        ))
         .context(context)?;
     let mut out = Embeddings::default();
     let mut dim = None;

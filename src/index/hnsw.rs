@@ -6,7 +6,7 @@
 
 use super::embeddings::{CellsDigest, Embeddings};
 use super::exact::{exact_knn, Hit};
-use super::{IndexError, ValidIndexParams};
+use super::{IndexError, IndexParams, ValidIndexParams};
 use hnsw_rs::hnsw::Point;
 use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw, HnswIo};
 use std::collections::HashMap;
@@ -126,6 +126,17 @@ impl CellIndex {
     /// The parameters it was built with.
     pub fn params(&self) -> ValidIndexParams {
         self.params
+    }
+
+    /// Sets the search-time candidate list size (checked as [`IndexParams::check`] does); the
+    /// graph is unchanged. Trades query speed for recall (`benches/index.rs` sweeps it).
+    pub fn set_ef_search(&mut self, ef_search: usize) -> Result<(), IndexError> {
+        self.params = IndexParams {
+            ef_search,
+            ..*self.params.get()
+        }
+        .check()?;
+        Ok(())
     }
 
     /// Embedding dimension.

@@ -28,8 +28,8 @@ pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
 pub use runs::{
-    load_run_model, run_finetune, run_pretrain, FinetuneRequest, PretrainRequest, RunReport,
-    Schedule,
+    load_run_model, run_finetune, run_pretrain, trained_weights, FinetuneRequest, PretrainRequest,
+    RunReport, Schedule, SpeciesWeights,
 };
 pub use species::{run_add_species, AddSpeciesReport, AddSpeciesRequest};
 pub use train::{

@@ -580,3 +580,43 @@ pub fn load_run_model(conn: &Connection, run: i32) -> crate::Result<Saturn> {
         &weights_of(conn, run)?,
     )?)
 }
+
+/// One species' block of a run's trained gene-to-macrogene weights.
+#[derive(Debug, Clone)]
+pub struct SpeciesWeights {
+    /// The species.
+    pub species: String,
+    /// Its selected genes, in the column order of `weights`.
+    pub gene_ids: Vec<i32>,
+    /// `W = exp(P)`, macrogenes x genes: the weights the run's macrogene expression is made with.
+    pub weights: Array2<f32>,
+}
+
+/// The trained gene-to-macrogene weights of run `run`, per species (split from
+/// [`trained_macrogene_weights`] along the set's species, whose genes are the model's columns).
+pub fn trained_weights(conn: &Connection, run: i32) -> crate::Result<Vec<SpeciesWeights>> {
+    let (set, all) = trained_macrogene_weights(conn, run)?;
+    let mut start = 0;
+    let mut out = Vec::with_capacity(set.species.len());
+    for species in set.species {
+        let n = species.gene_ids.len();
+        if start + n > all.ncols() {
+            return Err(ModelError::Shape {
+                species: species.name,
+                what: format!(
+                    "run #{run} has {} gene weights but macrogene set #{} selects more genes",
+                    all.ncols(),
+                    set.id
+                ),
+            }
+            .into());
+        }
+        out.push(SpeciesWeights {
+            species: species.name,
+            gene_ids: species.gene_ids,
+            weights: all.slice(ndarray::s![.., start..start + n]).to_owned(),
+        });
+        start += n;
+    }
+    Ok(out)
+}

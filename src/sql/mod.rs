@@ -9,6 +9,7 @@
 
 mod args;
 pub mod console;
+mod de;
 mod embeddings;
 mod eval;
 mod info;
@@ -83,6 +84,7 @@ pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError
     register_one::<training::EmbedDataset>(conn, &handle)?;
     register_one::<training::AddSpecies>(conn, &handle)?;
     register_one::<eval::Eval>(conn, &handle)?;
+    register_one::<de::De>(conn, &handle)?;
     Ok(shared)
 }
 
