@@ -37,7 +37,7 @@ pub mod eval;
 pub mod sql;
 pub mod progress;
 
-mod error;
+pub mod error;
 
 pub use atlas::Atlas;
 pub use error::{Error, Result};
