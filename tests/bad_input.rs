@@ -467,122 +467,169 @@ fn embedding_cases(c: &mut Corpus, dir: &Path) {
 }
 
 fn parameter_cases(c: &mut Corpus) {
-    c.case(&["build-macrogenes", "-n", "0"], &["n_macrogenes", "0"]);
+    c.case(
+        &["build-macrogenes", "-n", "0"],
+        &[
+            "n_macrogenes = 0",
+            "between 1 and the number of genes (2635)",
+        ],
+    );
     c.case(
         &["build-macrogenes", "-n", "100000"],
-        &["100000", "number of genes"],
+        &["n_macrogenes = 100000", "number of genes (2635)"],
     );
     c.case(
         &["build-macrogenes", "--n-top-genes", "0"],
-        &["n_top_genes", "0"],
+        &["n_top_genes = 0", "between 1"],
     );
     c.case(
         &["build-macrogenes", "--score", "bogus"],
-        &["bogus", "one_hot"],
+        &["score = bogus", "'default', 'one_hot' or 'smoothed'"],
     );
-    c.case(&["pretrain", "--epochs", "0"], &["epochs", "at least 1"]);
+    c.case(
+        &["pretrain", "--epochs", "0"],
+        &["epochs = 0: must be at least 1"],
+    );
     c.case(
         &["pretrain", "--batch-size", "0"],
-        &["batch_size", "at least 2"],
+        &["batch_size = 0: must be at least 2"],
     );
-    c.case(&["pretrain", "--lr=-0.1"], &["lr", "-0.1", "> 0"]);
-    c.case(&["pretrain", "--lr=NaN"], &["lr", "NaN", "finite"]);
-    c.case(&["finetune", "--epochs", "0"], &["epochs", "at least 1"]);
-    c.case(&["finetune", "--margin=-1"], &["margin", "-1"]);
-    c.case(&["index", "build", "--m", "1"], &["m", "between 2 and 256"]);
+    c.case(
+        &["pretrain", "--lr=-0.1"],
+        &["lr = -0.1: must be a finite number > 0"],
+    );
+    c.case(
+        &["pretrain", "--lr=NaN"],
+        &["lr = NaN: must be a finite number > 0"],
+    );
+    c.case(
+        &["finetune", "--epochs", "0"],
+        &["epochs = 0: must be at least 1"],
+    );
+    c.case(
+        &["finetune", "--margin=-1"],
+        &["margin = -1: must be a finite number > 0"],
+    );
+    c.case(
+        &["index", "build", "--m", "1"],
+        &["m = 1", "between 2 and 256"],
+    );
     c.case(
         &["index", "build", "--ef-construction", "4"],
-        &["ef_construction", "at least m"],
+        &["ef_construction = 4", "at least m"],
     );
     c.case(
         &["index", "build", "--ef-search", "0"],
-        &["ef_search", "between 1 and 10000"],
+        &["ef_search = 0", "between 1 and 10000"],
     );
-    c.case(&["knn", "--cell", "1", "-k", "0"], &["k", "0"]);
-    c.case(&["knn", "--cell", "99999999"], &["99999999"]);
-    c.case(&["knn", "--cell", "1", "--dataset", "nope"], &["\"nope\""]);
+    c.case(
+        &["knn", "--cell", "1", "-k", "0"],
+        &["k = 0: between 1 and 10000"],
+    );
+    c.case(
+        &["knn", "--cell", "99999999"],
+        &["cell 99999999 has no embedding"],
+    );
+    c.case(
+        &["knn", "--cell", "1", "--dataset", "nope"],
+        &["unknown dataset \"nope\" (known: human, mouse)"],
+    );
+    let transfer = ["transfer", "--reference", "human", "--query"];
+    let with = |extra: &[&'static str]| [&transfer[..], extra].concat();
+    c.case(
+        &with(&["mouse", "--min-confidence", "1.5"]),
+        &["min_confidence = 1.5: between 0 and 1"],
+    );
+    c.case(
+        &with(&["mouse", "-k", "0"]),
+        &["k = 0: between 1 and 10000"],
+    );
+    c.case(&with(&["nope"]), &["unknown dataset \"nope\""]);
+    let eval = ["eval", "--a", "human", "--b"];
+    c.case(
+        &[&eval[..], &["mouse", "-k", "0"]].concat(),
+        &["k = 0: at least 1"],
+    );
+    c.case(
+        &[&eval[..], &["mouse", "--c=-1"]].concat(),
+        &["c = -1: a positive number"],
+    );
+    c.case(
+        &[&eval[..], &["rat"]].concat(),
+        &["unknown species \"rat\""],
+    );
+    c.case(
+        &["embed-dataset", "--dataset", "nope"],
+        &["unknown dataset \"nope\"", "satlas add-dataset"],
+    );
     c.case(
         &[
-            "transfer",
-            "--reference",
+            "add-dataset",
+            "-s",
             "human",
-            "--query",
-            "baron_mouse",
-            "--min-confidence",
-            "1.5",
+            "-l",
+            "cell_type1",
+            "--run",
+            "1",
+            "x.h5ad",
         ],
-        &["min_confidence", "1.5"],
+        &["required arguments were not provided", "--embed"],
     );
-    c.case(
-        &[
-            "transfer",
-            "--reference",
-            "human",
-            "--query",
-            "baron_mouse",
-            "-k",
-            "0",
-        ],
-        &["k", "0"],
-    );
-    c.case(
-        &["transfer", "--reference", "human", "--query", "nope"],
-        &["\"nope\""],
-    );
-    c.case(
-        &["eval", "--a", "human", "--b", "mouse", "-k", "0"],
-        &["k", "at least 1"],
-    );
-    c.case(
-        &["eval", "--a", "human", "--b", "mouse", "--c=-1"],
-        &["-1", "positive"],
-    );
-    c.case(&["eval", "--a", "human", "--b", "rat"], &["rat"]);
-    c.case(&["embed-dataset", "--dataset", "nope"], &["\"nope\""]);
-    c.case(&["add-dataset", "--run", "1", "x.h5ad"], &["--embed"]);
 }
 
 fn sql_cases(c: &mut Corpus) {
     c.sql(
         "CALL satlas_build_macrogenes(n := 0)",
-        &["n_macrogenes", "0"],
+        &["satlas_build_macrogenes: invalid parameter n_macrogenes = 0"],
     );
     c.sql(
         "CALL satlas_build_macrogenes(n := 100000)",
-        &["100000", "number of genes"],
+        &["n_macrogenes = 100000", "number of genes"],
     );
     c.sql(
         "CALL saturn_pretrain(epochs := 0)",
-        &["epochs", "at least 1"],
+        &["saturn_pretrain: invalid parameter epochs = 0: must be at least 1"],
     );
     c.sql(
         "CALL saturn_pretrain(batch_size := 0)",
-        &["batch_size", "at least 2"],
+        &["batch_size = 0: must be at least 2"],
     );
-    c.sql("CALL saturn_pretrain(lr := -0.001)", &["lr", "-0.001"]);
-    c.sql("SELECT * FROM knn_cells(cell_id := 1, k := 0)", &["k", "0"]);
+    c.sql(
+        "CALL saturn_pretrain(lr := -0.001)",
+        &["lr = -0.001: must be a finite number > 0"],
+    );
+    c.sql(
+        "SELECT * FROM knn_cells(cell_id := 1, k := 0)",
+        &["knn_cells: invalid index parameter k = 0"],
+    );
     c.sql(
         "SELECT * FROM knn_cells(cell_id := 99999999)",
-        &["99999999"],
+        &["cell 99999999 has no embedding"],
     );
-    c.sql("SELECT * FROM knn_cells(cell_id := 'abc')", &["abc"]);
+    c.sql(
+        "SELECT * FROM knn_cells(cell_id := 'abc')",
+        &["Could not cast value 'abc' to named parameter \"cell_id\""],
+    );
     c.sql(
         "SELECT * FROM knn_vector(embedding := [1.0, 2.0]::FLOAT[])",
         &["query vector has 2 values", "256"],
     );
     c.sql(
         "SELECT * FROM transfer_labels(query := 'nope', reference := 'human')",
-        &["\"nope\""],
+        &["transfer_labels: unknown dataset \"nope\""],
     );
     c.sql(
         "CALL satlas_import_embeddings(species := 'human', file := '/nonexistent/e.npy', genes := '/nonexistent/g.txt')",
-        &["/nonexistent/"],
+        &["cannot read /nonexistent/g.txt", "No such file"],
     );
     c.sql(
         "CALL satlas_embed_dataset(dataset := 'nope')",
-        &["\"nope\""],
+        &["unknown dataset \"nope\""],
     );
-    c.sql("CALL satlas_build_macrogenes(bogus := 1)", &["bogus"]);
+    c.sql(
+        "CALL satlas_build_macrogenes(bogus := 1)",
+        &["Invalid named parameter \"bogus\""],
+    );
 }
 
 /// Every row of the corpus.
