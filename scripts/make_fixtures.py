@@ -234,25 +234,21 @@ def write_bad(out_dir, human_h5ad):
         f.write(head)
     # A log-normalised matrix (modern encoding): log1p(counts / total * 1e4).
     counts = np.array([[0, 3, 1], [2, 0, 0], [5, 1, 0], [0, 0, 4]], dtype=np.float64)
-    lognorm = sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32))
-    with h5py.File(os.path.join(out_dir, "lognorm.h5ad"), "w") as f:
-        f.attrs["encoding-type"] = "anndata"
-        f.attrs["encoding-version"] = "0.1.0"
-        x = f.create_group("X")
-        x.attrs["encoding-type"] = "csr_matrix"
-        x.attrs["encoding-version"] = "0.1.0"
-        x.attrs["shape"] = np.array(lognorm.shape, dtype=np.int64)
-        for name in ("data", "indices", "indptr"):
-            x.create_dataset(name, data=getattr(lognorm, name), track_times=False)
-        for axis, names in (("obs", ["c1", "c2", "c3", "c4"]), ("var", ["INS", "GCG", "SST"])):
-            g = f.create_group(axis)
-            g.attrs["encoding-type"] = "dataframe"
-            g.attrs["encoding-version"] = "0.2.0"
-            g.attrs["_index"] = "_index"
-            g.attrs.create("column-order", np.array([], dtype=object), dtype=h5py.string_dtype())
-            ds = g.create_dataset("_index", data=names, dtype=h5py.string_dtype(), track_times=False)
-            ds.attrs["encoding-type"] = "string-array"
-            ds.attrs["encoding-version"] = "0.2.0"
+    lognorm = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    write_tiny_h5ad(os.path.join(out_dir, "lognorm.h5ad"), lognorm)
+    # One fault each in an otherwise valid 4 cells x 3 genes file (see fixtures/README.md).
+    for name, value in (("nan_counts", np.nan), ("inf_counts", np.inf), ("negative_counts", -2.0)):
+        x = counts.copy()
+        x[2, 1] = value
+        write_tiny_h5ad(os.path.join(out_dir, f"{name}.h5ad"), x)
+    write_tiny_h5ad(os.path.join(out_dir, "duplicate_cells.h5ad"), counts, cells=["c1", "c2", "c1", "c4"])
+    write_tiny_h5ad(os.path.join(out_dir, "duplicate_genes.h5ad"), counts, genes=["INS", "GCG", "INS"])
+    write_tiny_h5ad(os.path.join(out_dir, "all_na_labels.h5ad"), counts, codes=[-1, -1, -1, -1])
+    write_tiny_h5ad(os.path.join(out_dir, "no_protein_genes.h5ad"), counts, genes=["NOPROT1", "NOPROT2", "NOPROT3"])
+    write_tiny_h5ad(os.path.join(out_dir, "shape_mismatch.h5ad"), counts, genes=["INS", "GCG"])
+    write_tiny_h5ad(os.path.join(out_dir, "no_cells.h5ad"), counts[:0], cells=[])
+    write_tiny_h5ad(os.path.join(out_dir, "bad_indptr.h5ad"), counts, indptr=[0, 2, 1, 4, 6])
+    write_tiny_h5ad(os.path.join(out_dir, "gene_index_out_of_range.h5ad"), counts, indices=[1, 7, 0, 0, 1, 2])
     with open(os.path.join(out_dir, "empty.fa"), "w") as f:
         pass
     with open(os.path.join(out_dir, "sequence_before_header.fa"), "w") as f:
@@ -266,6 +262,47 @@ def write_bad(out_dir, human_h5ad):
     with open(os.path.join(tenx, "barcodes.tsv"), "w") as f:
         f.write("AAAC-1\nAAAG-1\n")
 
+
+
+def write_tiny_h5ad(path, x, cells=("c1", "c2", "c3", "c4"), genes=("INS", "GCG", "SST"),
+                    codes=(0, 1, 0, 1), indptr=None, indices=None):
+    """A tiny h5ad in the current encoding: X = CSR of `x` (float32; stored zeros dropped, NaN and
+    Inf kept), obs index `cells` and a categorical `cell_type` with `codes` into [alpha, beta],
+    var index `genes`. `indptr` / `indices` replace X's arrays to make it inconsistent."""
+    csr = sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    with h5py.File(path, "w") as f:
+        f.attrs["encoding-type"] = "anndata"
+        f.attrs["encoding-version"] = "0.1.0"
+        g = f.create_group("X")
+        g.attrs["encoding-type"] = "csr_matrix"
+        g.attrs["encoding-version"] = "0.1.0"
+        g.attrs["shape"] = np.array(csr.shape, dtype=np.int64)
+        arrays = {
+            "data": csr.data,
+            "indices": csr.indices if indices is None else np.array(indices, dtype=np.int32),
+            "indptr": csr.indptr if indptr is None else np.array(indptr, dtype=np.int32),
+        }
+        for name, data in arrays.items():
+            g.create_dataset(name, data=data, track_times=False)
+        for axis, names in (("obs", list(cells)), ("var", list(genes))):
+            frame = f.create_group(axis)
+            frame.attrs["encoding-type"] = "dataframe"
+            frame.attrs["encoding-version"] = "0.2.0"
+            frame.attrs["_index"] = "_index"
+            columns = ["cell_type"] if axis == "obs" else []
+            frame.attrs.create("column-order", np.array(columns, dtype=object), dtype=h5py.string_dtype())
+            ds = frame.create_dataset("_index", data=names, dtype=h5py.string_dtype(), track_times=False)
+            ds.attrs["encoding-type"] = "string-array"
+            ds.attrs["encoding-version"] = "0.2.0"
+        obs = f["obs"]
+        cat = obs.create_group("cell_type")
+        cat.attrs["encoding-type"] = "categorical"
+        cat.attrs["encoding-version"] = "0.2.0"
+        cat.attrs["ordered"] = False
+        cat.create_dataset("codes", data=np.array(codes[: len(cells)], dtype=np.int8), track_times=False)
+        cats = cat.create_dataset("categories", data=["alpha", "beta"], dtype=h5py.string_dtype(), track_times=False)
+        cats.attrs["encoding-type"] = "string-array"
+        cats.attrs["encoding-version"] = "0.2.0"
 
 def write_anndata06(path, m, barcodes, genes, columns, n_cells=8, n_genes=200):
     """The first `n_cells` x `n_genes` of a dataset in the anndata < 0.7 layout: obs and var as

@@ -37,3 +37,20 @@ pub enum Error {
 
 /// `Result` with the crate [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The messages of an error and of each of its causes that adds something: a cause whose text
+/// the message before it already holds is left out, and so is DuckDB's bare status code
+/// ("Error code 1: Unknown error code") under the DuckDB error that carries the real message.
+pub fn messages(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        let bare_code = cause.downcast_ref::<duckdb::ffi::Error>().is_some();
+        if !bare_code && !out.last().is_some_and(|shown| shown.contains(&text)) {
+            out.push(text);
+        }
+        source = cause.source();
+    }
+    out
+}

@@ -41,7 +41,7 @@ pub mod de;
 pub mod sql;
 pub mod progress;
 
-mod error;
+pub mod error;
 
 pub use atlas::Atlas;
 pub use error::{Error, Result};

@@ -466,8 +466,10 @@ struct AddDataset {
 
 fn main() {
     if let Err(error) = run(Cli::parse()) {
-        eprintln!("error: {error}");
-        for cause in error.chain().skip(1) {
+        let error: &(dyn std::error::Error + 'static) = error.as_ref();
+        let messages = satlas::error::messages(error);
+        eprintln!("error: {}", messages[0]);
+        for cause in &messages[1..] {
             eprintln!("  caused by: {cause}");
         }
         std::process::exit(1);

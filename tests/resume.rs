@@ -3,69 +3,13 @@
 
 mod common;
 
-use common::satlas_ok;
+use common::{satlas_killed, training_ready_atlas, KillAt};
 use satlas::Atlas;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-
-fn fixture(rel: &str) -> String {
-    common::fixture(rel).to_str().unwrap().to_string()
-}
-use std::process::{Command, Stdio};
-
-fn trained_atlas_inputs() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let atlas = dir.path().join("resume.satlas");
-    satlas_ok(&atlas, &["init"]);
-    for (species, fasta, h5ad) in [
-        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
-        (
-            "mouse",
-            "proteins/mouse_surrogate.fa.gz",
-            "baron/mouse.h5ad",
-        ),
-    ] {
-        satlas_ok(
-            &atlas,
-            &["add-proteome", "--species", species, &fixture(fasta)],
-        );
-        let npy = fixture(&format!("embeddings/esm2_t6_{species}.npy"));
-        let genes = fixture(&format!("embeddings/esm2_t6_{species}.genes.txt"));
-        satlas_ok(
-            &atlas,
-            &[
-                "import-embeddings",
-                "--model",
-                "t6",
-                "--species",
-                species,
-                "--genes",
-                &genes,
-                &npy,
-            ],
-        );
-        satlas_ok(
-            &atlas,
-            &[
-                "add-dataset",
-                "--species",
-                species,
-                "--label",
-                "cell_type1",
-                &fixture(h5ad),
-            ],
-        );
-    }
-    satlas_ok(
-        &atlas,
-        &["build-macrogenes", "-n", "40", "--n-top-genes", "400"],
-    );
-    (dir, atlas)
-}
 
 #[test]
 fn killed_pretraining_resumes_from_its_checkpoint() {
-    let (_dir, atlas) = trained_atlas_inputs();
+    let dir = tempfile::tempdir().unwrap();
+    let atlas = training_ready_atlas(dir.path());
     let args = [
         "pretrain",
         "--epochs",
@@ -75,22 +19,10 @@ fn killed_pretraining_resumes_from_its_checkpoint() {
         "--checkpoint-every",
         "2",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_satlas"))
-        .arg("--atlas")
-        .arg(&atlas)
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Kill it hard as soon as its first checkpoint is committed.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let first = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("checkpoint:"));
+    let (running, first) = satlas_killed(&atlas, &args, KillAt::Line("checkpoint:"));
     assert_eq!(first.as_deref(), Some("checkpoint: run #1 after epoch 1"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(running, "killed before it finished");
 
     let a = Atlas::open_read_only(&atlas).expect("a killed run leaves an atlas that opens");
     let conn = a.connection();

@@ -34,10 +34,12 @@ pub enum AtlasError {
         /// The path asked for.
         path: PathBuf,
     },
-    /// Another process holds the atlas open for writing.
+    /// Another process holds the atlas open in a mode that excludes this one: a writer excludes
+    /// everyone, a reader excludes writers.
     #[error(
-        "atlas {path} is in use by another process (DuckDB allows one writer at a time): wait \
-         for it to finish, or open read-only for queries"
+        "atlas {path} is in use by another process (DuckDB allows one writer, or any number of \
+         read-only readers, at a time): wait for it to finish; queries can share the atlas with \
+         other readers (`satlas info`, `satlas sql --read-only`)"
     )]
     InUse {
         /// The atlas path.

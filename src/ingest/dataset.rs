@@ -112,6 +112,9 @@ pub fn add_dataset(atlas: &mut Atlas, spec: &DatasetSpec) -> crate::Result<Datas
     species::require(atlas.connection(), &spec.species)?;
     let checksum = checksum(&spec.path)?;
     let file = read_dataset(&spec.path, &spec.read)?;
+    if file.counts.n_cells() == 0 {
+        return Err(unusable(spec, "the count matrix has no cells".into()).into());
+    }
     let labels = label_values(spec, &file)?;
     atlas.write(|tx| write_dataset(tx, spec, &name, &checksum, &file, &labels))
 }
@@ -128,18 +131,25 @@ fn label_values<'a>(
             return Ok(Cow::Borrowed(&column.values))
         }
         Some(_) => "holds no value (every cell is missing it)",
+        None if file.obs.is_empty() => {
+            "is not there: the file has no cell annotations (give a 10x directory's labels with \
+             --obs FILE.csv, barcode first)"
+        }
         None => "is not in the file",
     };
     Err(IngestError::BadLabelColumn {
         path: spec.path.clone(),
         column: spec.label_column.clone(),
         problem,
-        available: file
-            .obs
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        available: match file.obs.len() {
+            0 => "(none)".into(),
+            _ => file
+                .obs
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
     })
 }
 
@@ -157,6 +167,16 @@ fn write_dataset(
     let symbols: Vec<&str> = counts.genes.iter().map(String::as_str).collect();
     let (gene_ids, _) = genes::resolve_or_create(conn, species_id, &symbols)?;
     let with_protein = genes_with_protein(conn, species_id)?;
+    if !gene_ids.iter().any(|g| with_protein.contains(g)) {
+        let reason = format!(
+            "none of its {} genes has a protein of species {:?}, so none can enter macrogenes; \
+             check --species and that the genes are named as in the species' proteome (symbols, \
+             matched case-insensitively)",
+            gene_ids.len(),
+            spec.species
+        );
+        return Err(unusable(spec, reason).into());
+    }
     let distinct: HashSet<i32> = gene_ids.iter().copied().collect();
     let dataset_id = insert_dataset(
         conn,
@@ -195,6 +215,13 @@ fn write_dataset(
         total_counts: counts.data.iter().map(|&c| c as u64).sum(),
         cell_types: cell_type_counts(labels),
     })
+}
+
+fn unusable(spec: &DatasetSpec, reason: String) -> IngestError {
+    IngestError::UnusableDataset {
+        path: spec.path.clone(),
+        reason,
+    }
 }
 
 fn refuse_duplicate(

@@ -24,18 +24,26 @@ pub enum IngestError {
         /// Which dataset it collides with, and how.
         reason: String,
     },
-    /// Proteins of this file are already in the atlas for the species.
+    /// A protein of this file is already in the atlas for the species, or twice in the file.
     #[error(
-        "{path}: protein {accession:?} is already in the atlas for species {species:?}; a proteome \
-         is added once (nothing was added)"
+        "{path}: protein {accession:?} {found}; a proteome is added once, each (protein, gene) \
+         pair once (nothing was added)"
     )]
     DuplicateProtein {
         /// The FASTA file.
         path: PathBuf,
-        /// The species.
-        species: String,
-        /// The first protein found twice.
+        /// The first protein found twice, with its gene.
         accession: String,
+        /// Where it was found before: in the atlas (naming the species) or earlier in the file.
+        found: String,
+    },
+    /// The dataset holds nothing SATURN can use.
+    #[error("{path}: {reason}; nothing was added")]
+    UnusableDataset {
+        /// The dataset file.
+        path: PathBuf,
+        /// What is missing and what to do.
+        reason: String,
     },
     /// The label column is missing or holds no value.
     #[error("{path}: label column {column:?} {problem}; available columns: {available}")]

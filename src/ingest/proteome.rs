@@ -79,7 +79,7 @@ fn refuse_known_proteins(
     path: &Path,
     proteome: &Proteome,
 ) -> crate::Result<()> {
-    let mut seen: HashSet<(String, String)> = query_all(
+    let in_atlas: HashSet<(String, String)> = query_all(
         conn,
         "SELECT p.accession, g.symbol_key FROM proteins p JOIN genes g USING (gene_id)
          WHERE p.species_id = ?",
@@ -89,15 +89,22 @@ fn refuse_known_proteins(
     )?
     .into_iter()
     .collect();
+    let mut in_file = HashSet::new();
     for record in &proteome.records {
-        if !seen.insert((record.protein_id.clone(), genes::symbol_key(&record.gene))) {
-            return Err(IngestError::DuplicateProtein {
-                path: path.into(),
-                species: species_name.into(),
-                accession: format!("{} ({})", record.protein_id, record.gene),
-            }
-            .into());
+        let key = (record.protein_id.clone(), genes::symbol_key(&record.gene));
+        let found = if in_atlas.contains(&key) {
+            format!("is already in the atlas for species {species_name:?}")
+        } else if !in_file.insert(key) {
+            "appears twice in the file".to_string()
+        } else {
+            continue;
+        };
+        return Err(IngestError::DuplicateProtein {
+            path: path.into(),
+            accession: format!("{} ({})", record.protein_id, record.gene),
+            found,
         }
+        .into());
     }
     Ok(())
 }

@@ -128,10 +128,21 @@ pub fn read_proteome(path: &Path, options: &FastaOptions) -> Result<Proteome, Re
     if let Some(done) = current.take() {
         done.finish(&mut proteome, options, &lines)?;
     }
-    if proteome.report.records == 0 {
+    let report = &proteome.report;
+    if report.records == 0 {
         return Err(ReadError::Empty {
             path: path.to_path_buf(),
             what: "no FASTA records (`>` header lines); check the file is a protein FASTA".into(),
+        });
+    }
+    if report.kept == 0 {
+        return Err(ReadError::Empty {
+            path: path.to_path_buf(),
+            what: format!(
+                "no protein to keep: all {} records were dropped ({} with a stop codon '*', {} \
+                 without a gene symbol; --gene-fallback uses Ensembl `gene:` ids)",
+                report.records, report.dropped_stop, report.dropped_no_gene
+            ),
         });
     }
     Ok(proteome)

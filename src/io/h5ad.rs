@@ -279,8 +279,7 @@ impl H5ad<'_> {
                 ),
                 e if e.starts_with(NULLABLE_PREFIX) => {
                     let values = self.values(&part("values")?, None, object)?;
-                    let mask = part("mask")?
-                        .read_raw::<bool>()
+                    let mask = read_values::<bool>(&part("mask")?, None)
                         .map_err(|e| self.error(object, e))?;
                     Ok(values
                         .into_iter()
@@ -322,7 +321,7 @@ impl H5ad<'_> {
         object: &str,
     ) -> Result<Vec<Option<String>>, ReadError> {
         let categories = self.values(categories, None, object)?;
-        let codes = codes.read_raw::<i64>().map_err(|e| self.error(object, e))?;
+        let codes = read_values::<i64>(codes, None).map_err(|e| self.error(object, e))?;
         self.decode_categories(codes.into_iter(), &categories, object)
     }
 
@@ -411,7 +410,7 @@ impl H5ad<'_> {
             if dense.shape() != expected {
                 return Err(shape_error(&dense.shape()));
             }
-            let values = dense.read_raw::<f64>().map_err(|e| self.error(object, e))?;
+            let values = read_values::<f64>(&dense, None).map_err(|e| self.error(object, e))?;
             push_dense(&mut builder, &values)?;
             return Ok(builder.finish());
         }
@@ -438,9 +437,9 @@ impl H5ad<'_> {
             return Err(shape_error(&shape));
         }
         let read = |name: &str| self.dataset(&format!("{object}/{name}"));
-        let indptr = read("indptr")?.read_raw::<i64>();
-        let indices = read("indices")?.read_raw::<i64>();
-        let data = read("data")?.read_raw::<f64>();
+        let indptr = read_values::<i64>(&read("indptr")?, None);
+        let indices = read_values::<i64>(&read("indices")?, None);
+        let data = read_values::<f64>(&read("data")?, None);
         let fail = |e: hdf5::Error| self.error(object, e);
         let (indptr, indices, data) = (
             indptr.map_err(fail)?,
@@ -476,8 +475,28 @@ unsafe impl<V: H5Type> H5Type for Field<V> {
     }
 }
 
-/// All values of a dataset, or of one field of a compound dataset, as `V`.
+/// Elements a dataset may declare per byte it stores: deflate, HDF5's usual filter, compresses
+/// at most about 1,032:1.
+const MAX_ELEMENTS_PER_STORED_BYTE: u64 = 1100;
+
+/// Elements any dataset may declare whatever it stores (a dataset of fill values stores none).
+const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
+
+/// All values of a dataset, or of one field of a compound dataset, as `V`. A dataset declaring
+/// far more elements than its stored bytes can hold is refused before anything is allocated: a
+/// corrupt dataspace must not make the reader allocate terabytes.
 fn read_values<V: H5Type>(dataset: &Dataset, field: Option<&str>) -> hdf5::Result<Vec<V>> {
+    let (declared, stored) = (dataset.size() as u64, dataset.storage_size());
+    let limit = stored
+        .saturating_mul(MAX_ELEMENTS_PER_STORED_BYTE)
+        .max(MIN_ELEMENT_LIMIT);
+    if declared > limit {
+        return Err(format!(
+            "declares {declared} elements but stores only {stored} bytes: its dataspace is \
+             corrupt; re-write the file"
+        )
+        .into());
+    }
     let Some(name) = field else {
         return dataset.read_raw::<V>();
     };
@@ -716,5 +735,35 @@ mod tests {
         );
         let err = read_h5ad(&dir.path().join("none.h5ad"), &ReadOptions::default()).unwrap_err();
         assert!(matches!(err, ReadError::Io { .. }), "{err}");
+    }
+
+    /// Found by fuzzing: a corrupt dataspace declaring billions of elements made the reader
+    /// allocate them (and abort); a dataset that stores nothing may declare at most 2^20.
+    #[test]
+    fn a_dataset_declaring_more_than_it_stores_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.h5ad");
+        (|| -> H5Result {
+            let f = File::create(&path)?;
+            f.new_dataset::<f64>()
+                .chunk(4096)
+                .shape(1 << 21)
+                .create("unwritten")?;
+            f.new_dataset::<f64>()
+                .chunk(4096)
+                .shape(1 << 20)
+                .create("small")?;
+            Ok(())
+        })()
+        .unwrap();
+        let f = File::open(&path).unwrap();
+        let err = read_values::<f64>(&f.dataset("unwritten").unwrap(), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("declares 2097152 elements but stores only 0 bytes"),
+            "{err}"
+        );
+        let small = read_values::<f64>(&f.dataset("small").unwrap(), None).unwrap();
+        assert_eq!(small.len(), 1 << 20);
     }
 }

@@ -6,6 +6,7 @@
 //! [`DatasetFile`]) and never touch the atlas. Every error names the file and, where it can, the
 //! line, cell or gene at fault ([`ReadError`]).
 
+#[cfg(not(fuzzing))] // needs libtorch; `fuzz/` builds the other readers alone
 pub mod embeddings;
 pub mod fasta;
 pub mod h5ad;
@@ -17,6 +18,7 @@ mod error;
 mod sparse;
 mod text;
 
+#[cfg(not(fuzzing))]
 pub use embeddings::{read_gene_embeddings, GeneEmbeddings};
 pub use error::ReadError;
 pub use fasta::{read_proteome, FastaOptions, FastaReport, ProteinRecord, Proteome};

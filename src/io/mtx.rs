@@ -11,6 +11,10 @@ use super::text::{Lines, ObsTable};
 use super::{DatasetFile, ReadError, ReadOptions};
 use std::path::{Path, PathBuf};
 
+/// Entries reserved up front at most: the size line's count is only a claim until the entries
+/// are read (a corrupt count must not allocate terabytes).
+const MAX_RESERVED_ENTRIES: usize = 1 << 24;
+
 const LAYOUT_HINT: &str = "a 10x directory holds matrix.mtx[.gz], features.tsv[.gz] (or \
                            genes.tsv[.gz]) and barcodes.tsv[.gz]";
 
@@ -142,7 +146,7 @@ fn read_matrix(path: &Path, builder: &mut CountsBuilder) -> Result<(), ReadError
             builder.n_cells()
         )));
     }
-    builder.reserve(n_entries);
+    builder.reserve(n_entries.min(MAX_RESERVED_ENTRIES));
     let mut seen = 0usize;
     while lines.next_into(&mut buf)? {
         if buf.trim().is_empty() || buf.starts_with('%') {

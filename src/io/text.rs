@@ -1,9 +1,10 @@
 //! Line-oriented text input shared by the FASTA and 10x readers and the obs-table join.
 //!
 //! Owns three things: opening a text file with transparent gzip (detected by the magic bytes
-//! `1f 8b`, whatever the extension), reading it line by line with 1-based line numbers and I/O
-//! failures (truncated gzip, invalid UTF-8) turned into [`ReadError`]s that name the line, and the
-//! obs table (CSV or TSV with a header, first column = barcode) joined onto a matrix's cells.
+//! `1f 8b`, whatever the extension), reading it line by line with 1-based line numbers (a UTF-8
+//! byte-order mark is skipped) and I/O failures (truncated gzip, invalid UTF-8, UTF-16 text)
+//! turned into [`ReadError`]s that name the line, and the obs table (CSV or TSV with a header,
+//! first column = barcode) joined onto a matrix's cells.
 
 use super::{ObsColumn, ReadError};
 use flate2::bufread::MultiGzDecoder;
@@ -15,11 +16,18 @@ use std::path::{Path, PathBuf};
 /// The two bytes every gzip member starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The byte-order marks of UTF-16 (little- and big-endian) text.
+const UTF16_BOMS: [[u8; 2]; 2] = [[0xff, 0xfe], [0xfe, 0xff]];
+
+/// The byte-order mark some editors put at the start of UTF-8 text.
+const UTF8_BOM: char = '\u{feff}';
+
 /// A text file read line by line, gunzipped on the fly when it is gzip.
 pub(crate) struct Lines {
     path: PathBuf,
     reader: Box<dyn BufRead>,
     gzip: bool,
+    utf16: bool,
     line: usize,
 }
 
@@ -31,7 +39,9 @@ impl Lines {
             source,
         };
         let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_error)?);
-        let gzip = file.fill_buf().map_err(io_error)?.starts_with(&GZIP_MAGIC);
+        let head = file.fill_buf().map_err(io_error)?;
+        let gzip = head.starts_with(&GZIP_MAGIC);
+        let utf16 = UTF16_BOMS.iter().any(|bom| head.starts_with(bom));
         let reader: Box<dyn BufRead> = if gzip {
             Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
         } else {
@@ -41,6 +51,7 @@ impl Lines {
             path: path.to_path_buf(),
             reader,
             gzip,
+            utf16,
             line: 0,
         })
     }
@@ -64,6 +75,9 @@ impl Lines {
                 self.line += 1;
                 let trimmed = buf.trim_end_matches(['\n', '\r']).len();
                 buf.truncate(trimmed);
+                if self.line == 1 && buf.starts_with(UTF8_BOM) {
+                    buf.drain(..UTF8_BOM.len_utf8());
+                }
                 Ok(true)
             }
             Err(e) => Err(self.read_failure(&e)),
@@ -78,6 +92,11 @@ impl Lines {
     fn read_failure(&self, e: &std::io::Error) -> ReadError {
         let line = self.line + 1;
         let message = match (e.kind(), self.gzip) {
+            (ErrorKind::InvalidData, false) if self.utf16 => {
+                "the file is UTF-16 text (it starts with a UTF-16 byte-order mark); convert it to \
+                 UTF-8, e.g. `iconv -f UTF-16 -t UTF-8`"
+                    .to_string()
+            }
             (ErrorKind::InvalidData, false) => {
                 "the file is not UTF-8 text; convert it to UTF-8 (or gzip it intact)".to_string()
             }
@@ -277,6 +296,20 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn encodings_utf8_bom_is_skipped_utf16_and_latin1_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.txt");
+        std::fs::write(&path, b"\xef\xbb\xbfa\nb\n").unwrap();
+        assert_eq!(all_lines(&path).unwrap(), ["a", "b"]);
+        std::fs::write(&path, b"\xff\xfea\x00\n\x00").unwrap();
+        let err = all_lines(&path).unwrap_err().to_string();
+        assert!(err.contains("x.txt:1: the file is UTF-16"), "{err}");
+        std::fs::write(&path, b"ok\ncaf\xe9\n").unwrap();
+        let err = all_lines(&path).unwrap_err().to_string();
+        assert!(err.contains("x.txt:2: the file is not UTF-8"), "{err}");
     }
 
     #[test]

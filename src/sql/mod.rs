@@ -197,14 +197,7 @@ fn parameter_type(ty: LogicalTypeId) -> LogicalTypeHandle {
     }
 }
 
-/// An error and its causes on one line, for SQL error messages.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// An error and its causes ([`crate::error::messages`]) on one line, for SQL error messages.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::error::messages(error).join(": ")
 }

@@ -1,13 +1,15 @@
-//! Shared by the integration tests: fixture paths, running the `satlas` binary, the bundled
-//! fixtures in a fresh in-memory atlas with synthetic gene embeddings, and the lock that makes
-//! training tests take turns.
+//! Shared by the integration tests: fixture paths, running the `satlas` binary (to completion, or
+//! killed at a chosen moment), the bundled fixtures in a fresh in-memory atlas with synthetic gene
+//! embeddings, an atlas file ready for training, and the lock that makes training tests take turns.
 #![allow(dead_code)] // each test crate uses its own subset
 
 use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::Atlas;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// libtorch's random generator is process-wide: tests that train take turns.
 pub static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -38,6 +40,143 @@ pub fn satlas_ok(atlas: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A fixture path as a string argument.
+pub fn fixture_arg(rel: &str) -> String {
+    fixture(rel).to_str().unwrap().to_string()
+}
+
+/// When [`satlas_killed`] kills its child.
+pub enum KillAt<'a> {
+    /// As soon as a stderr line starts with this prefix; `None` if the process ended first.
+    Line(&'a str),
+    /// After this long (the process may have finished by then).
+    After(Duration),
+}
+
+/// Starts `satlas --atlas ATLAS args...`, kills it hard (SIGKILL, no clean-up) at `at`, and
+/// returns whether it was still running when killed, plus the stderr line that triggered a
+/// [`KillAt::Line`].
+pub fn satlas_killed(atlas: &Path, args: &[&str], at: KillAt) -> (bool, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_satlas"))
+        .arg("--atlas")
+        .arg(atlas)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the satlas binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let line = match at {
+        KillAt::Line(prefix) => BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with(prefix)),
+        KillAt::After(delay) => {
+            drop(stderr);
+            std::thread::sleep(delay);
+            None
+        }
+    };
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (running, line)
+}
+
+/// The content digest of the atlas file (opened read-only).
+pub fn digest(atlas: &Path) -> String {
+    Atlas::open_read_only(atlas)
+        .expect("the atlas opens")
+        .content_digest()
+        .unwrap()
+}
+
+/// An atlas file's state, to prove a refused action changed nothing.
+pub struct Snapshot {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    digest: String,
+}
+
+impl Snapshot {
+    /// The file's bytes and content digest now.
+    pub fn take(atlas: &Path) -> Snapshot {
+        Snapshot {
+            path: atlas.to_path_buf(),
+            bytes: Self::file_state(atlas),
+            digest: digest(atlas),
+        }
+    }
+
+    /// Whether the content is as it was: the same bytes with no write-ahead log beside them
+    /// (a quick, stronger check), or else the same content digest.
+    pub fn unchanged(&self) -> bool {
+        Self::file_state(&self.path) == self.bytes || digest(&self.path) == self.digest
+    }
+
+    /// The file's bytes, or nothing when a write-ahead log holds more of its content.
+    fn file_state(atlas: &Path) -> Vec<u8> {
+        let mut wal = atlas.as_os_str().to_owned();
+        wal.push(".wal");
+        if Path::new(&wal).exists() {
+            return Vec::new();
+        }
+        std::fs::read(atlas).unwrap()
+    }
+}
+
+/// An atlas file with both proteomes, both Baron fixture datasets, the demo ESM-2 t6 gene
+/// embeddings (one model, `t6`) and 40 macrogenes over 400 highly variable genes: ready for
+/// `satlas pretrain`.
+pub fn training_ready_atlas(dir: &Path) -> PathBuf {
+    let atlas = dir.join("train.satlas");
+    satlas_ok(&atlas, &["init"]);
+    for (species, fasta, h5ad) in [
+        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
+        (
+            "mouse",
+            "proteins/mouse_surrogate.fa.gz",
+            "baron/mouse.h5ad",
+        ),
+    ] {
+        satlas_ok(
+            &atlas,
+            &["add-proteome", "--species", species, &fixture_arg(fasta)],
+        );
+        let npy = fixture_arg(&format!("embeddings/esm2_t6_{species}.npy"));
+        let genes = fixture_arg(&format!("embeddings/esm2_t6_{species}.genes.txt"));
+        satlas_ok(
+            &atlas,
+            &[
+                "import-embeddings",
+                "--model",
+                "t6",
+                "--species",
+                species,
+                "--genes",
+                &genes,
+                &npy,
+            ],
+        );
+        satlas_ok(
+            &atlas,
+            &[
+                "add-dataset",
+                "--species",
+                species,
+                "--label",
+                "cell_type1",
+                &fixture_arg(h5ad),
+            ],
+        );
+    }
+    satlas_ok(
+        &atlas,
+        &["build-macrogenes", "-n", "40", "--n-top-genes", "400"],
+    );
+    atlas
 }
 
 /// A dataset of the fixtures labelled by `cell_type1`.
