@@ -6,12 +6,16 @@
 //! [`DatasetFile`]) and never touch the atlas. Every error names the file and, where it can, the
 //! line, cell or gene at fault ([`ReadError`]).
 
-#[cfg(not(fuzzing))] // needs libtorch; `fuzz/` builds the other readers alone
+// The embedding and checkpoint readers need libtorch, DuckDB's Arrow and parquet; `fuzz/` builds
+// the other readers alone.
+#[cfg(not(fuzzing))]
 pub mod embeddings;
 pub mod fasta;
 pub mod h5ad;
 pub mod mtx;
+#[cfg(not(fuzzing))]
 pub mod parquet;
+#[cfg(not(fuzzing))]
 pub mod torch_pickle;
 
 mod error;
