@@ -53,8 +53,11 @@ fn esm2_tokens_per_second(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(tokens as u64));
     for (name, parallelism) in [
-        ("embed_64_proteins", Parallelism::Batches(threads)),
-        ("embed_64_proteins_intra_op", Parallelism::IntraOp(threads)),
+        ("embed_64_proteins", Parallelism::IntraOp(threads)),
+        (
+            "embed_64_proteins_batch_workers",
+            Parallelism::Batches(threads),
+        ),
     ] {
         let options = EmbedOptions {
             parallelism,

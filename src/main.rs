@@ -165,14 +165,13 @@ struct EmbedProteins {
     /// Padded tokens per forward batch.
     #[arg(long, default_value_t = 4096)]
     tokens_per_batch: usize,
-    /// Threads (default: one per physical core). Each runs whole batches on its own, which
-    /// keeps small models' cores busy; see --intra-op.
+    /// Threads (default: one per physical core), used by libtorch within each batch.
     #[arg(long)]
     threads: Option<usize>,
-    /// Run one batch at a time on all threads instead (libtorch intra-op parallelism, as
-    /// PyTorch does); may suit large models (t33 and up) on many cores.
+    /// Run whole batches concurrently instead, one per thread with one libtorch thread each:
+    /// about 2x slower on an idle machine, but 2x faster on one other processes load.
     #[arg(long)]
-    intra_op: bool,
+    batch_workers: bool,
 }
 
 #[derive(ClapArgs)]
@@ -538,7 +537,7 @@ fn run(cli: Cli) -> Result<()> {
             let options = EmbedOptions {
                 layer: args.layer,
                 tokens_per_batch: args.tokens_per_batch,
-                parallelism: parallelism(args.threads, args.intra_op),
+                parallelism: parallelism(args.threads, args.batch_workers),
                 ..EmbedOptions::default()
             };
             let report =
@@ -743,13 +742,13 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `--threads` / `--intra-op` of `embed-proteins`.
-fn parallelism(threads: Option<usize>, intra_op: bool) -> Parallelism {
+/// `--threads` / `--batch-workers` of `embed-proteins`.
+fn parallelism(threads: Option<usize>, batch_workers: bool) -> Parallelism {
     let n = threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
-    if intra_op {
-        Parallelism::IntraOp(n)
-    } else {
+    if batch_workers {
         Parallelism::Batches(n)
+    } else {
+        Parallelism::IntraOp(n)
     }
 }
 

@@ -96,7 +96,7 @@ fn tiny_pooled_embeddings_match_transformers() {
     let meta = json("tiny_reference.json");
     let cases = [("short", 64, "pooled"), ("long", 4096, "long_pooled")];
     // Concurrent batch workers and one-batch-at-a-time intra-op threads give the same numbers.
-    let modes = [Parallelism::Batches(3), Parallelism::IntraOp(1)];
+    let modes = [Parallelism::IntraOp(1), Parallelism::Batches(3)];
     for ((key, budget, pooled), parallelism) in
         cases.into_iter().flat_map(|c| modes.map(|m| (c, m)))
     {
