@@ -63,6 +63,7 @@ fn embed(atlas: &mut Atlas, species: &str) -> EmbeddingReport {
         species,
         &tiny(),
         &EmbedOptions::default(),
+        None,
     )
     .unwrap()
 }
@@ -286,11 +287,18 @@ fn refused_inputs_leave_the_atlas_unchanged() {
     let options = EmbedOptions::default();
     let errors = [
         (
-            embed_species(conn, "zebrafish", &tiny(), &options).unwrap_err(),
+            embed_species(conn, "zebrafish", &tiny(), &options, None).unwrap_err(),
             "zebrafish",
         ),
         (
-            embed_species(conn, "human", Path::new("/nonexistent/esm2"), &options).unwrap_err(),
+            embed_species(
+                conn,
+                "human",
+                Path::new("/nonexistent/esm2"),
+                &options,
+                None,
+            )
+            .unwrap_err(),
             "/nonexistent/esm2",
         ),
         (

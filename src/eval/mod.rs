@@ -20,10 +20,15 @@
 //! (direction = the cell's species, metric `mixing[label]`), then over types (`mixing_mean`,
 //! direction `both`). Perfect mixing is not 1: it is the other species' share of the cells.
 //!
+//! The cells are represented by a model run's embeddings ([`Features::Run`]) or, for the
+//! 1:1-ortholog baseline, by principal components of shared-ortholog expression
+//! ([`Features::Orthologs`], [`baseline`]); everything after that is the same.
+//!
 //! Every value is in [0, 1]. The correspondence is the obs column `cell_ontology_class`
 //! (default) or a CSV with columns `{a}_cell_type` and `{b}_cell_type` (plain comma-separated,
 //! no quoting), see [`metrics`].
 
+pub mod baseline;
 pub mod logreg;
 pub mod metrics;
 
@@ -32,6 +37,7 @@ use crate::index::embeddings::{read, resolve_run};
 use crate::index::exact::exact_knn;
 use crate::index::transfer::vote;
 use crate::index::IndexError;
+use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
 use metrics::{score, split, Correspondence};
 use rayon::prelude::*;
@@ -72,17 +78,21 @@ pub enum EvalError {
         /// The obs columns the species' cells have.
         known: String,
     },
-    /// The correspondence CSV could not be read.
-    #[error("cannot read the correspondence CSV {path}: {source}")]
+    /// A CSV (correspondence or ortholog table) could not be read.
+    #[error("cannot read the {what} {path}: {source}")]
     CsvRead {
+        /// Which file it is.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The correspondence CSV is malformed.
-    #[error("correspondence CSV {path}: {problem}")]
+    /// A CSV (correspondence or ortholog table) is malformed.
+    #[error("{what} {path}: {problem}")]
     CsvFormat {
+        /// Which file it is.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// What is wrong and what is expected.
@@ -90,18 +100,40 @@ pub enum EvalError {
     },
     /// A species has too few usable cells or labels for the evaluation.
     #[error(
-        "species {species} has {cells} labelled cells with embeddings in run {run} and {labels} \
+        "species {species} has {cells} labelled cells with features in {features} and {labels} \
          distinct labels: the evaluation needs at least 5 cells and 2 labels per species"
     )]
     TooFewCells {
         /// The species.
         species: String,
-        /// The model run.
-        run: i32,
+        /// What represents the cells (`run N`, or the baseline).
+        features: String,
         /// Labelled, embedded cells.
         cells: usize,
         /// Distinct labels among them.
         labels: usize,
+    },
+    /// Fewer shared one-to-one orthologs than principal components asked for.
+    #[error(
+        "only {shared} one-to-one orthologs of {table} are measured in both species' datasets, \
+         fewer than the {pcs} principal components asked for: lower --pcs or check that the \
+         table's first two columns are the two species' gene symbols"
+    )]
+    TooFewOrthologs {
+        /// The ortholog table.
+        table: PathBuf,
+        /// Shared orthologs found.
+        shared: usize,
+        /// Components asked for.
+        pcs: usize,
+    },
+    /// A libtorch computation failed.
+    #[error("{what}: {source}")]
+    Torch {
+        /// What was being computed.
+        what: &'static str,
+        /// libtorch's error.
+        source: tch::TchError,
     },
     /// A parameter is out of range.
     #[error("invalid evaluation parameter {name} = {value}: {rule}")]
@@ -130,6 +162,15 @@ pub enum CorrespondenceSource {
     Csv(PathBuf),
 }
 
+/// What represents the cells.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Features {
+    /// A model run's cell embeddings (`None`: the newest finetune run with embeddings).
+    Run(Option<i32>),
+    /// The 1:1-ortholog baseline: PCA of log-normalised shared-ortholog expression.
+    Orthologs(OrthologBaseline),
+}
+
 /// An evaluation request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalSpec {
@@ -137,8 +178,8 @@ pub struct EvalSpec {
     pub a: String,
     /// Species B.
     pub b: String,
-    /// The model run (default: the newest finetune run with embeddings).
-    pub run: Option<i32>,
+    /// What represents the cells (default: the newest finetune run's embeddings).
+    pub features: Features,
     /// The cell-type correspondence.
     pub correspondence: CorrespondenceSource,
     /// Seed of the 80/20 split.
@@ -155,7 +196,7 @@ impl EvalSpec {
         EvalSpec {
             a: a.into(),
             b: b.into(),
-            run: None,
+            features: Features::Run(None),
             correspondence: CorrespondenceSource::ObsColumn(DEFAULT_CORRESPONDENCE.into()),
             seed: 0,
             c: DEFAULT_C,
@@ -178,8 +219,8 @@ pub struct EvalRow {
 /// The evaluation's rows and the run they are for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
-    /// The model run evaluated.
-    pub run: i32,
+    /// What was evaluated: `run N`, or the baseline and its shared genes.
+    pub features: String,
     /// The rows, in a fixed order.
     pub rows: Vec<EvalRow>,
     /// Per direction: L-BFGS iterations and the final max |gradient| of the logistic regression.
@@ -189,7 +230,7 @@ pub struct EvalReport {
 impl std::fmt::Display for EvalReport {
     /// A table: direction, metric, value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "evaluation of run {}", self.run)?;
+        writeln!(f, "evaluation of {}", self.features)?;
         writeln!(f, "| direction | metric | value |")?;
         writeln!(f, "| --- | --- | ---: |")?;
         for r in &self.rows {
@@ -227,7 +268,6 @@ impl SpeciesCells {
 /// Runs the evaluation (read-only) on the atlas behind `conn`.
 pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalError> {
     check(conn, spec)?;
-    let run = resolve_run(conn, spec.run)?;
     let pairs = match &spec.correspondence {
         CorrespondenceSource::Csv(path) => Some(read_csv(path, &spec.a, &spec.b)?),
         CorrespondenceSource::ObsColumn(_) => None,
@@ -236,8 +276,32 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         CorrespondenceSource::ObsColumn(c) => Some(c.as_str()),
         CorrespondenceSource::Csv(_) => None,
     };
-    let a = load(conn, run, &spec.a, column)?;
-    let b = load(conn, run, &spec.b, column)?;
+    let (features, a, b) = match &spec.features {
+        Features::Run(run) => {
+            let run = resolve_run(conn, *run)?;
+            let name = format!("run {run}");
+            let of = |species: &str| {
+                load(conn, species, column, &name, |keep| {
+                    run_features(conn, run, keep)
+                })
+            };
+            let (a, b) = (of(&spec.a)?, of(&spec.b)?);
+            (name, a, b)
+        }
+        Features::Orthologs(params) => {
+            let pca = ortholog_features(conn, &spec.a, &spec.b, params)?;
+            let description = format!(
+                "the 1:1-ortholog baseline: {} principal components of the log-normalised \
+                 expression of {} shared one-to-one orthologs ({})",
+                params.pcs,
+                pca.shared_genes,
+                params.table.display()
+            );
+            let a = load(conn, &spec.a, column, &description, |_| Ok(pca.a))?;
+            let b = load(conn, &spec.b, column, &description, |_| Ok(pca.b))?;
+            (description, a, b)
+        }
+    };
     let mut rows = Vec::new();
     let mut fits = Vec::new();
     let mut push = |direction: &str, metric: &str, value: f64| {
@@ -337,7 +401,11 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         "mixing_mean",
         means.iter().sum::<f64>() / means.len().max(1) as f64,
     );
-    Ok(EvalReport { run, rows, fits })
+    Ok(EvalReport {
+        features,
+        rows,
+        fits,
+    })
 }
 
 /// Per (species, label): the mean over its cells of the other species' share among each cell's
@@ -433,12 +501,28 @@ fn check(conn: &Connection, spec: &EvalSpec) -> Result<(), EvalError> {
     Ok(())
 }
 
-/// The labelled cells of `species` with an embedding in `run`, with their `column` values.
-fn load(
+/// A run's embeddings of the cells `keep` accepts.
+fn run_features(
     conn: &Connection,
     run: i32,
+    keep: &dyn Fn(i64) -> bool,
+) -> Result<CellFeatures, EvalError> {
+    let embeddings = read(conn, run, keep)?;
+    Ok(CellFeatures {
+        cell_ids: embeddings.cell_ids,
+        dim: embeddings.dim,
+        values: embeddings.values,
+    })
+}
+
+/// The labelled cells of `species` that `features` (given the labelled-cell filter) represents,
+/// with their `column` values.
+fn load(
+    conn: &Connection,
     species: &str,
     column: Option<&str>,
+    features_name: &str,
+    features: impl FnOnce(&dyn Fn(i64) -> bool) -> Result<CellFeatures, EvalError>,
 ) -> Result<SpeciesCells, EvalError> {
     let labels: HashMap<i64, String> = query_all(
         conn,
@@ -462,21 +546,25 @@ fn load(
         .collect(),
         None => HashMap::new(),
     };
-    let embeddings = read(conn, run, |id| labels.contains_key(&id))?;
+    let all = features(&|id| labels.contains_key(&id))?;
+    let kept: Vec<usize> = (0..all.cell_ids.len())
+        .filter(|&i| labels.contains_key(&all.cell_ids[i]))
+        .collect();
     let cells = SpeciesCells {
         name: species.into(),
-        labels: embeddings
-            .cell_ids
+        labels: kept
             .iter()
-            .map(|id| labels[id].clone())
+            .map(|&i| labels[&all.cell_ids[i]].clone())
             .collect(),
-        classes: embeddings
-            .cell_ids
+        classes: kept
             .iter()
-            .map(|id| classes.get(id).cloned())
+            .map(|&i| classes.get(&all.cell_ids[i]).cloned())
             .collect(),
-        dim: embeddings.dim,
-        x: embeddings.values,
+        dim: all.dim,
+        x: kept
+            .iter()
+            .flat_map(|&i| all.values[i * all.dim..(i + 1) * all.dim].iter().copied())
+            .collect(),
     };
     let mut distinct: Vec<&String> = cells.labels.iter().collect();
     distinct.sort();
@@ -484,7 +572,7 @@ fn load(
     if cells.len() < 5 || distinct.len() < 2 {
         return Err(EvalError::TooFewCells {
             species: species.into(),
-            run,
+            features: features_name.into(),
             cells: cells.len(),
             labels: distinct.len(),
         });
@@ -495,10 +583,12 @@ fn load(
 /// The (A label, B label) pairs of a correspondence CSV.
 fn read_csv(path: &PathBuf, a: &str, b: &str) -> Result<Vec<(String, String)>, EvalError> {
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::CsvRead {
+        what: "correspondence CSV",
         path: path.clone(),
         source,
     })?;
     let format = |problem: String| EvalError::CsvFormat {
+        what: "correspondence CSV",
         path: path.clone(),
         problem,
     };

@@ -16,7 +16,10 @@ pub mod weights;
 
 mod error;
 
-pub use build::{build_macrogenes, BuildParams, MacrogeneReport, MacrogeneSet, SpeciesGenes};
+pub use build::{
+    build_macrogenes, highly_variable_genes_with_protein, species_highly_variable_genes,
+    BuildParams, MacrogeneReport, MacrogeneSet, SpeciesGenes,
+};
 pub use error::{MacrogeneError, Result};
 pub use hvg::{highly_variable_genes, HvgParams, HvgResult};
 pub use kmeans::{kmeans, KMeansFit, KMeansParams};
