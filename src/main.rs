@@ -329,6 +329,12 @@ struct Eval {
     /// Principal components of the ortholog baseline.
     #[arg(long, default_value_t = eval::baseline::DEFAULT_PCS)]
     pcs: usize,
+    /// Split the training species 80/20 within each cell type (stratified) instead of overall.
+    #[arg(long)]
+    stratified: bool,
+    /// Repeat the logistic regression with seeds SEED..SEED+N and report each score's median.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seeds: usize,
 }
 
 /// Baselines `satlas eval` can evaluate instead of a model run.
@@ -627,6 +633,8 @@ fn run(cli: Cli) -> Result<()> {
                 seed: args.seed,
                 c: args.c,
                 k: args.k,
+                stratified: args.stratified,
+                seeds: args.seeds,
             };
             let report = eval::evaluate(atlas.connection(), &spec)
                 .with_context(|| format!("evaluating {} vs {}", spec.a, spec.b))?;

@@ -151,7 +151,7 @@ fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
 }
 
 /// The 1:1-ortholog baseline through SQL (`orthologs :=`, `pcs :=`): no model run needed, the
-/// same rows as a run's evaluation, and refusals that name the problem and change nothing. Its
+/// same rows as a run's evaluation (also with `stratified :=`, `seeds :=`), and refusals that name the problem and change nothing. Its
 /// PCA is checked against scanpy in `eval_reference.rs`.
 #[test]
 fn ortholog_baseline_evaluates_without_a_run_and_refuses_bad_tables() {
@@ -173,6 +173,14 @@ fn ortholog_baseline_evaluates_without_a_run_and_refuses_bad_tables() {
     }
     assert_eq!(atlas.content_digest().unwrap(), before, "eval is read-only");
 
+    // Stratified splits, median over 3 seeds: the kNN rows do not depend on the split.
+    let stratified = eval_rows(&atlas, &sql(", pcs := 20, stratified := true, seeds := 3"));
+    check_rows(&stratified);
+    for direction in ["human->mouse", "mouse->human"] {
+        let key = (direction.to_string(), "knn_accuracy".to_string());
+        assert_eq!(stratified[&key], rows[&key]);
+    }
+
     let dir = tempfile::tempdir().unwrap();
     // B's column names no mouse gene (e.g. a table for another species).
     let unmatched = dir.path().join("other_species.csv");
@@ -188,6 +196,7 @@ fn ortholog_baseline_evaluates_without_a_run_and_refuses_bad_tables() {
     let missing = dir.path().join("missing.csv");
     for (sql, needle) in [
         (sql(", pcs := 0"), "invalid evaluation parameter pcs"),
+        (sql(", seeds := 0"), "invalid evaluation parameter seeds"),
         (
             sql(", pcs := 100000"),
             "fewer than the 100000 principal components",

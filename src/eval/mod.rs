@@ -39,7 +39,7 @@ use crate::index::transfer::vote;
 use crate::index::IndexError;
 use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
-use metrics::{score, split, Correspondence};
+use metrics::{score, split, stratified_split, Correspondence};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -188,6 +188,11 @@ pub struct EvalSpec {
     pub c: f64,
     /// Neighbours for kNN transfer and mixing.
     pub k: usize,
+    /// Split each label's cells 80/20 ([`metrics::stratified_split`]) instead of all cells.
+    pub stratified: bool,
+    /// Logistic-regression repeats with seeds `seed..seed + seeds`; the median of each score is
+    /// reported (kNN and mixing do not depend on the split).
+    pub seeds: usize,
 }
 
 impl EvalSpec {
@@ -201,6 +206,8 @@ impl EvalSpec {
             seed: 0,
             c: DEFAULT_C,
             k: DEFAULT_K,
+            stratified: false,
+            seeds: 1,
         }
     }
 }
@@ -334,37 +341,34 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
             None => y.classes.iter().map(|c| c.as_deref()).collect(),
         };
 
-        let (train, test) = split(x.len(), spec.seed);
-        let features = |cells: &SpeciesCells, idx: &[usize]| -> Vec<f64> {
-            idx.iter()
-                .flat_map(|&i| cells.row(i).iter().map(|&v| f64::from(v)))
-                .collect()
-        };
-        let train_labels: Vec<&str> = train.iter().map(|&i| x.labels[i].as_str()).collect();
-        let options = logreg::FitOptions {
-            c: spec.c,
-            ..logreg::FitOptions::default()
-        };
-        let model = logreg::fit(&features(x, &train), x.dim, &train_labels, &options);
-        fits.push((direction.clone(), model.iterations, model.gradient_norm));
-        let known: Vec<&str> = model.classes.iter().map(String::as_str).collect();
-        let held_out = model.predict(&features(x, &test));
-        let held_out_correct = held_out
-            .iter()
-            .zip(&test)
-            .filter(|(p, &i)| **p == x.labels[i])
-            .count();
-        let all_y: Vec<usize> = (0..y.len()).collect();
-        let predicted = model.predict(&features(y, &all_y));
-        let lr = score(&predicted, &truth, &correspondence, &known);
-        push(&direction, "lr_accuracy", lr.accuracy);
-        push(&direction, "lr_balanced_accuracy", lr.balanced_accuracy);
-        push(&direction, "lr_max_achievable", lr.max_achievable);
+        let mut runs: Vec<LrScores> = Vec::new();
+        for seed in spec.seed..spec.seed + spec.seeds as u64 {
+            let (train, test) = if spec.stratified {
+                stratified_split(&x.labels, seed)
+            } else {
+                split(x.len(), seed)
+            };
+            let run = lr_scores(x, y, &truth, &correspondence, (&train, &test), spec.c);
+            let name = match spec.seeds {
+                0 | 1 => direction.clone(),
+                _ => format!("{direction} (seed {seed})"),
+            };
+            fits.push((name, run.iterations, run.gradient));
+            runs.push(run);
+        }
+        let median_of = |f: fn(&LrScores) -> f64| median(runs.iter().map(f).collect());
+        push(&direction, "lr_accuracy", median_of(|r| r.accuracy));
         push(
-            &x.name,
-            "lr_heldout_accuracy",
-            held_out_correct as f64 / test.len().max(1) as f64,
+            &direction,
+            "lr_balanced_accuracy",
+            median_of(|r| r.balanced),
         );
+        push(
+            &direction,
+            "lr_max_achievable",
+            median_of(|r| r.max_achievable),
+        );
+        push(&x.name, "lr_heldout_accuracy", median_of(|r| r.held_out));
 
         let x_labels: Vec<&str> = x.labels.iter().map(String::as_str).collect();
         let knn: Vec<String> = (0..y.len())
@@ -406,6 +410,64 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         rows,
         fits,
     })
+}
+
+/// One logistic-regression fit's scores (see the module doc) and convergence.
+struct LrScores {
+    accuracy: f64,
+    balanced: f64,
+    max_achievable: f64,
+    held_out: f64,
+    iterations: usize,
+    gradient: f64,
+}
+
+/// Fits on X's `train` cells, scores X's `test` cells (exact labels) and every Y cell (through
+/// the correspondence, against `truth`).
+fn lr_scores(
+    x: &SpeciesCells,
+    y: &SpeciesCells,
+    truth: &[Option<&str>],
+    correspondence: &Correspondence,
+    (train, test): (&[usize], &[usize]),
+    c: f64,
+) -> LrScores {
+    let features = |cells: &SpeciesCells, idx: &[usize]| -> Vec<f64> {
+        idx.iter()
+            .flat_map(|&i| cells.row(i).iter().map(|&v| f64::from(v)))
+            .collect()
+    };
+    let train_labels: Vec<&str> = train.iter().map(|&i| x.labels[i].as_str()).collect();
+    let options = logreg::FitOptions {
+        c,
+        ..logreg::FitOptions::default()
+    };
+    let model = logreg::fit(&features(x, train), x.dim, &train_labels, &options);
+    let known: Vec<&str> = model.classes.iter().map(String::as_str).collect();
+    let held_out = model.predict(&features(x, test));
+    let held_out_correct = held_out
+        .iter()
+        .zip(test)
+        .filter(|(p, &i)| **p == x.labels[i])
+        .count();
+    let all_y: Vec<usize> = (0..y.len()).collect();
+    let predicted = model.predict(&features(y, &all_y));
+    let lr = score(&predicted, truth, correspondence, &known);
+    LrScores {
+        accuracy: lr.accuracy,
+        balanced: lr.balanced_accuracy,
+        max_achievable: lr.max_achievable,
+        held_out: held_out_correct as f64 / test.len().max(1) as f64,
+        iterations: model.iterations,
+        gradient: model.gradient_norm,
+    }
+}
+
+/// The median (mean of the two middle values for an even count) of a non-empty list.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
 }
 
 /// Per (species, label): the mean over its cells of the other species' share among each cell's
@@ -470,6 +532,13 @@ fn check(conn: &Connection, spec: &EvalSpec) -> Result<(), EvalError> {
             name: "c",
             value: spec.c.to_string(),
             rule: "a positive number (inverse regularisation strength)",
+        });
+    }
+    if spec.seeds == 0 {
+        return Err(EvalError::InvalidParam {
+            name: "seeds",
+            value: "0".into(),
+            rule: "at least 1 (the number of splits whose median is reported)",
         });
     }
     if spec.k == 0 {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 /// `SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := N, correspondence := 'col',
 /// correspondence_csv := 'file.csv', seed := 0, c := 0.005, k := 15)`; `orthologs := 'table.csv'`
-/// (with `pcs := 50`) evaluates the 1:1-ortholog baseline instead of a run.
+/// (with `pcs := 50`) evaluates the 1:1-ortholog baseline instead of a run; `stratified := true`
+/// splits per label, `seeds := N` reports medians over N splits.
 pub struct Eval;
 
 impl Procedure for Eval {
@@ -31,6 +32,8 @@ impl Procedure for Eval {
             ("k", LogicalTypeId::Bigint),
             ("orthologs", LogicalTypeId::Varchar),
             ("pcs", LogicalTypeId::Bigint),
+            ("stratified", LogicalTypeId::Boolean),
+            ("seeds", LogicalTypeId::Bigint),
         ]
     }
 
@@ -60,6 +63,8 @@ impl Procedure for Eval {
         spec.seed = args.usize("seed")?.map_or(spec.seed, |s| s as u64);
         spec.c = args.float("c")?.unwrap_or(spec.c);
         spec.k = args.usize("k")?.unwrap_or(spec.k);
+        spec.stratified = args.bool("stratified")?.unwrap_or(spec.stratified);
+        spec.seeds = args.usize("seeds")?.unwrap_or(spec.seeds);
         let report = evaluate(conn, &spec)?;
         let rows = &report.rows;
         Ok(Self::batch(vec![
