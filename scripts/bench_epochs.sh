@@ -16,7 +16,7 @@ source scripts/env.sh
 ATLAS=${ATLAS:-out/baron.satlas}
 DATA=${DATA:-../shared/data}
 EPOCHS=${EPOCHS:-5}
-BATCH_SIZE=${BATCH_SIZE:-4096}
+BATCH_SIZE=${BATCH_SIZE:-512}
 PY=${SATLAS_REFENV:-$SATLAS_CACHE/refenv}/bin/python
 [ -f "$ATLAS" ] || { echo "bench_epochs: no $ATLAS: run scripts/eval_baron.sh first" >&2; exit 1; }
 [ -x "$PY" ] || { echo "bench_epochs: no reference venv at $PY: run scripts/refenv.sh" >&2; exit 1; }

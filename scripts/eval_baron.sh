@@ -17,12 +17,13 @@ source scripts/env.sh
 
 DATA=${DATA:-../shared/data}
 MODEL=${MODEL:-$DATA/esm2_t6_8M_finetuned}
-N_TOP_GENES=${N_TOP_GENES:-3000}     # SATURN: 8000 (see README: embedding cost on 2 cores)
-MACROGENES=${MACROGENES:-750}        # SATURN: 2000 for 2 x 8000 genes; same genes per macrogene
+N_TOP_GENES=${N_TOP_GENES:-2000}     # SATURN: 8000 (README: embedding and training cost on 2 cores)
+MACROGENES=${MACROGENES:-500}        # SATURN: 2000 for 2 x 8000 genes; same genes per macrogene
 SEED=${SEED:-0}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-200}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-50}
-BATCH_SIZE=${BATCH_SIZE:-4096}       # SATURN's default: one batch per epoch at 4,028 cells
+BATCH_SIZE=${BATCH_SIZE:-512}        # SATURN: 4096, i.e. one Adam step per epoch at 4,028 cells
+SEEDS=${SEEDS:-5}                    # stratified splits whose median is also reported
 PCS=${PCS:-50}
 ATLAS=${ATLAS:-out/baron.satlas}
 PY=${SATLAS_REFENV:-$SATLAS_CACHE/refenv}/bin/python
@@ -41,7 +42,7 @@ timed() { local t0=$SECONDS; "$@"; echo "   [$((SECONDS - t0)) s] $*" | cut -c1-
 
 echo "parameters: seed=$SEED n_top_genes=$N_TOP_GENES macrogenes=$MACROGENES" \
   "pretrain_epochs=$PRETRAIN_EPOCHS finetune_epochs=$FINETUNE_EPOCHS batch_size=$BATCH_SIZE" \
-  "baseline_pcs=$PCS model=$MODEL"
+  "baseline_pcs=$PCS stratified_seeds=$SEEDS model=$MODEL"
 mkdir -p out "$CACHE"
 rm -f "$ATLAS" "$ATLAS.wal"
 start=$SECONDS
@@ -85,9 +86,12 @@ timed satlas finetune --epochs "$FINETUNE_EPOCHS" --seed "$SEED" --batch-size "$
 
 step "4. evaluation (SATURN embeddings; SURROGATE mouse proteome), seed $SEED"
 timed satlas eval --a human --b mouse --seed "$SEED"
+timed satlas eval --a human --b mouse --seed "$SEED" --stratified --seeds "$SEEDS"
 
 step "5. baseline: PCA ($PCS PCs) of log-normalised shared 1:1-ortholog expression, seed $SEED"
-timed satlas eval --a human --b mouse --seed "$SEED" --baseline orthologs --orthologs "$ORTHOLOGS" --pcs "$PCS"
+baseline=(--baseline orthologs --orthologs "$ORTHOLOGS" --pcs "$PCS")
+timed satlas eval --a human --b mouse --seed "$SEED" "${baseline[@]}"
+timed satlas eval --a human --b mouse --seed "$SEED" --stratified --seeds "$SEEDS" "${baseline[@]}"
 
 echo
 echo "total: $((SECONDS - start)) s"
