@@ -24,9 +24,10 @@ cargo build --locked --bin satlas
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
 cp "$ATLAS" "$SCRATCH/bench.satlas"
-satlas() { "$CARGO_TARGET_DIR/debug/satlas" --atlas "$SCRATCH/bench.satlas" "$@"; }
-query() { satlas sql -c "COPY ($1) TO '$SCRATCH/q.csv' (FORMAT csv, HEADER false)" > /dev/null; cat "$SCRATCH/q.csv"; }
-rss() { /usr/bin/time -f %M -o "$SCRATCH/rss" "$@" > /dev/null; echo $(($(cat "$SCRATCH/rss") / 1024)); }
+SATLAS=("$CARGO_TARGET_DIR/debug/satlas" --atlas "$SCRATCH/bench.satlas")
+query() { "${SATLAS[@]}" sql -c "COPY ($1) TO '$SCRATCH/q.csv' (FORMAT csv, HEADER false)" > /dev/null; cat "$SCRATCH/q.csv"; }
+# peak RSS (MB) of one satlas command
+rss() { /usr/bin/time -f %M -o "$SCRATCH/rss" "${SATLAS[@]}" "$@" > /dev/null; echo $(($(cat "$SCRATCH/rss") / 1024)); }
 
 SET="(SELECT max(macrogene_set_id) FROM macrogene_sets)"
 MACROGENES=$(query "SELECT n_macrogenes FROM macrogene_sets WHERE macrogene_set_id = $SET")
@@ -37,8 +38,8 @@ done
 echo "data: $(wc -l < "$SCRATCH/human.genes.txt") human + $(wc -l < "$SCRATCH/mouse.genes.txt") mouse genes," \
   "$MACROGENES macrogenes, batch $BATCH_SIZE, $EPOCHS epochs per phase, load $(cut -d' ' -f1 /proc/loadavg)"
 
-pre_rss=$(rss satlas pretrain --epochs "$EPOCHS" --seed 0 --batch-size "$BATCH_SIZE" --checkpoint-every 100000)
-fine_rss=$(rss satlas finetune --epochs "$EPOCHS" --seed 0 --batch-size "$BATCH_SIZE" --checkpoint-every 100000)
+pre_rss=$(rss pretrain --epochs "$EPOCHS" --seed 0 --batch-size "$BATCH_SIZE" --checkpoint-every 100000)
+fine_rss=$(rss finetune --epochs "$EPOCHS" --seed 0 --batch-size "$BATCH_SIZE" --checkpoint-every 100000)
 median() { query "SELECT median(l.seconds) FROM training_log l JOIN model_runs r USING (model_run_id)
                   WHERE r.model_run_id = (SELECT max(model_run_id) FROM model_runs WHERE kind = '$1')"; }
 CELLS=$(query "SELECT count(*) FROM cell_embeddings WHERE model_run_id = (SELECT max(model_run_id) FROM model_runs)")
