@@ -35,6 +35,8 @@ for species in human mouse; do   # the model's genes in weight-column order (Mac
   query "SELECT g.symbol FROM gene_macrogene gm JOIN genes g USING (gene_id) JOIN species s USING (species_id)
          WHERE gm.macrogene_set_id = $SET AND s.name = '$species' ORDER BY gm.gene_id" > "$SCRATCH/$species.genes.txt"
 done
+query "SELECT gm.initial_weights FROM gene_macrogene gm JOIN genes g USING (gene_id) JOIN species s USING (species_id)
+       WHERE gm.macrogene_set_id = $SET ORDER BY s.name, gm.gene_id" > "$SCRATCH/weights.txt"
 echo "data: $(wc -l < "$SCRATCH/human.genes.txt") human + $(wc -l < "$SCRATCH/mouse.genes.txt") mouse genes," \
   "$MACROGENES macrogenes, batch $BATCH_SIZE, $EPOCHS epochs per phase, load $(cut -d' ' -f1 /proc/loadavg)"
 
@@ -46,7 +48,7 @@ CELLS=$(query "SELECT count(*) FROM cell_embeddings WHERE model_run_id = (SELECT
 RS_PRE=$(median pretrain)
 RS_FINE=$(median finetune)
 
-"$PY" scripts/reference/saturn_bench.py --macrogenes "$MACROGENES" --batch-size "$BATCH_SIZE" \
+"$PY" scripts/reference/saturn_bench.py --weights "$SCRATCH/weights.txt" --batch-size "$BATCH_SIZE" \
   --pretrain-epochs "$EPOCHS" --finetune-epochs "$EPOCHS" \
   --h5ad "$DATA/baron_pancreas/raw-Baron_human.h5ad" --genes "$SCRATCH/human.genes.txt" \
   --h5ad "$DATA/baron_pancreas/raw-Baron_mouse.h5ad" --genes "$SCRATCH/mouse.genes.txt" \

@@ -4,8 +4,10 @@ genes, macrogene count, batch size and schedule as satlas' run, timed per epoch.
 
 Inputs: the two raw h5ad files and, per species, the model's genes in weight-column order (one
 symbol per line, exported from the atlas by bench_epochs.sh). Cells without a count in those genes
-are dropped, as satlas does. Initial weights are random (uniform in [0.05, 0.95], like the parity
-fixtures) and gene embeddings random normal: timing depends on shapes, not values.
+are dropped, as satlas does. The initial macrogene weights are the atlas' (one line per gene,
+`[w_1, ..., w_M]`, in weight-column order): the early epochs' speed depends on them (satlas'
+first pretraining epochs on the rank weights are several times slower than its later ones). Gene
+embeddings for the regulariser are random normal: its cost depends on their shape only.
 
 Fine-tuning mines with `mine_vectorised`, the semantics of saturn_reference.mine (SATURN.md
 section 6) with numpy array operations instead of Python loops over cells (the loop version takes
@@ -15,9 +17,10 @@ another order, so the triplets differ from satlas', not their rule.
 Prints one `name value` line per measurement (bench_epochs.sh parses them).
 
 Run: ~/.cache/satlas/refenv/bin/python scripts/reference/saturn_bench.py --h5ad human.h5ad \
-    --genes human.genes.txt --h5ad mouse.h5ad --genes mouse.genes.txt --macrogenes 750 ...
+    --genes human.genes.txt --h5ad mouse.h5ad --genes mouse.genes.txt --weights weights.txt ...
 """
 import argparse
+import json
 import os
 import resource
 import sys
@@ -144,7 +147,7 @@ def main():
     parser.add_argument("--h5ad", action="append", required=True)
     parser.add_argument("--genes", action="append", required=True)
     parser.add_argument("--label", default="cell_type1")
-    parser.add_argument("--macrogenes", type=int, required=True)
+    parser.add_argument("--weights", required=True, help="initial weights, one JSON list per gene")
     parser.add_argument("--embedding-dim", type=int, default=320)
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=3)
@@ -159,8 +162,10 @@ def main():
         data.append(x)
         labels.append(lab)
     genes = [x.shape[1] for x in data]
-    init_w = torch.rand(args.macrogenes, sum(genes)) * 0.9 + 0.05
-    net = Saturn(genes, args.macrogenes, 256, 256, 0.1, init_w)
+    with open(args.weights, encoding="utf-8") as f:
+        init_w = torch.tensor([json.loads(line.strip().strip('"')) for line in f if line.strip()]).T.contiguous()
+    assert init_w.shape[1] == sum(genes), f"{init_w.shape[1]} weight columns for {sum(genes)} genes"
+    net = Saturn(genes, init_w.shape[0], 256, 256, 0.1, init_w)
     e = torch.randn(sum(genes), args.embedding_dim)
     label_ids = np.unique(np.concatenate([[f"{s}_{l}" for l in lab] for s, lab in enumerate(labels)]),
                           return_inverse=True)[1]
