@@ -33,18 +33,5 @@ for species in human mouse; do
       WHERE s.name = '$species' AND m.source = 'esm2'
       ORDER BY g.symbol
     ) TO '$SCRATCH/$species.csv' (FORMAT csv, HEADER)" > /dev/null
-  "$PY" - "$SCRATCH/$species.csv" "fixtures/embeddings/esm2_t6_$species" <<'EOF'
-import csv, json, sys
-import numpy as np
-
-rows = list(csv.DictReader(open(sys.argv[1], newline="")))  # embedding: "[x, y, ...]"
-matrix = np.array([json.loads(r["embedding"]) for r in rows], dtype=np.float32)
-half = matrix.astype("<f2")
-assert np.isfinite(half).all(), "an embedding value overflows float16"
-np.save(sys.argv[2] + ".npy", half)
-with open(sys.argv[2] + ".genes.txt", "w") as f:
-    f.writelines(r["symbol"] + "\n" for r in rows)
-err = np.abs(half.astype(np.float32) - matrix).max()
-print(f"{sys.argv[2]}.npy: {half.shape[0]} genes x {half.shape[1]}, float16 (max abs rounding {err:.2e})")
-EOF
+  "$PY" scripts/embeddings_csv_to_npy.py "$SCRATCH/$species.csv" "fixtures/embeddings/esm2_t6_$species" float16
 done

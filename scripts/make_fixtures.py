@@ -38,7 +38,6 @@ timestamps.
 
 import argparse
 import csv
-import gzip
 import io
 import json
 import os
@@ -47,17 +46,11 @@ import shutil
 import h5py
 import numpy as np
 import scipy.sparse as sp
+from surrogate_proteome import fasta_text, read_fasta, surrogate_records, write_gzip
 
 CELLS_PER_TYPE = 20
 MIN_FRACTION_FOR_PROTEIN = 0.3
 H5_COMPRESSION = dict(compression="gzip", compression_opts=9, shuffle=True)
-
-
-def write_gzip(path, text):
-    """Writes `text` gzip-compressed with a zero timestamp and no file name (deterministic)."""
-    with open(path, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-            gz.write(text.encode("utf-8"))
 
 
 def stratified_cells(path, column="cell_type1", per_type=CELLS_PER_TYPE):
@@ -193,27 +186,6 @@ def write_10x(out_dir, m, barcodes, genes, columns):
         writer.writerow([b] + [columns[n][i] for n in names])
     with open(os.path.join(out_dir, "obs.csv"), "w", encoding="utf-8") as f:
         f.write(buf.getvalue())
-
-
-def read_fasta(path):
-    """[(header, sequence)] of a plain FASTA."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith(">"):
-                records.append([line[1:], []])
-            elif line:
-                records[-1][1].append(line)
-    return [(h, "".join(s)) for h, s in records]
-
-
-def fasta_text(records, width=60):
-    out = []
-    for header, seq in records:
-        out.append(">" + header)
-        out += [seq[i : i + width] for i in range(0, len(seq), width)]
-    return "\n".join(out) + "\n"
 
 
 def proteome_facts(records):
@@ -386,17 +358,8 @@ def main():
     write_gzip(os.path.join(out, "proteins", "human.fa.gz"), fasta_text(human_records))
     expected["proteomes"]["proteins/human.fa.gz"] = proteome_facts(human_records)
 
-    by_symbol = {h.split()[0]: (h, s) for h, s in human_records}
-    mouse_genes = set(m_genes)
-    surrogate = []
-    with open(os.path.join(baron, "gene_matches_1v1_human2mouse.csv"), encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            human, mouse = row["human.gene.name"], row["gene.name"]
-            if mouse in mouse_genes and human in by_symbol:
-                header, seq = by_symbol[human]
-                uniprot = header.split("uniprot=")[1].split()[0]
-                surrogate.append((f"{mouse} surrogate=human:{human} uniprot={uniprot}", seq))
-    surrogate.sort()
+    table = os.path.join(baron, "gene_matches_1v1_human2mouse.csv")
+    surrogate = surrogate_records(human_records, table, set(m_genes))
     write_gzip(os.path.join(out, "proteins", "mouse_surrogate.fa.gz"), fasta_text(surrogate))
     expected["proteomes"]["proteins/mouse_surrogate.fa.gz"] = proteome_facts(surrogate)
 

@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use satlas::de::{self, DeSpec};
-use satlas::eval::{self, CorrespondenceSource, EvalSpec};
+use satlas::eval::baseline::OrthologBaseline;
+use satlas::eval::{self, CorrespondenceSource, EvalSpec, Features};
 use satlas::export::h5ad::{export_h5ad, H5adOptions};
 use satlas::export::parquet::export_parquet;
 use satlas::index::search::QueryPoint;
@@ -11,7 +12,9 @@ use satlas::index::transfer::{self, TransferSpec};
 use satlas::index::{self as index, Access, IndexParams, KnnQuery, Scope};
 use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
-use satlas::macrogene::{build_macrogenes, BuildParams, ScoreFunction};
+use satlas::macrogene::{
+    build_macrogenes, highly_variable_genes_with_protein, BuildParams, ScoreFunction,
+};
 use satlas::model::{
     embed_dataset, run_add_species, run_finetune, run_pretrain, AddSpeciesRequest, FinetuneParams,
     FinetuneRequest, PretrainParams, PretrainRequest, RunReport, Schedule,
@@ -172,6 +175,12 @@ struct EmbedProteins {
     /// about 2x slower on an idle machine, but 2x faster on one other processes load.
     #[arg(long)]
     batch_workers: bool,
+    /// Embed only the proteins of the species' N Seurat v3 highly variable genes (over all its
+    /// datasets, among the genes with a protein): the genes `build-macrogenes --n-top-genes N`
+    /// will select. Saves most of the embedding time; a later run with a larger N (or without
+    /// this option) embeds only what is missing. Add the datasets first.
+    #[arg(long, value_name = "N")]
+    highly_variable: Option<usize>,
 }
 
 #[derive(ClapArgs)]
@@ -396,6 +405,31 @@ struct Eval {
     /// Neighbours for kNN transfer and species mixing.
     #[arg(short, long, default_value_t = eval::DEFAULT_K)]
     k: usize,
+    /// Evaluate a baseline instead of a model run: `orthologs` = PCA of the log-normalised
+    /// (scanpy normalize_total 1e4 + log1p) expression of the shared 1:1 orthologs of --orthologs,
+    /// through the same classifiers, split and scores.
+    #[arg(long, value_enum, requires = "orthologs", conflicts_with = "run")]
+    baseline: Option<Baseline>,
+    /// Ortholog table for --baseline orthologs: CSV with a header; first column A's gene symbol,
+    /// second B's (e.g. Ensembl's gene_matches_1v1_human2mouse.csv for --a human --b mouse).
+    #[arg(long, requires = "baseline")]
+    orthologs: Option<PathBuf>,
+    /// Principal components of the ortholog baseline.
+    #[arg(long, default_value_t = eval::baseline::DEFAULT_PCS)]
+    pcs: usize,
+    /// Split the training species 80/20 within each cell type (stratified) instead of overall.
+    #[arg(long)]
+    stratified: bool,
+    /// Repeat the logistic regression with seeds SEED..SEED+N and report each score's median.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seeds: usize,
+}
+
+/// Baselines `satlas eval` can evaluate instead of a model run.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Baseline {
+    /// PCA of log-normalised shared 1:1-ortholog expression.
+    Orthologs,
 }
 
 #[derive(ClapArgs)]
@@ -540,15 +574,40 @@ fn run(cli: Cli) -> Result<()> {
                 parallelism: parallelism(args.threads, args.batch_workers),
                 ..EmbedOptions::default()
             };
-            let report =
-                store::embed_species(atlas.connection_mut(), &args.species, &args.model, &options)
-                    .with_context(|| {
-                        format!(
-                            "embedding {} proteins with {}",
-                            args.species,
-                            args.model.display()
-                        )
-                    })?;
+            let genes = match args.highly_variable {
+                Some(n) => {
+                    let genes =
+                        highly_variable_genes_with_protein(atlas.connection(), &args.species, n)
+                            .with_context(|| {
+                                format!(
+                                    "selecting the {n} highly variable genes of {}",
+                                    args.species
+                                )
+                            })?;
+                    println!(
+                        "{}: embedding the proteins of {} highly variable genes (top {n} among \
+                         the dataset genes with a protein)",
+                        args.species,
+                        genes.len()
+                    );
+                    Some(genes)
+                }
+                None => None,
+            };
+            let report = store::embed_species(
+                atlas.connection_mut(),
+                &args.species,
+                &args.model,
+                &options,
+                genes.as_deref(),
+            )
+            .with_context(|| {
+                format!(
+                    "embedding {} proteins with {}",
+                    args.species,
+                    args.model.display()
+                )
+            })?;
             println!("{report}");
         }
         Command::ImportEmbeddings(args) => {
@@ -711,7 +770,15 @@ fn run(cli: Cli) -> Result<()> {
             let spec = EvalSpec {
                 a: args.a,
                 b: args.b,
-                run: args.run,
+                features: match (args.baseline, args.orthologs) {
+                    (Some(Baseline::Orthologs), Some(table)) => {
+                        Features::Orthologs(OrthologBaseline {
+                            table,
+                            pcs: args.pcs,
+                        })
+                    }
+                    _ => Features::Run(args.run),
+                },
                 correspondence: match args.correspondence_csv {
                     Some(csv) => CorrespondenceSource::Csv(csv),
                     None => CorrespondenceSource::ObsColumn(args.correspondence),
@@ -719,6 +786,8 @@ fn run(cli: Cli) -> Result<()> {
                 seed: args.seed,
                 c: args.c,
                 k: args.k,
+                stratified: args.stratified,
+                seeds: args.seeds,
             };
             let report = eval::evaluate(atlas.connection(), &spec)
                 .with_context(|| format!("evaluating {} vs {}", spec.a, spec.b))?;

@@ -149,3 +149,79 @@ fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
         );
     }
 }
+
+/// The 1:1-ortholog baseline through SQL (`orthologs :=`, `pcs :=`): no model run needed, the
+/// same rows as a run's evaluation (also with `stratified :=`, `seeds :=`), and refusals that name the problem and change nothing. Its
+/// PCA is checked against scanpy in `eval_reference.rs`.
+#[test]
+fn ortholog_baseline_evaluates_without_a_run_and_refuses_bad_tables() {
+    let atlas = atlas_with_embeddings();
+    let before = atlas.content_digest().unwrap();
+    let table = common::fixture("reference/baseline_orthologs.csv");
+    let sql = |extra: &str| {
+        format!(
+            "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', orthologs := '{}'{extra})",
+            table.display()
+        )
+    };
+    let rows = eval_rows(&atlas, &sql(", pcs := 20"));
+    check_rows(&rows);
+    // Real expression separates the cell types within a species.
+    for species in ["human", "mouse"] {
+        let held_out = rows[&(species.to_string(), "lr_heldout_accuracy".to_string())];
+        assert!(held_out > 0.5, "{species}: held-out accuracy {held_out}");
+    }
+    assert_eq!(atlas.content_digest().unwrap(), before, "eval is read-only");
+
+    // Stratified splits, median over 3 seeds: the kNN rows do not depend on the split.
+    let stratified = eval_rows(&atlas, &sql(", pcs := 20, stratified := true, seeds := 3"));
+    check_rows(&stratified);
+    for direction in ["human->mouse", "mouse->human"] {
+        let key = (direction.to_string(), "knn_accuracy".to_string());
+        assert_eq!(stratified[&key], rows[&key]);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    // B's column names no mouse gene (e.g. a table for another species).
+    let unmatched = dir.path().join("other_species.csv");
+    let text = std::fs::read_to_string(&table).unwrap();
+    let renamed: String = text
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(',').unwrap();
+            format!("{a},{b}_zebrafish\n")
+        })
+        .collect();
+    std::fs::write(&unmatched, renamed).unwrap();
+    let missing = dir.path().join("missing.csv");
+    for (sql, needle) in [
+        (sql(", pcs := 0"), "invalid evaluation parameter pcs"),
+        (sql(", seeds := 0"), "invalid evaluation parameter seeds"),
+        (
+            sql(", pcs := 100000"),
+            "fewer than the 100000 principal components",
+        ),
+        (
+            format!(
+                "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', orthologs := '{}')",
+                unmatched.display()
+            ),
+            "only 0 one-to-one orthologs",
+        ),
+        (
+            format!(
+                "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', orthologs := '{}')",
+                missing.display()
+            ),
+            "cannot read the ortholog table",
+        ),
+    ] {
+        let err = failure(&atlas, &sql);
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+        assert_eq!(
+            atlas.content_digest().unwrap(),
+            before,
+            "{sql} changed the atlas"
+        );
+    }
+}

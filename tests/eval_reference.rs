@@ -1,5 +1,5 @@
-//! satlas' evaluation classifier against scikit-learn: `LogisticRegression(C=0.005)` (multinomial,
-//! lbfgs) fitted by `scripts/reference/eval_reference.py` on a fixed 300 × 16, 5-class dataset,
+//! satlas' evaluation against its references. The classifier against scikit-learn:
+//! `LogisticRegression(C=0.005)` (multinomial, lbfgs) fitted by `scripts/reference/eval_reference.py` on a fixed 300 × 16, 5-class dataset,
 //! predicting 200 other points (`fixtures/reference/eval_*.npy`).
 //!
 //! Tolerances: at least 99 % of argmax predictions equal (observed: all), and every predicted
@@ -7,56 +7,24 @@
 //! the same convex objective: sklearn at tol = 1e-10, satlas at max-gradient 1e-8 or when f64
 //! gives no more progress, asserted here as max-gradient < 1e-6).
 
+use satlas::eval::baseline::{ortholog_features, OrthologBaseline};
 use satlas::eval::logreg::{fit, FitOptions};
-use std::path::Path;
 
-/// A float64 C-order `.npy` file: (shape, values).
+mod common;
+
+/// A float64 reference array `fixtures/reference/NAME.npy`: (shape, values).
 fn read_f64(name: &str) -> (Vec<usize>, Vec<f64>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/reference")
-        .join(format!("eval_{name}.npy"));
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}", path.display());
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(
-        header.contains("'<f8'") && header.contains("'fortran_order': False"),
-        "{header}"
-    );
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let values: Vec<f64> = bytes[start + header_len..]
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    assert_eq!(values.len(), shape.iter().product::<usize>());
-    (shape, values)
+    common::read_npy_f64(&common::fixture(&format!("reference/{name}.npy")))
 }
 
 #[test]
 fn logistic_regression_matches_scikit_learn() {
-    let (shape, train_x) = read_f64("train_x");
+    let (shape, train_x) = read_f64("eval_train_x");
     let dim = shape[1];
-    let (_, train_y) = read_f64("train_y");
-    let (_, test_x) = read_f64("test_x");
-    let (proba_shape, proba) = read_f64("proba");
-    let (_, pred) = read_f64("pred");
+    let (_, train_y) = read_f64("eval_train_y");
+    let (_, test_x) = read_f64("eval_test_x");
+    let (proba_shape, proba) = read_f64("eval_proba");
+    let (_, pred) = read_f64("eval_pred");
     let labels: Vec<String> = train_y
         .iter()
         .map(|y| format!("c{}", *y as usize))
@@ -92,5 +60,64 @@ fn logistic_regression_matches_scikit_learn() {
         "{same}/{} argmax agree, max |p - p_sklearn| = {worst:.2e}, {} L-BFGS iterations",
         pred.len(),
         model.iterations
+    );
+}
+
+/// The 1:1-ortholog baseline's PCA against scanpy (`scripts/reference/baseline_reference.py`):
+/// both Baron fixtures, the shared orthologs of `reference/baseline_orthologs.csv`, normalize_total
+/// 1e4 + log1p + 50 PCs. Scores are compared per component after the same sign normalisation
+/// (largest-magnitude score positive), relative to the component's largest score: the f32 storage
+/// of the features alone costs 6e-8; the smallest relative gap between consecutive variances is
+/// 1.5e-3, so every component is well defined.
+#[test]
+fn ortholog_baseline_pca_matches_scanpy() {
+    let atlas = common::atlas_with_embeddings();
+    let table = common::fixture("reference/baseline_orthologs.csv");
+    let params = OrthologBaseline { table, pcs: 50 };
+    let features = ortholog_features(atlas.connection(), "human", "mouse", &params).unwrap();
+
+    let (shape, expected) = read_f64("baseline_pca");
+    let (_, expected_variance) = read_f64("baseline_variance");
+    let pairs = std::fs::read_to_string(&params.table)
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(features.shared_genes, pairs);
+    assert_eq!(
+        (features.a.cell_ids.len(), features.b.cell_ids.len()),
+        (215, 205)
+    );
+    assert_eq!(shape, vec![420, 50]);
+    for (k, (got, want)) in features
+        .explained_variance
+        .iter()
+        .zip(&expected_variance)
+        .enumerate()
+    {
+        assert!(
+            (got - want).abs() <= 1e-8 * want,
+            "variance of PC {k}: {got} vs {want}"
+        );
+    }
+    let got: Vec<f64> = features
+        .a
+        .values
+        .iter()
+        .chain(&features.b.values)
+        .map(|&v| f64::from(v))
+        .collect();
+    let mut worst: f64 = 0.0;
+    for k in 0..50 {
+        let scale = (0..420).fold(0.0f64, |s, i| s.max(expected[i * 50 + k].abs()));
+        let diff = (0..420).fold(0.0f64, |s, i| {
+            s.max((got[i * 50 + k] - expected[i * 50 + k]).abs())
+        });
+        worst = worst.max(diff / scale);
+    }
+    println!("largest score difference relative to its component's largest score: {worst:.2e}");
+    assert!(
+        worst < 1e-5,
+        "scores differ from scanpy by {worst:.2e} (relative)"
     );
 }

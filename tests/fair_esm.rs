@@ -265,6 +265,7 @@ fn a_refused_checkpoint_leaves_the_atlas_unchanged() {
         "human",
         &bad,
         &EmbedOptions::default(),
+        None,
     )
     .unwrap_err();
     assert!(err.to_string().contains("layers.1.fc2.weight"), "{err}");

@@ -3,6 +3,9 @@
 //! shipped demo embeddings, and refused inputs leaving the atlas unchanged.
 
 use satlas::io::FastaOptions;
+use satlas::macrogene::{
+    build_macrogenes, highly_variable_genes_with_protein, BuildParams, MacrogeneSet,
+};
 use satlas::protein::store::{
     embed_species, float_list, import_embeddings, read_gene_matrix, EmbeddingReport,
 };
@@ -63,6 +66,7 @@ fn embed(atlas: &mut Atlas, species: &str) -> EmbeddingReport {
         species,
         &tiny(),
         &EmbedOptions::default(),
+        None,
     )
     .unwrap()
 }
@@ -286,11 +290,18 @@ fn refused_inputs_leave_the_atlas_unchanged() {
     let options = EmbedOptions::default();
     let errors = [
         (
-            embed_species(conn, "zebrafish", &tiny(), &options).unwrap_err(),
+            embed_species(conn, "zebrafish", &tiny(), &options, None).unwrap_err(),
             "zebrafish",
         ),
         (
-            embed_species(conn, "human", Path::new("/nonexistent/esm2"), &options).unwrap_err(),
+            embed_species(
+                conn,
+                "human",
+                Path::new("/nonexistent/esm2"),
+                &options,
+                None,
+            )
+            .unwrap_err(),
             "/nonexistent/esm2",
         ),
         (
@@ -473,4 +484,84 @@ fn cli_import_prints_the_report() {
         out.trim(),
         "human: imported 1447 gene embeddings from esm2_t6_human (model #1)"
     );
+}
+
+/// `embed-proteins --highly-variable N`: only the proteins of the species' N highly variable genes
+/// (among its dataset genes with a protein) are embedded, and `build-macrogenes --n-top-genes N`
+/// then selects exactly those genes, for both species (the mouse surrogate reuses human
+/// sequences only where its own selection asks for them).
+#[test]
+fn highly_variable_embedding_is_what_macrogenes_select() {
+    let mut atlas = Atlas::in_memory().unwrap();
+    for (species, fasta, h5ad) in [
+        ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
+        (
+            "mouse",
+            "proteins/mouse_surrogate.fa.gz",
+            "baron/mouse.h5ad",
+        ),
+    ] {
+        satlas::ingest::add_proteome(
+            &mut atlas,
+            species,
+            &fixture(fasta),
+            &FastaOptions::default(),
+        )
+        .unwrap();
+        let spec = satlas::ingest::DatasetSpec {
+            path: fixture(h5ad),
+            species: species.into(),
+            name: Some(format!("baron_{species}")),
+            label_column: "cell_type1".into(),
+            read: satlas::io::ReadOptions::default(),
+        };
+        satlas::ingest::add_dataset(&mut atlas, &spec).unwrap();
+    }
+    const N: usize = 40;
+    let mut selections = Vec::new();
+    for species in ["human", "mouse"] {
+        let genes = highly_variable_genes_with_protein(atlas.connection(), species, N).unwrap();
+        assert_eq!(genes.len(), N, "{species}");
+        let report = embed_species(
+            atlas.connection_mut(),
+            species,
+            &tiny(),
+            &EmbedOptions::default(),
+            Some(&genes),
+        )
+        .unwrap();
+        // One protein per gene in the fixture proteomes.
+        assert_eq!(
+            (report.proteins_embedded, report.genes),
+            (N, N),
+            "{species}"
+        );
+        let embedded: Vec<i32> = satlas_query(
+            &atlas,
+            &format!(
+                "SELECT DISTINCT p.gene_id FROM protein_embeddings e JOIN proteins p USING (protein_id)
+                 JOIN species s USING (species_id) WHERE s.name = '{species}' ORDER BY 1"
+            ),
+        );
+        assert_eq!(
+            embedded, genes,
+            "{species}: embedded genes are the selection"
+        );
+        selections.push(genes);
+    }
+    let params = BuildParams {
+        n_macrogenes: 8,
+        n_top_genes: N,
+        ..BuildParams::default()
+    };
+    build_macrogenes(atlas.connection_mut(), &params).unwrap();
+    let set = MacrogeneSet::read(atlas.connection(), None).unwrap();
+    let chosen: Vec<&Vec<i32>> = set.species.iter().map(|s| &s.gene_ids).collect();
+    assert_eq!(chosen, selections.iter().collect::<Vec<_>>());
+}
+
+fn satlas_query(atlas: &Atlas, sql: &str) -> Vec<i32> {
+    let mut stmt = atlas.connection().prepare(sql).unwrap();
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.map(Result::unwrap).collect()
 }

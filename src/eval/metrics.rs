@@ -26,6 +26,32 @@ pub fn split(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (train, test)
 }
 
+/// Splits the cells of every label separately (seeded shuffle per label, labels in sorted order):
+/// `ceil(0.2 n_label)` test cells of a label with at least 2 cells, none of a single-cell label,
+/// so every label is in training in its proportion (SATURN's stratified `train_test_split`, not
+/// scikit-learn's exact draw). Both lists sorted.
+pub fn stratified_split(labels: &[String], seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, label) in labels.iter().enumerate() {
+        by_label.entry(label).or_default().push(i);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for mut cells in by_label.into_values() {
+        cells.shuffle(&mut rng);
+        let n_test = if cells.len() < 2 {
+            0
+        } else {
+            (cells.len() as f64 * 0.2).ceil() as usize
+        };
+        test.extend_from_slice(&cells[..n_test]);
+        train.extend_from_slice(&cells[n_test..]);
+    }
+    test.sort_unstable();
+    train.sort_unstable();
+    (train, test)
+}
+
 /// Allowed (A label, B class) pairs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Correspondence {
@@ -155,6 +181,35 @@ mod tests {
         let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..101).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn stratified_split_takes_a_fifth_of_every_label() {
+        let labels: Vec<String> = (0..103)
+            .map(|i| match i % 10 {
+                0..=6 => "alpha".to_string(),
+                7 | 8 => "beta".to_string(),
+                _ => "delta".to_string(),
+            })
+            .chain(["single".to_string()])
+            .collect();
+        let (train, test) = stratified_split(&labels, 3);
+        let in_test = |l: &str| test.iter().filter(|&&i| labels[i] == l).count();
+        // alpha 73 cells, beta 20, delta 10, single 1
+        assert_eq!(
+            [
+                in_test("alpha"),
+                in_test("beta"),
+                in_test("delta"),
+                in_test("single")
+            ],
+            [15, 4, 2, 0]
+        );
+        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
+        assert_eq!(stratified_split(&labels, 3), (train.clone(), test.clone()));
+        assert_ne!(stratified_split(&labels, 4).1, test);
     }
 
     #[test]

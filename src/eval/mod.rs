@@ -20,10 +20,15 @@
 //! (direction = the cell's species, metric `mixing[label]`), then over types (`mixing_mean`,
 //! direction `both`). Perfect mixing is not 1: it is the other species' share of the cells.
 //!
+//! The cells are represented by a model run's embeddings ([`Features::Run`]) or, for the
+//! 1:1-ortholog baseline, by principal components of shared-ortholog expression
+//! ([`Features::Orthologs`], [`baseline`]); everything after that is the same.
+//!
 //! Every value is in [0, 1]. The correspondence is the obs column `cell_ontology_class`
 //! (default) or a CSV with columns `{a}_cell_type` and `{b}_cell_type` (plain comma-separated,
 //! no quoting), see [`metrics`].
 
+pub mod baseline;
 pub mod logreg;
 pub mod metrics;
 
@@ -32,8 +37,9 @@ use crate::index::embeddings::{read, resolve_run};
 use crate::index::exact::exact_knn;
 use crate::index::transfer::vote;
 use crate::index::IndexError;
+use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
-use metrics::{score, split, Correspondence};
+use metrics::{score, split, stratified_split, Correspondence};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -72,17 +78,21 @@ pub enum EvalError {
         /// The obs columns the species' cells have.
         known: String,
     },
-    /// The correspondence CSV could not be read.
-    #[error("cannot read the correspondence CSV {path}: {source}")]
+    /// A CSV (correspondence or ortholog table) could not be read.
+    #[error("cannot read the {what} {path}: {source}")]
     CsvRead {
+        /// Which file it is.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The correspondence CSV is malformed.
-    #[error("correspondence CSV {path}: {problem}")]
+    /// A CSV (correspondence or ortholog table) is malformed.
+    #[error("{what} {path}: {problem}")]
     CsvFormat {
+        /// Which file it is.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// What is wrong and what is expected.
@@ -90,18 +100,40 @@ pub enum EvalError {
     },
     /// A species has too few usable cells or labels for the evaluation.
     #[error(
-        "species {species} has {cells} labelled cells with embeddings in run {run} and {labels} \
+        "species {species} has {cells} labelled cells with features in {features} and {labels} \
          distinct labels: the evaluation needs at least 5 cells and 2 labels per species"
     )]
     TooFewCells {
         /// The species.
         species: String,
-        /// The model run.
-        run: i32,
+        /// What represents the cells (`run N`, or the baseline).
+        features: String,
         /// Labelled, embedded cells.
         cells: usize,
         /// Distinct labels among them.
         labels: usize,
+    },
+    /// Fewer shared one-to-one orthologs than principal components asked for.
+    #[error(
+        "only {shared} one-to-one orthologs of {table} are measured in both species' datasets, \
+         fewer than the {pcs} principal components asked for: lower --pcs or check that the \
+         table's first two columns are the two species' gene symbols"
+    )]
+    TooFewOrthologs {
+        /// The ortholog table.
+        table: PathBuf,
+        /// Shared orthologs found.
+        shared: usize,
+        /// Components asked for.
+        pcs: usize,
+    },
+    /// A libtorch computation failed.
+    #[error("{what}: {source}")]
+    Torch {
+        /// What was being computed.
+        what: &'static str,
+        /// libtorch's error.
+        source: tch::TchError,
     },
     /// A parameter is out of range.
     #[error("invalid evaluation parameter {name} = {value}: {rule}")]
@@ -130,6 +162,15 @@ pub enum CorrespondenceSource {
     Csv(PathBuf),
 }
 
+/// What represents the cells.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Features {
+    /// A model run's cell embeddings (`None`: the newest finetune or add-species run).
+    Run(Option<i32>),
+    /// The 1:1-ortholog baseline: PCA of log-normalised shared-ortholog expression.
+    Orthologs(OrthologBaseline),
+}
+
 /// An evaluation request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalSpec {
@@ -137,8 +178,9 @@ pub struct EvalSpec {
     pub a: String,
     /// Species B.
     pub b: String,
-    /// The model run (default: the newest finetune or add-species run with embeddings).
-    pub run: Option<i32>,
+    /// What represents the cells (default: the embeddings of the newest finetune or add-species
+    /// run).
+    pub features: Features,
     /// The cell-type correspondence.
     pub correspondence: CorrespondenceSource,
     /// Seed of the 80/20 split.
@@ -147,6 +189,11 @@ pub struct EvalSpec {
     pub c: f64,
     /// Neighbours for kNN transfer and mixing.
     pub k: usize,
+    /// Split each label's cells 80/20 ([`metrics::stratified_split`]) instead of all cells.
+    pub stratified: bool,
+    /// Logistic-regression repeats with seeds `seed..seed + seeds`; the median of each score is
+    /// reported (kNN and mixing do not depend on the split).
+    pub seeds: usize,
 }
 
 impl EvalSpec {
@@ -155,11 +202,13 @@ impl EvalSpec {
         EvalSpec {
             a: a.into(),
             b: b.into(),
-            run: None,
+            features: Features::Run(None),
             correspondence: CorrespondenceSource::ObsColumn(DEFAULT_CORRESPONDENCE.into()),
             seed: 0,
             c: DEFAULT_C,
             k: DEFAULT_K,
+            stratified: false,
+            seeds: 1,
         }
     }
 }
@@ -178,8 +227,8 @@ pub struct EvalRow {
 /// The evaluation's rows and the run they are for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
-    /// The model run evaluated.
-    pub run: i32,
+    /// What was evaluated: `run N`, or the baseline and its shared genes.
+    pub features: String,
     /// The rows, in a fixed order.
     pub rows: Vec<EvalRow>,
     /// Per direction: L-BFGS iterations and the final max |gradient| of the logistic regression.
@@ -189,7 +238,7 @@ pub struct EvalReport {
 impl std::fmt::Display for EvalReport {
     /// A table: direction, metric, value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "evaluation of run {}", self.run)?;
+        writeln!(f, "evaluation of {}", self.features)?;
         writeln!(f, "| direction | metric | value |")?;
         writeln!(f, "| --- | --- | ---: |")?;
         for r in &self.rows {
@@ -227,7 +276,6 @@ impl SpeciesCells {
 /// Runs the evaluation (read-only) on the atlas behind `conn`.
 pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalError> {
     check(conn, spec)?;
-    let run = resolve_run(conn, spec.run)?;
     let pairs = match &spec.correspondence {
         CorrespondenceSource::Csv(path) => Some(read_csv(path, &spec.a, &spec.b)?),
         CorrespondenceSource::ObsColumn(_) => None,
@@ -236,8 +284,32 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         CorrespondenceSource::ObsColumn(c) => Some(c.as_str()),
         CorrespondenceSource::Csv(_) => None,
     };
-    let a = load(conn, run, &spec.a, column)?;
-    let b = load(conn, run, &spec.b, column)?;
+    let (features, a, b) = match &spec.features {
+        Features::Run(run) => {
+            let run = resolve_run(conn, *run)?;
+            let name = format!("run {run}");
+            let of = |species: &str| {
+                load(conn, species, column, &name, |keep| {
+                    run_features(conn, run, keep)
+                })
+            };
+            let (a, b) = (of(&spec.a)?, of(&spec.b)?);
+            (name, a, b)
+        }
+        Features::Orthologs(params) => {
+            let pca = ortholog_features(conn, &spec.a, &spec.b, params)?;
+            let description = format!(
+                "the 1:1-ortholog baseline: {} principal components of the log-normalised \
+                 expression of {} shared one-to-one orthologs ({})",
+                params.pcs,
+                pca.shared_genes,
+                params.table.display()
+            );
+            let a = load(conn, &spec.a, column, &description, |_| Ok(pca.a))?;
+            let b = load(conn, &spec.b, column, &description, |_| Ok(pca.b))?;
+            (description, a, b)
+        }
+    };
     let mut rows = Vec::new();
     let mut fits = Vec::new();
     let mut push = |direction: &str, metric: &str, value: f64| {
@@ -270,37 +342,34 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
             None => y.classes.iter().map(|c| c.as_deref()).collect(),
         };
 
-        let (train, test) = split(x.len(), spec.seed);
-        let features = |cells: &SpeciesCells, idx: &[usize]| -> Vec<f64> {
-            idx.iter()
-                .flat_map(|&i| cells.row(i).iter().map(|&v| f64::from(v)))
-                .collect()
-        };
-        let train_labels: Vec<&str> = train.iter().map(|&i| x.labels[i].as_str()).collect();
-        let options = logreg::FitOptions {
-            c: spec.c,
-            ..logreg::FitOptions::default()
-        };
-        let model = logreg::fit(&features(x, &train), x.dim, &train_labels, &options);
-        fits.push((direction.clone(), model.iterations, model.gradient_norm));
-        let known: Vec<&str> = model.classes.iter().map(String::as_str).collect();
-        let held_out = model.predict(&features(x, &test));
-        let held_out_correct = held_out
-            .iter()
-            .zip(&test)
-            .filter(|(p, &i)| **p == x.labels[i])
-            .count();
-        let all_y: Vec<usize> = (0..y.len()).collect();
-        let predicted = model.predict(&features(y, &all_y));
-        let lr = score(&predicted, &truth, &correspondence, &known);
-        push(&direction, "lr_accuracy", lr.accuracy);
-        push(&direction, "lr_balanced_accuracy", lr.balanced_accuracy);
-        push(&direction, "lr_max_achievable", lr.max_achievable);
+        let mut runs: Vec<LrScores> = Vec::new();
+        for seed in spec.seed..spec.seed + spec.seeds as u64 {
+            let (train, test) = if spec.stratified {
+                stratified_split(&x.labels, seed)
+            } else {
+                split(x.len(), seed)
+            };
+            let run = lr_scores(x, y, &truth, &correspondence, (&train, &test), spec.c);
+            let name = match spec.seeds {
+                0 | 1 => direction.clone(),
+                _ => format!("{direction} (seed {seed})"),
+            };
+            fits.push((name, run.iterations, run.gradient));
+            runs.push(run);
+        }
+        let median_of = |f: fn(&LrScores) -> f64| median(runs.iter().map(f).collect());
+        push(&direction, "lr_accuracy", median_of(|r| r.accuracy));
         push(
-            &x.name,
-            "lr_heldout_accuracy",
-            held_out_correct as f64 / test.len().max(1) as f64,
+            &direction,
+            "lr_balanced_accuracy",
+            median_of(|r| r.balanced),
         );
+        push(
+            &direction,
+            "lr_max_achievable",
+            median_of(|r| r.max_achievable),
+        );
+        push(&x.name, "lr_heldout_accuracy", median_of(|r| r.held_out));
 
         let x_labels: Vec<&str> = x.labels.iter().map(String::as_str).collect();
         let knn: Vec<String> = (0..y.len())
@@ -337,7 +406,69 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         "mixing_mean",
         means.iter().sum::<f64>() / means.len().max(1) as f64,
     );
-    Ok(EvalReport { run, rows, fits })
+    Ok(EvalReport {
+        features,
+        rows,
+        fits,
+    })
+}
+
+/// One logistic-regression fit's scores (see the module doc) and convergence.
+struct LrScores {
+    accuracy: f64,
+    balanced: f64,
+    max_achievable: f64,
+    held_out: f64,
+    iterations: usize,
+    gradient: f64,
+}
+
+/// Fits on X's `train` cells, scores X's `test` cells (exact labels) and every Y cell (through
+/// the correspondence, against `truth`).
+fn lr_scores(
+    x: &SpeciesCells,
+    y: &SpeciesCells,
+    truth: &[Option<&str>],
+    correspondence: &Correspondence,
+    (train, test): (&[usize], &[usize]),
+    c: f64,
+) -> LrScores {
+    let features = |cells: &SpeciesCells, idx: &[usize]| -> Vec<f64> {
+        idx.iter()
+            .flat_map(|&i| cells.row(i).iter().map(|&v| f64::from(v)))
+            .collect()
+    };
+    let train_labels: Vec<&str> = train.iter().map(|&i| x.labels[i].as_str()).collect();
+    let options = logreg::FitOptions {
+        c,
+        ..logreg::FitOptions::default()
+    };
+    let model = logreg::fit(&features(x, train), x.dim, &train_labels, &options);
+    let known: Vec<&str> = model.classes.iter().map(String::as_str).collect();
+    let held_out = model.predict(&features(x, test));
+    let held_out_correct = held_out
+        .iter()
+        .zip(test)
+        .filter(|(p, &i)| **p == x.labels[i])
+        .count();
+    let all_y: Vec<usize> = (0..y.len()).collect();
+    let predicted = model.predict(&features(y, &all_y));
+    let lr = score(&predicted, truth, correspondence, &known);
+    LrScores {
+        accuracy: lr.accuracy,
+        balanced: lr.balanced_accuracy,
+        max_achievable: lr.max_achievable,
+        held_out: held_out_correct as f64 / test.len().max(1) as f64,
+        iterations: model.iterations,
+        gradient: model.gradient_norm,
+    }
+}
+
+/// The median (mean of the two middle values for an even count) of a non-empty list.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
 }
 
 /// Per (species, label): the mean over its cells of the other species' share among each cell's
@@ -404,6 +535,13 @@ fn check(conn: &Connection, spec: &EvalSpec) -> Result<(), EvalError> {
             rule: "a positive number (inverse regularisation strength)",
         });
     }
+    if spec.seeds == 0 {
+        return Err(EvalError::InvalidParam {
+            name: "seeds",
+            value: "0".into(),
+            rule: "at least 1 (the number of splits whose median is reported)",
+        });
+    }
     if spec.k == 0 {
         return Err(EvalError::InvalidParam {
             name: "k",
@@ -433,12 +571,28 @@ fn check(conn: &Connection, spec: &EvalSpec) -> Result<(), EvalError> {
     Ok(())
 }
 
-/// The labelled cells of `species` with an embedding in `run`, with their `column` values.
-fn load(
+/// A run's embeddings of the cells `keep` accepts.
+fn run_features(
     conn: &Connection,
     run: i32,
+    keep: &dyn Fn(i64) -> bool,
+) -> Result<CellFeatures, EvalError> {
+    let embeddings = read(conn, run, keep)?;
+    Ok(CellFeatures {
+        cell_ids: embeddings.cell_ids,
+        dim: embeddings.dim,
+        values: embeddings.values,
+    })
+}
+
+/// The labelled cells of `species` that `features` (given the labelled-cell filter) represents,
+/// with their `column` values.
+fn load(
+    conn: &Connection,
     species: &str,
     column: Option<&str>,
+    features_name: &str,
+    features: impl FnOnce(&dyn Fn(i64) -> bool) -> Result<CellFeatures, EvalError>,
 ) -> Result<SpeciesCells, EvalError> {
     let labels: HashMap<i64, String> = query_all(
         conn,
@@ -462,21 +616,25 @@ fn load(
         .collect(),
         None => HashMap::new(),
     };
-    let embeddings = read(conn, run, |id| labels.contains_key(&id))?;
+    let all = features(&|id| labels.contains_key(&id))?;
+    let kept: Vec<usize> = (0..all.cell_ids.len())
+        .filter(|&i| labels.contains_key(&all.cell_ids[i]))
+        .collect();
     let cells = SpeciesCells {
         name: species.into(),
-        labels: embeddings
-            .cell_ids
+        labels: kept
             .iter()
-            .map(|id| labels[id].clone())
+            .map(|&i| labels[&all.cell_ids[i]].clone())
             .collect(),
-        classes: embeddings
-            .cell_ids
+        classes: kept
             .iter()
-            .map(|id| classes.get(id).cloned())
+            .map(|&i| classes.get(&all.cell_ids[i]).cloned())
             .collect(),
-        dim: embeddings.dim,
-        x: embeddings.values,
+        dim: all.dim,
+        x: kept
+            .iter()
+            .flat_map(|&i| all.values[i * all.dim..(i + 1) * all.dim].iter().copied())
+            .collect(),
     };
     let mut distinct: Vec<&String> = cells.labels.iter().collect();
     distinct.sort();
@@ -484,7 +642,7 @@ fn load(
     if cells.len() < 5 || distinct.len() < 2 {
         return Err(EvalError::TooFewCells {
             species: species.into(),
-            run,
+            features: features_name.into(),
             cells: cells.len(),
             labels: distinct.len(),
         });
@@ -495,10 +653,12 @@ fn load(
 /// The (A label, B label) pairs of a correspondence CSV.
 fn read_csv(path: &PathBuf, a: &str, b: &str) -> Result<Vec<(String, String)>, EvalError> {
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::CsvRead {
+        what: "correspondence CSV",
         path: path.clone(),
         source,
     })?;
     let format = |problem: String| EvalError::CsvFormat {
+        what: "correspondence CSV",
         path: path.clone(),
         problem,
     };

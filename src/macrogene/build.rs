@@ -13,7 +13,7 @@ use super::{
     KMeansParams, MacrogeneError, ScoreFunction,
 };
 use crate::atlas::counts::{read_counts, Cells};
-use crate::atlas::{self, bulk, query_all, AtlasError, DbContext};
+use crate::atlas::{self, bulk, query_all, species, AtlasError, DbContext};
 use crate::protein::store::{float_list, read_gene_matrix};
 use duckdb::arrow::array::{ArrayRef, Int32Array};
 use duckdb::arrow::datatypes::Float32Type;
@@ -186,7 +186,28 @@ fn select_genes(
             "species {name:?} has no dataset gene with an embedding from model #{model}: embed or import its genes"
         )));
     }
-    let counts = read_counts(conn, Cells::Species(species_id), &candidates)?;
+    let gene_ids = species_highly_variable_genes(conn, species_id, &candidates, n_top_genes)?;
+    let genes = SpeciesGenes {
+        species_id,
+        name: name.into(),
+        gene_ids,
+    };
+    Ok((genes, candidates.len()))
+}
+
+/// The Seurat v3 highly variable genes of all cells of a species among `candidates` (gene ids,
+/// ascending): the `n_top_genes` most variable (all candidates when there are fewer), ascending.
+///
+/// [`build_macrogenes`] selects among the dataset genes with an embedding,
+/// [`highly_variable_genes_with_protein`] among those with a protein: when a species' embedded
+/// genes are exactly the latter selection, the former (same `n_top_genes`) selects them all.
+pub fn species_highly_variable_genes(
+    conn: &Connection,
+    species_id: i32,
+    candidates: &[i32],
+    n_top_genes: usize,
+) -> crate::Result<Vec<i32>> {
+    let counts = read_counts(conn, Cells::Species(species_id), candidates)?;
     let view = CsrView::new(
         candidates.len(),
         &counts.indptr,
@@ -198,12 +219,35 @@ fn select_genes(
         ..HvgParams::default()
     };
     let picked = highly_variable_genes(&view, &hvg)?.selected;
-    let genes = SpeciesGenes {
-        species_id,
-        name: name.into(),
-        gene_ids: picked.iter().map(|&j| candidates[j]).collect(),
-    };
-    Ok((genes, candidates.len()))
+    Ok(picked.iter().map(|&j| candidates[j]).collect())
+}
+
+/// The `n_top_genes` Seurat v3 highly variable genes of a species' datasets among its genes that
+/// have a protein (gene ids, ascending): the genes whose proteins `satlas embed-proteins
+/// --highly-variable N` embeds, so that `build-macrogenes --n-top-genes N` later selects the same.
+pub fn highly_variable_genes_with_protein(
+    conn: &Connection,
+    species_name: &str,
+    n_top_genes: usize,
+) -> crate::Result<Vec<i32>> {
+    let species_id = species::require(conn, species_name)?;
+    let candidates: Vec<i32> = query_all(
+        conn,
+        "SELECT DISTINCT dg.gene_id FROM dataset_genes dg JOIN datasets d USING (dataset_id)
+         WHERE d.species_id = ? AND dg.gene_id IN (SELECT gene_id FROM proteins)
+         ORDER BY dg.gene_id",
+        [species_id],
+        "listing dataset genes with a protein",
+        |r| r.get(0),
+    )?;
+    if candidates.is_empty() {
+        return Err(not_ready(format!(
+            "species {species_name:?} has no dataset gene with a protein: add its proteome \
+             (`satlas add-proteome`) and a dataset (`satlas add-dataset`) before selecting \
+             highly variable genes"
+        )));
+    }
+    species_highly_variable_genes(conn, species_id, &candidates, n_top_genes)
 }
 
 /// A species assigned to the stored macrogenes of a set (`saturn_add_species`).

@@ -17,7 +17,8 @@ pub mod weights;
 mod error;
 
 pub use build::{
-    build_macrogenes, BuildParams, MacrogeneReport, MacrogeneSet, SpeciesAssignment, SpeciesGenes,
+    build_macrogenes, highly_variable_genes_with_protein, species_highly_variable_genes,
+    BuildParams, MacrogeneReport, MacrogeneSet, SpeciesAssignment, SpeciesGenes,
 };
 pub use error::{MacrogeneError, Result};
 pub use hvg::{highly_variable_genes, HvgParams, HvgResult};

@@ -92,12 +92,17 @@ impl fmt::Display for EmbeddingReport {
 /// protein) gets a copy of it; identical sequences among the remaining proteins are computed once.
 /// Computed embeddings are committed every [`PROTEINS_PER_COMMIT`] sequences, so an interrupted run
 /// resumes where it stopped.
+///
+/// `genes` restricts the work to the proteins of those genes (ids of the species' genes, e.g. its
+/// highly variable genes); the report then counts only them.
 pub fn embed_species(
     conn: &mut Connection,
     species_name: &str,
     model_path: &Path,
     options: &EmbedOptions,
+    genes: Option<&[i32]>,
 ) -> crate::Result<EmbeddingReport> {
+    let only = gene_filter(genes);
     let species_id = species::require(conn, species_name)?;
     let model = Esm2::open(model_path, tch::Device::Cpu)?;
     let layer = options.layer.unwrap_or(model.config().num_hidden_layers);
@@ -111,15 +116,15 @@ pub fn embed_species(
     let model_id = atlas::write(conn, |tx| find_or_create_model(tx, &identity))?;
     let total: i64 = conn
         .query_row(
-            "SELECT count(*) FROM proteins WHERE species_id = ?",
+            &format!("SELECT count(*) FROM proteins p WHERE p.species_id = ?{only}"),
             [species_id],
             |r| r.get(0),
         )
         .context("counting proteins")?;
     let copied = atlas::write(conn, |tx| {
-        copy_embeddings_of_identical_sequences(tx, species_id, model_id)
+        copy_embeddings_of_identical_sequences(tx, species_id, model_id, &only)
     })?;
-    let todo = pending_sequences(conn, species_id, model_id)?;
+    let todo = pending_sequences(conn, species_id, model_id, &only)?;
     let pending: usize = todo.iter().map(|s| s.proteins.len()).sum();
     let bar = progress::bar(todo.len() as u64, "embedding");
     for chunk in todo.chunks(PROTEINS_PER_COMMIT) {
@@ -285,21 +290,24 @@ fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> crate::Res
 
 /// Gives each protein of the species without an embedding from `model_id` a copy of the
 /// embedding of a protein (any species) with the same sequence, where one exists; returns how many
-/// proteins got one.
+/// proteins got one. `only` is a [`gene_filter`].
 fn copy_embeddings_of_identical_sequences(
     conn: &Connection,
     species_id: i32,
     model_id: i32,
+    only: &str,
 ) -> Result<usize, AtlasError> {
     conn.execute(
-        "INSERT INTO protein_embeddings (protein_id, embedding_model_id, embedding)
-         SELECT p.protein_id, e.embedding_model_id, any_value(e.embedding)
-         FROM proteins p
-         JOIN proteins q ON q.sequence = p.sequence
-         JOIN protein_embeddings e ON e.protein_id = q.protein_id AND e.embedding_model_id = ?
-         WHERE p.species_id = ? AND NOT EXISTS (SELECT 1 FROM protein_embeddings d
-             WHERE d.protein_id = p.protein_id AND d.embedding_model_id = ?)
-         GROUP BY p.protein_id, e.embedding_model_id",
+        &format!(
+            "INSERT INTO protein_embeddings (protein_id, embedding_model_id, embedding)
+             SELECT p.protein_id, e.embedding_model_id, any_value(e.embedding)
+             FROM proteins p
+             JOIN proteins q ON q.sequence = p.sequence
+             JOIN protein_embeddings e ON e.protein_id = q.protein_id AND e.embedding_model_id = ?
+             WHERE p.species_id = ?{only} AND NOT EXISTS (SELECT 1 FROM protein_embeddings d
+                 WHERE d.protein_id = p.protein_id AND d.embedding_model_id = ?)
+             GROUP BY p.protein_id, e.embedding_model_id"
+        ),
         [model_id, species_id, model_id],
     )
     .context("copying embeddings of identical sequences")
@@ -312,18 +320,21 @@ struct PendingSequence {
 }
 
 /// The distinct sequences of the species' proteins without an embedding from the model, shortest
-/// first (similar lengths batch together).
+/// first (similar lengths batch together). `only` is a [`gene_filter`].
 fn pending_sequences(
     conn: &Connection,
     species_id: i32,
     model_id: i32,
+    only: &str,
 ) -> Result<Vec<PendingSequence>, AtlasError> {
     let rows: Vec<(i32, String)> = query_all(
         conn,
-        "SELECT p.protein_id, p.sequence FROM proteins p
-         WHERE p.species_id = ? AND NOT EXISTS (SELECT 1 FROM protein_embeddings e
-             WHERE e.protein_id = p.protein_id AND e.embedding_model_id = ?)
-         ORDER BY length(p.sequence), p.protein_id",
+        &format!(
+            "SELECT p.protein_id, p.sequence FROM proteins p
+             WHERE p.species_id = ?{only} AND NOT EXISTS (SELECT 1 FROM protein_embeddings e
+                 WHERE e.protein_id = p.protein_id AND e.embedding_model_id = ?)
+             ORDER BY length(p.sequence), p.protein_id"
+        ),
         [species_id, model_id],
         "listing proteins to embed",
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -343,6 +354,17 @@ fn pending_sequences(
         }
     }
     Ok(pending)
+}
+
+/// A SQL condition on the proteins `p` restricting them to `genes` (empty: no restriction).
+fn gene_filter(genes: Option<&[i32]>) -> String {
+    genes.map_or_else(String::new, |ids| {
+        let list: Vec<String> = ids.iter().map(i32::to_string).collect();
+        format!(
+            " AND p.gene_id IN (SELECT unnest([{}]::INTEGER[]))",
+            list.join(",")
+        )
+    })
 }
 
 fn insert_protein_embeddings<'a>(

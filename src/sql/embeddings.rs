@@ -2,6 +2,7 @@
 //! from SQL. Both return one row describing what was done.
 
 use super::{Args, Procedure};
+use crate::macrogene::highly_variable_genes_with_protein;
 use crate::protein::store::{embed_species, import_embeddings, EmbeddingReport};
 use crate::protein::EmbedOptions;
 use duckdb::arrow::array::{ArrayRef, Int64Array, StringArray};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 /// `CALL satlas_embed_proteins(species := 'human', model := '/path/to/esm2_dir', layer := 6)`;
 /// `model` may also be a fair-esm `.pt` file.
+/// `highly_variable := N` embeds only the proteins of the species' N highly variable genes.
 pub struct EmbedProteins;
 
 impl Procedure for EmbedProteins {
@@ -24,6 +26,7 @@ impl Procedure for EmbedProteins {
             ("species", LogicalTypeId::Varchar),
             ("model", LogicalTypeId::Varchar),
             ("layer", LogicalTypeId::Bigint),
+            ("highly_variable", LogicalTypeId::Bigint),
         ]
     }
 
@@ -38,7 +41,17 @@ impl Procedure for EmbedProteins {
             layer: args.usize("layer")?,
             ..EmbedOptions::default()
         };
-        let report = embed_species(conn, &species, Path::new(&model), &options)?;
+        let genes = match args.usize("highly_variable")? {
+            Some(n) => Some(highly_variable_genes_with_protein(conn, &species, n)?),
+            None => None,
+        };
+        let report = embed_species(
+            conn,
+            &species,
+            Path::new(&model),
+            &options,
+            genes.as_deref(),
+        )?;
         Ok(Self::batch(report_columns(&report))?)
     }
 }

@@ -2,7 +2,8 @@
 //! per (direction, metric); see [`crate::eval`].
 
 use super::{Args, Procedure};
-use crate::eval::{evaluate, CorrespondenceSource, EvalSpec};
+use crate::eval::baseline::{OrthologBaseline, DEFAULT_PCS};
+use crate::eval::{evaluate, CorrespondenceSource, EvalSpec, Features};
 use duckdb::arrow::array::{Float64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
@@ -11,7 +12,9 @@ use duckdb::Connection;
 use std::sync::Arc;
 
 /// `SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := N, correspondence := 'col',
-/// correspondence_csv := 'file.csv', seed := 0, c := 0.005, k := 15)`.
+/// correspondence_csv := 'file.csv', seed := 0, c := 0.005, k := 15)`; `orthologs := 'table.csv'`
+/// (with `pcs := 50`) evaluates the 1:1-ortholog baseline instead of a run; `stratified := true`
+/// splits per label, `seeds := N` reports medians over N splits.
 pub struct Eval;
 
 impl Procedure for Eval {
@@ -27,6 +30,10 @@ impl Procedure for Eval {
             ("seed", LogicalTypeId::Bigint),
             ("c", LogicalTypeId::Double),
             ("k", LogicalTypeId::Bigint),
+            ("orthologs", LogicalTypeId::Varchar),
+            ("pcs", LogicalTypeId::Bigint),
+            ("stratified", LogicalTypeId::Boolean),
+            ("seeds", LogicalTypeId::Bigint),
         ]
     }
 
@@ -40,7 +47,13 @@ impl Procedure for Eval {
 
     fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
         let mut spec = EvalSpec::new(&args.required_text("a")?, &args.required_text("b")?);
-        spec.run = args.int("run")?.map(|r| r as i32);
+        spec.features = match args.text("orthologs")? {
+            Some(table) => Features::Orthologs(OrthologBaseline {
+                table: table.into(),
+                pcs: args.usize("pcs")?.unwrap_or(DEFAULT_PCS),
+            }),
+            None => Features::Run(args.int("run")?.map(|r| r as i32)),
+        };
         if let Some(column) = args.text("correspondence")? {
             spec.correspondence = CorrespondenceSource::ObsColumn(column);
         }
@@ -50,6 +63,8 @@ impl Procedure for Eval {
         spec.seed = args.usize("seed")?.map_or(spec.seed, |s| s as u64);
         spec.c = args.float("c")?.unwrap_or(spec.c);
         spec.k = args.usize("k")?.unwrap_or(spec.k);
+        spec.stratified = args.bool("stratified")?.unwrap_or(spec.stratified);
+        spec.seeds = args.usize("seeds")?.unwrap_or(spec.seeds);
         let report = evaluate(conn, &spec)?;
         let rows = &report.rows;
         Ok(Self::batch(vec![
