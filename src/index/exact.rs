@@ -1,7 +1,7 @@
 //! Exact (brute-force) cosine kNN: the fallback for small filtered subsets, and the reference
 //! the HNSW recall is measured against.
 
-use hnsw_rs::prelude::{DistCosine, Distance};
+use super::distance::cosine_distance;
 use std::cmp::Ordering;
 
 /// One search result: a cell and its cosine distance to the query.
@@ -20,8 +20,8 @@ pub fn by_distance(a: &Hit, b: &Hit) -> Ordering {
         .then(a.cell_id.cmp(&b.cell_id))
 }
 
-/// The `k` candidates nearest to `query` by cosine distance (hnsw_rs' `DistCosine`, the same
-/// function the index uses), nearest first. Fewer than `k` when there are fewer candidates.
+/// The `k` candidates nearest to `query` by cosine distance ([`cosine_distance`], equal to the
+/// index's distance up to f32 rounding), nearest first. Fewer than `k` when there are fewer candidates.
 pub fn exact_knn<'a>(
     candidates: impl IntoIterator<Item = (i64, &'a [f32])>,
     query: &[f32],
@@ -31,7 +31,7 @@ pub fn exact_knn<'a>(
         .into_iter()
         .map(|(cell_id, v)| Hit {
             cell_id,
-            distance: DistCosine.eval(query, v),
+            distance: cosine_distance(query, v),
         })
         .collect();
     if hits.len() > k && k > 0 {

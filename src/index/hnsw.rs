@@ -1,14 +1,15 @@
-//! [`CellIndex`]: an hnsw_rs HNSW graph over one run's cell embeddings (cosine distance), with
-//! parallel build, incremental insert, exact-k filtered search, and dump/reload as two
+//! [`CellIndex`]: an hnsw_rs HNSW graph over one run's cell embeddings (cosine distance, as
+//! [`UnitCosine`] over L2-normalised copies of the embeddings), with parallel build, incremental insert, exact-k filtered search, and dump/reload as two
 //! zstd-compressed blobs (hnsw_rs' `.hnsw.graph` and `.hnsw.data` files).
 //!
 //! hnsw_rs uses the cell id as the point's data id, so search results are cell ids directly.
 
+use super::distance::{normalized, UnitCosine};
 use super::embeddings::{CellsDigest, Embeddings};
 use super::exact::{exact_knn, Hit};
 use super::{IndexError, IndexParams, ValidIndexParams};
 use hnsw_rs::hnsw::Point;
-use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -44,7 +45,7 @@ pub struct CellIndex {
     params: ValidIndexParams,
     dim: usize,
     digest: CellsDigest,
-    hnsw: Hnsw<'static, f32, DistCosine>,
+    hnsw: Hnsw<'static, f32, UnitCosine>,
     points: Points,
 }
 
@@ -61,7 +62,7 @@ impl CellIndex {
             embeddings.len().max(1),
             MAX_LAYERS,
             p.ef_construction,
-            DistCosine,
+            UnitCosine,
         );
         let mut index = CellIndex {
             run,
@@ -98,7 +99,7 @@ impl CellIndex {
             check_vector(v, || {
                 format!("embedding of cell {cell_id} (run {})", self.run)
             })?;
-            rows.push((v, data_id(cell_id, self.run)?));
+            rows.push((i, data_id(cell_id, self.run)?));
         }
         let bar = if rows.len() > INSERT_BATCH {
             crate::progress::bar(rows.len() as u64, "HNSW insert")
@@ -106,7 +107,16 @@ impl CellIndex {
             indicatif::ProgressBar::hidden()
         };
         for batch in rows.chunks(INSERT_BATCH) {
-            self.hnsw.parallel_insert_slice(&batch.to_vec());
+            let unit: Vec<Vec<f32>> = batch
+                .iter()
+                .map(|&(i, _)| normalized(embeddings.row(i)))
+                .collect();
+            let slices: Vec<(&[f32], usize)> = unit
+                .iter()
+                .zip(batch)
+                .map(|(v, &(_, id))| (&v[..], id))
+                .collect();
+            self.hnsw.parallel_insert_slice(&slices);
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
@@ -164,7 +174,7 @@ impl CellIndex {
         self.points.contains_key(&cell_id)
     }
 
-    /// The embedding of an indexed cell.
+    /// The embedding of an indexed cell, L2-normalised.
     pub fn embedding(&self, cell_id: i64) -> Result<&[f32], IndexError> {
         self.points
             .get(&cell_id)
@@ -194,6 +204,7 @@ impl CellIndex {
         exclude: Option<i64>,
     ) -> Result<Vec<Hit>, IndexError> {
         self.check_query(query)?;
+        let query = &normalized(query)[..];
         let excluded = exclude.filter(|id| self.points.contains_key(id));
         let ef_search = self.params.get().ef_search;
         let hits = match candidates {
@@ -335,10 +346,10 @@ impl CellIndex {
 /// may memory-map the data file); satlas reloads without mmap, so the graph owns all its data and
 /// the small loader (a path, a name, options) is leaked once per load to get a `'static` graph.
 /// hnsw_rs asserts on malformed files: the panic is caught and reported as corruption.
-fn load_dump(dir: &Path) -> Result<Hnsw<'static, f32, DistCosine>, String> {
+fn load_dump(dir: &Path) -> Result<Hnsw<'static, f32, UnitCosine>, String> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| {
         let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, DUMP_NAME)));
-        loader.load_hnsw::<f32, DistCosine>()
+        loader.load_hnsw::<f32, UnitCosine>()
     })) {
         Ok(Ok(hnsw)) => Ok(hnsw),
         Ok(Err(e)) => Err(format!("hnsw_rs cannot reload it: {e}")),
@@ -346,7 +357,7 @@ fn load_dump(dir: &Path) -> Result<Hnsw<'static, f32, DistCosine>, String> {
     }
 }
 
-fn collect_points(hnsw: &Hnsw<'static, f32, DistCosine>) -> Points {
+fn collect_points(hnsw: &Hnsw<'static, f32, UnitCosine>) -> Points {
     hnsw.get_point_indexation()
         .into_iter()
         .map(|p| (p.get_origin_id() as i64, p))

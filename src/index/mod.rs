@@ -9,6 +9,7 @@
 //!
 //! - [`params`]: M, ef_construction, ef_search, checked before any work.
 //! - [`embeddings`]: the reader of `cell_embeddings` (runs, vectors, digest).
+//! - [`distance`]: the cosine distance, vectorised (hnsw_rs' own sums serially in f64).
 //! - [`exact`]: brute-force cosine kNN (fallback for small filtered subsets, recall reference).
 //! - [`hnsw`]: [`CellIndex`], the in-memory index: build, insert, search, dump and reload.
 //! - [`store`]: the writer and reader of `hnsw_indexes`, and [`open`]: load, extend or rebuild.
@@ -17,6 +18,7 @@
 //! - [`transfer`]: distance-weighted kNN label transfer into `label_transfers`.
 
 pub mod cache;
+pub mod distance;
 pub mod embeddings;
 pub mod exact;
 pub mod hnsw;
