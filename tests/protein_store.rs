@@ -565,3 +565,35 @@ fn satlas_query(atlas: &Atlas, sql: &str) -> Vec<i32> {
     let rows = stmt.query_map([], |r| r.get(0)).unwrap();
     rows.map(Result::unwrap).collect()
 }
+
+#[test]
+fn another_species_file_is_refused_by_its_exact_symbols() {
+    let mut atlas = Atlas::in_memory().unwrap();
+    add(&mut atlas, "human", &HUMAN);
+    add(&mut atlas, "mouse", &MOUSE);
+    let before = atlas.content_digest().unwrap();
+    let mouse_file = || {
+        (
+            fixture("embeddings/esm2_t6_mouse.npy"),
+            fixture("embeddings/esm2_t6_mouse.genes.txt"),
+        )
+    };
+    let (npy, genes) = mouse_file();
+    // Case-insensitively, the mouse file's Gcg is human GCG: only exact symbols tell them apart.
+    let e = import_embeddings(atlas.connection_mut(), "human", &npy, Some(&genes), None)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "esm2_t6_mouse.npy",
+        "look like mouse's genes, not human's",
+        "1 of its 1188",
+        "only 0 are human genes",
+        "--species mouse",
+    ] {
+        assert!(e.contains(needle), "{needle:?} not in {e}");
+    }
+    assert_eq!(atlas.content_digest().unwrap(), before);
+    let report =
+        import_embeddings(atlas.connection_mut(), "mouse", &npy, Some(&genes), None).unwrap();
+    assert_eq!(report.genes, 1188);
+}

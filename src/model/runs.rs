@@ -143,21 +143,15 @@ pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::
     params.start_epoch = checkpoint.as_ref().map_or(0, |(epoch, _)| epoch + 1);
     let embeddings = set.gene_embeddings(conn)?;
     let data = species_data(&cells)?;
-    let bar = progress::bar(
-        (params.epochs - params.start_epoch.min(params.epochs)) as u64,
+    let epochs = (params.start_epoch, params.epochs);
+    let logs = train_recorded(
+        conn,
+        run_id,
+        epochs,
+        request.checkpoint_every,
         "pretraining",
-    );
-    let logs = pretrain(
-        &mut model,
-        &data,
-        embeddings.view(),
-        &params,
-        |log, model| {
-            bar.inc(1);
-            record_epoch(conn, run_id, log, model, request.checkpoint_every)
-        },
+        |on_epoch| pretrain(&mut model, &data, embeddings.view(), &params, on_epoch),
     )?;
-    bar.finish_and_clear();
     atlas::write(conn, |tx| finish_run(tx, run_id, &model, &logs))?;
     Ok(RunReport {
         run_id,
@@ -189,15 +183,15 @@ pub fn run_finetune(conn: &mut Connection, request: &FinetuneRequest) -> crate::
     let mut params = request.params.clone();
     params.start_epoch = checkpoint.as_ref().map_or(0, |(epoch, _)| epoch + 1);
     let data = species_data(&cells)?;
-    let bar = progress::bar(
-        (params.epochs - params.start_epoch.min(params.epochs)) as u64,
+    let epochs = (params.start_epoch, params.epochs);
+    let logs = train_recorded(
+        conn,
+        run_id,
+        epochs,
+        request.checkpoint_every,
         "fine-tuning",
-    );
-    let logs = finetune(&mut model, &data, &params, |log, model| {
-        bar.inc(1);
-        record_epoch(conn, run_id, log, model, request.checkpoint_every)
-    })?;
-    bar.finish_and_clear();
+        |on_epoch| finetune(&mut model, &data, &params, on_epoch),
+    )?;
     let embedded = atlas::write(conn, |tx| {
         let n = write_embeddings(tx, run_id, &model, &cells)?;
         finish_run(tx, run_id, &model, &logs)?;
@@ -358,8 +352,30 @@ pub(super) fn start_or_resume<R: Serialize>(
     Ok((run, None))
 }
 
+/// Runs `train` over epochs `start..epochs` (`epochs` = `(start, epochs)`) with a progress bar
+/// named `label`, committing each epoch's losses to `run` as it ends, and the weights every
+/// `checkpoint_every` epochs (what a resumed run starts from).
+pub(super) fn train_recorded(
+    conn: &mut Connection,
+    run: i32,
+    (start, epochs): (usize, usize),
+    checkpoint_every: usize,
+    label: &str,
+    train: impl FnOnce(
+        &mut dyn FnMut(&EpochLog, &Saturn) -> crate::Result<()>,
+    ) -> crate::Result<Vec<EpochLog>>,
+) -> crate::Result<Vec<EpochLog>> {
+    let bar = progress::bar((epochs - start.min(epochs)) as u64, label);
+    let logs = train(&mut |log, model| {
+        bar.inc(1);
+        record_epoch(conn, run, log, model, checkpoint_every)
+    })?;
+    bar.finish_and_clear();
+    Ok(logs)
+}
+
 /// Commits one epoch's losses, and the weights every `checkpoint_every` epochs.
-pub(super) fn record_epoch(
+fn record_epoch(
     conn: &mut Connection,
     run: i32,
     log: &EpochLog,

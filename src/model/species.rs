@@ -19,7 +19,7 @@
 //! no default (knn, transfer, eval, embed-dataset) uses the run. A refused call writes nothing.
 
 use super::runs::{
-    finish_run, finished_model_run, record_epoch, species_cells, start_or_resume, weights_of,
+    finish_run, finished_model_run, species_cells, start_or_resume, train_recorded, weights_of,
     write_embeddings, RunReport, SpeciesCells, StoredParams,
 };
 use super::{train_species, ModelError, PretrainParams, Saturn, SaturnConfig, SpeciesData};
@@ -27,7 +27,6 @@ use crate::atlas::counts::Cells;
 use crate::atlas::{self, species, AtlasError, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::{MacrogeneSet, SpeciesAssignment};
-use crate::progress;
 use crate::protein::store::read_gene_matrix;
 use duckdb::{Connection, OptionalExt};
 use ndarray::Array2;
@@ -185,21 +184,15 @@ pub fn run_add_species(
         counts: cells.counts.view()?,
         labels: &cells.labels,
     };
-    let bar = progress::bar(
-        (params.epochs - params.start_epoch.min(params.epochs)) as u64,
+    let epochs = (params.start_epoch, params.epochs);
+    let logs = train_recorded(
+        conn,
+        run_id,
+        epochs,
+        request.checkpoint_every,
         &format!("adding {name}"),
-    );
-    let logs = train_species(
-        &mut model,
-        &data,
-        embeddings.view(),
-        &params,
-        |log, model| {
-            bar.inc(1);
-            record_epoch(conn, run_id, log, model, request.checkpoint_every)
-        },
+        |on_epoch| train_species(&mut model, &data, embeddings.view(), &params, on_epoch),
     )?;
-    bar.finish_and_clear();
     let (copied, embedded, index) =
         atlas::write(conn, |tx| finish(tx, run_id, parent, &model, &cells, &logs))?;
     let set_id = conn

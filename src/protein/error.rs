@@ -102,6 +102,27 @@ pub enum ProteinError {
         /// The dimension of the new embeddings.
         found: usize,
     },
+    /// An embedding file's gene symbols are another species' (matched exactly, case included).
+    #[error(
+        "{path}: these look like {other}'s genes, not {species}'s: {n_other} of its {total} \
+         gene symbols are {other} genes (exact match, case included) and only {n_species} are \
+         {species} genes; import it with --species {other} (SQL: species := '{other}'), or check \
+         that the file is {species}'s"
+    )]
+    SpeciesMismatch {
+        /// The file.
+        path: String,
+        /// The species it was imported as.
+        species: String,
+        /// The species whose symbols it matches better.
+        other: String,
+        /// Symbols in the file.
+        total: usize,
+        /// Of those, symbols of `species`.
+        n_species: usize,
+        /// Of those, symbols of `other`.
+        n_other: usize,
+    },
     /// libtorch failed while running the model.
     #[error("libtorch failed while {context}: {source}")]
     Torch {

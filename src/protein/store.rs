@@ -186,8 +186,9 @@ pub fn import_embeddings(
         source: "import",
     };
     atlas::write(conn, |tx| {
-        let model_id = find_or_create_model(tx, &identity)?;
         let symbols: Vec<&str> = embeddings.iter().map(|(g, _)| g.as_str()).collect();
+        check_species_of_symbols(tx, species_name, path, &symbols)?;
+        let model_id = find_or_create_model(tx, &identity)?;
         let (gene_ids, _) = genes::resolve_or_create(tx, species_id, &symbols)?;
         let vectors = embeddings.iter().map(|(_, e)| e.as_slice());
         replace_gene_embeddings(tx, model_id, species_id, &gene_ids, vectors)?;
@@ -202,6 +203,48 @@ pub fn import_embeddings(
             genes: gene_ids.len(),
         })
     })
+}
+
+/// Refuses `symbols` (an embedding file's genes) for `species` when another species of the atlas
+/// has more of them as exact symbols. Genes are matched case-insensitively on import, so a mouse
+/// file (`Gcg`) would otherwise land on the human genes (`GCG`); exact symbols tell them apart.
+fn check_species_of_symbols(
+    conn: &Connection,
+    species: &str,
+    path: &Path,
+    symbols: &[&str],
+) -> crate::Result<()> {
+    let in_file: std::collections::HashSet<&str> = symbols.iter().copied().collect();
+    let mut by_species: HashMap<String, usize> = HashMap::new();
+    for (name, symbol) in query_all(
+        conn,
+        "SELECT s.name, g.symbol FROM genes g JOIN species s USING (species_id)",
+        [],
+        "reading the gene symbols of every species",
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )? {
+        if in_file.contains(symbol.as_str()) {
+            *by_species.entry(name).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<(String, usize)> = by_species.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let count_of = |name: &str| counts.iter().find(|(s, _)| s == name).map_or(0, |c| c.1);
+    let n_species = count_of(species);
+    match counts.first() {
+        Some((other, n_other)) if other != species && *n_other > n_species => {
+            Err(ProteinError::SpeciesMismatch {
+                path: path.display().to_string(),
+                species: species.into(),
+                other: other.clone(),
+                total: symbols.len(),
+                n_species,
+                n_other: *n_other,
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The gene embeddings of `model_id` for `gene_ids` (rows in that order); genes without an
