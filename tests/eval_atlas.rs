@@ -28,6 +28,17 @@ fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
     rows.expect_err(sql)
 }
 
+/// `sql` fails with a message containing `needle` and leaves the atlas' digest at `before`.
+fn assert_refused(atlas: &Atlas, sql: &str, needle: &str, before: &str) {
+    let err = failure(atlas, sql);
+    assert!(err.to_string().contains(needle), "{sql}: {err}");
+    assert_eq!(
+        atlas.content_digest().unwrap(),
+        before,
+        "{sql} changed the atlas"
+    );
+}
+
 fn check_rows(rows: &HashMap<(String, String), f64>) {
     for ((direction, metric), value) in rows {
         assert!(
@@ -140,13 +151,7 @@ fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
             "no column human_cell_type",
         ),
     ] {
-        let err = failure(&atlas, &sql);
-        assert!(err.to_string().contains(needle), "{sql}: {err}");
-        assert_eq!(
-            atlas.content_digest().unwrap(),
-            before,
-            "{sql} changed the atlas"
-        );
+        assert_refused(&atlas, &sql, needle, &before);
     }
 }
 
@@ -216,12 +221,6 @@ fn ortholog_baseline_evaluates_without_a_run_and_refuses_bad_tables() {
             "cannot read the ortholog table",
         ),
     ] {
-        let err = failure(&atlas, &sql);
-        assert!(err.to_string().contains(needle), "{sql}: {err}");
-        assert_eq!(
-            atlas.content_digest().unwrap(),
-            before,
-            "{sql} changed the atlas"
-        );
+        assert_refused(&atlas, &sql, needle, &before);
     }
 }

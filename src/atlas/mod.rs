@@ -13,7 +13,7 @@ pub mod species;
 mod summary;
 
 pub use schema::SCHEMA_VERSION;
-pub(crate) use summary::query_all;
+pub(crate) use summary::{query_all, query_opt};
 pub use summary::{AtlasSummary, DatasetInfo, ModelRunInfo, SpeciesInfo};
 
 use duckdb::{AccessMode, Config, Connection, Transaction};

@@ -1,7 +1,8 @@
 //! The species table: the one place that reads and writes it.
 
+use super::query_opt;
 use super::{query_all, AtlasError, DbContext};
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 
 /// The id of species `name`, or [`AtlasError::UnknownSpecies`] listing the known ones.
 pub fn require(conn: &Connection, name: &str) -> Result<i32, AtlasError> {
@@ -29,13 +30,13 @@ pub fn find_or_create(conn: &Connection, name: &str) -> Result<i32, AtlasError> 
 
 /// The id of species `name`, if known.
 pub fn find(conn: &Connection, name: &str) -> Result<Option<i32>, AtlasError> {
-    conn.query_row(
+    query_opt(
+        conn,
         "SELECT species_id FROM species WHERE name = ?",
         [name],
+        "looking up a species",
         |r| r.get(0),
     )
-    .optional()
-    .context("looking up a species")
 }
 
 /// Names of all species, sorted.

@@ -1,7 +1,7 @@
 //! What is in an atlas, read in one pass for `satlas info` and the `satlas_info()` SQL function.
 
 use super::{AtlasError, DbContext, SCHEMA_VERSION};
-use duckdb::Connection;
+use duckdb::{Connection, OptionalExt};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -162,6 +162,18 @@ pub(crate) fn query_all<T, P: duckdb::Params>(
     let mut stmt = conn.prepare(sql).context(context)?;
     let rows = stmt.query_map(params, map).context(context)?;
     rows.collect::<duckdb::Result<Vec<T>>>().context(context)
+}
+
+/// The row `sql` returns, mapped by `map`, or `None` when it returns none; errors carry
+/// `context`.
+pub(crate) fn query_opt<T, P: duckdb::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    context: &str,
+    map: impl FnOnce(&duckdb::Row<'_>) -> duckdb::Result<T>,
+) -> Result<Option<T>, AtlasError> {
+    conn.query_row(sql, params, map).optional().context(context)
 }
 
 impl fmt::Display for AtlasSummary {

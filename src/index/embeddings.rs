@@ -2,10 +2,10 @@
 //! path), and the digest that says which embeddings an index covers.
 
 use super::IndexError;
-use crate::atlas::{query_all, AtlasError, DbContext};
+use crate::atlas::{query_all, query_opt, AtlasError, DbContext};
 use duckdb::arrow::array::AsArray;
 use duckdb::arrow::datatypes::{Float32Type, Int64Type};
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use std::fmt;
 use std::str::FromStr;
 
@@ -27,18 +27,17 @@ pub fn resolve_run(conn: &Connection, run: Option<i32>) -> Result<i32, IndexErro
             run,
             known: join(&with_embeddings),
         }),
-        None => conn
-            .query_row(
-                "SELECT r.model_run_id FROM model_runs r \
+        None => query_opt(
+            conn,
+            "SELECT r.model_run_id FROM model_runs r \
                  WHERE r.kind IN ('finetune', 'add_species') AND r.status = 'done' AND EXISTS \
                    (SELECT 1 FROM cell_embeddings e WHERE e.model_run_id = r.model_run_id) \
                  ORDER BY r.created_at DESC, r.model_run_id DESC LIMIT 1",
-                [],
-                |row| row.get(0),
-            )
-            .optional()
-            .context("finding the newest finetune run")?
-            .ok_or(IndexError::NoEmbeddedRun),
+            [],
+            "finding the newest finetune run",
+            |row| row.get(0),
+        )?
+        .ok_or(IndexError::NoEmbeddedRun),
     }
 }
 

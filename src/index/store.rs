@@ -4,9 +4,9 @@
 
 use super::embeddings::{self, CellsDigest};
 use super::{CellIndex, IndexError, IndexParams, ValidIndexParams};
-use crate::atlas::{AtlasError, DbContext};
+use crate::atlas::{query_opt, AtlasError, DbContext};
 use crate::Atlas;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Instant;
@@ -108,14 +108,13 @@ struct StoredIndex {
 
 /// Reads the stored index of `run`, if any.
 fn read(conn: &Connection, run: i32) -> Result<Option<StoredIndex>, IndexError> {
-    let row: Option<(String, String, Vec<u8>, Vec<u8>)> = conn
-        .query_row(
-            "SELECT params, cells_digest, graph, data FROM hnsw_indexes WHERE model_run_id = ?",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()
-        .context("reading the stored HNSW index")?;
+    let row: Option<(String, String, Vec<u8>, Vec<u8>)> = query_opt(
+        conn,
+        "SELECT params, cells_digest, graph, data FROM hnsw_indexes WHERE model_run_id = ?",
+        [run],
+        "reading the stored HNSW index",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let Some((params, digest, graph, data)) = row else {
         return Ok(None);
     };

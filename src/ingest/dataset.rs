@@ -1,13 +1,13 @@
 //! `add-dataset`: a count matrix with cell-type labels becomes a dataset, its cells and counts.
 
 use super::{check_name, genes, IngestError};
-use crate::atlas::{bulk, query_all, species, AtlasError, DbContext};
+use crate::atlas::{bulk, query_all, query_opt, species, AtlasError, DbContext};
 use crate::io::{read_dataset, CountMatrix, DatasetFile, ReadError, ReadOptions};
 use crate::progress;
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::Int32Type;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -230,20 +230,20 @@ fn refuse_duplicate(
     name: &str,
     checksum: &str,
 ) -> crate::Result<()> {
-    let by_name: Option<String> = conn
-        .query_row("SELECT name FROM datasets WHERE name = ?", [name], |r| {
-            r.get(0)
-        })
-        .optional()
-        .context("checking dataset names")?;
-    let by_content: Option<String> = conn
-        .query_row(
-            "SELECT name FROM datasets WHERE checksum = ?",
-            [checksum],
-            |r| r.get(0),
-        )
-        .optional()
-        .context("checking dataset checksums")?;
+    let by_name: Option<String> = query_opt(
+        conn,
+        "SELECT name FROM datasets WHERE name = ?",
+        [name],
+        "checking dataset names",
+        |r| r.get(0),
+    )?;
+    let by_content: Option<String> = query_opt(
+        conn,
+        "SELECT name FROM datasets WHERE checksum = ?",
+        [checksum],
+        "checking dataset checksums",
+        |r| r.get(0),
+    )?;
     let reason = match (by_name, by_content) {
         (Some(existing), _) => {
             format!("a dataset named {existing:?} is already in the atlas (choose another --name)")

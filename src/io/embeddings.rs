@@ -296,11 +296,12 @@ fn malformed(path: &Path, line: usize, message: String) -> ReadError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn fixture(name: &str) -> PathBuf {
+    /// A file of `fixtures/embeddings`.
+    pub(crate) fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/embeddings")
             .join(name)

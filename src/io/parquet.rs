@@ -163,13 +163,7 @@ fn append_rows(
 mod tests {
     use super::*;
     use crate::io::embeddings::read_npy_embeddings;
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/embeddings")
-            .join(name)
-    }
+    use crate::io::embeddings::tests::fixture;
 
     /// scripts/reference/embeddings_reference.py writes the same 4 x 6 matrix as .npy and as
     /// Parquet (list<float32>, and fixed_size_list<float64> with a large_string gene column).

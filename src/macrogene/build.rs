@@ -13,11 +13,11 @@ use super::{
     KMeansParams, MacrogeneError, ScoreFunction,
 };
 use crate::atlas::counts::{read_counts, Cells};
-use crate::atlas::{self, bulk, query_all, species, AtlasError, DbContext};
+use crate::atlas::{self, bulk, query_all, query_opt, species, AtlasError, DbContext};
 use crate::protein::store::{float_list, read_gene_matrix};
 use duckdb::arrow::array::{ArrayRef, Int32Array};
 use duckdb::arrow::datatypes::Float32Type;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -376,15 +376,14 @@ impl MacrogeneSet {
 
     /// Reads set `id`, or the newest set when `None`.
     pub fn read(conn: &Connection, id: Option<i32>) -> crate::Result<MacrogeneSet> {
-        let row: Option<(i32, i32, i32)> = conn
-            .query_row(
-                "SELECT macrogene_set_id, embedding_model_id, n_macrogenes FROM macrogene_sets
-                 WHERE macrogene_set_id = coalesce(?, (SELECT max(macrogene_set_id) FROM macrogene_sets))",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .context("reading the macrogene set")?;
+        let row: Option<(i32, i32, i32)> = query_opt(
+            conn,
+            "SELECT macrogene_set_id, embedding_model_id, n_macrogenes FROM macrogene_sets
+             WHERE macrogene_set_id = coalesce(?, (SELECT max(macrogene_set_id) FROM macrogene_sets))",
+            [id],
+            "reading the macrogene set",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         let Some((id, embedding_model_id, n_macrogenes)) = row else {
             return Err(not_ready(
                 "no macrogene set in the atlas: run `satlas build-macrogenes` (CALL satlas_build_macrogenes()) first".into(),

@@ -11,10 +11,10 @@
 use super::runs::{finished_model_run, species_cells, weights_of, write_embeddings};
 use super::{ModelError, Saturn};
 use crate::atlas::counts::Cells;
-use crate::atlas::{self, query_all, DbContext};
+use crate::atlas::{self, query_all, query_opt, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::MacrogeneSet;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use std::fmt;
 
 /// What [`embed_dataset`] did.
@@ -186,15 +186,14 @@ fn gene_overlap(
 
 /// The dataset's id and species name.
 fn find_dataset(conn: &Connection, name: &str) -> crate::Result<(i32, String)> {
-    let row: Option<(i32, String)> = conn
-        .query_row(
-            "SELECT d.dataset_id, s.name FROM datasets d JOIN species s USING (species_id)
+    let row: Option<(i32, String)> = query_opt(
+        conn,
+        "SELECT d.dataset_id, s.name FROM datasets d JOIN species s USING (species_id)
              WHERE d.name = ?",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .context("finding the dataset")?;
+        [name],
+        "finding the dataset",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some(found) = row {
         return Ok(found);
     }

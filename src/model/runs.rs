@@ -12,12 +12,12 @@ use super::{
     SpeciesData,
 };
 use crate::atlas::counts::{read_counts, Cells};
-use crate::atlas::{self, bulk, AtlasError, DbContext};
+use crate::atlas::{self, bulk, query_opt, AtlasError, DbContext};
 use crate::macrogene::{Csr, CsrView, MacrogeneSet, SpeciesGenes};
 use crate::progress;
 use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array};
 use duckdb::arrow::datatypes::Float32Type;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -298,15 +298,14 @@ pub(super) fn start_or_resume<R: Serialize>(
     let json = serde_json::to_string(stored).map_err(|e| ModelError::Checkpoint {
         reason: e.to_string(),
     })?;
-    let existing: Option<(i32, Option<Vec<u8>>, Option<String>)> = conn
-        .query_row(
-            "SELECT model_run_id, weights, metrics FROM model_runs
-             WHERE kind = ? AND status = 'running' AND params = ? ORDER BY model_run_id DESC LIMIT 1",
-            [kind, &json],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .context("looking for an interrupted run")?;
+    let existing: Option<(i32, Option<Vec<u8>>, Option<String>)> = query_opt(
+        conn,
+        "SELECT model_run_id, weights, metrics FROM model_runs
+         WHERE kind = ? AND status = 'running' AND params = ? ORDER BY model_run_id DESC LIMIT 1",
+        [kind, &json],
+        "looking for an interrupted run",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     if let Some((run, blob, metrics)) = existing {
         let checkpoint = match (blob, metrics) {
             (Some(blob), Some(metrics)) => {
@@ -433,16 +432,15 @@ fn finished_pretrain(
     conn: &Connection,
     run: Option<i32>,
 ) -> crate::Result<(i32, StoredParams<PretrainRequest>)> {
-    let row: Option<(i32, String)> = conn
-        .query_row(
-            "SELECT model_run_id, params FROM model_runs WHERE kind = 'pretrain' AND status = 'done'
+    let row: Option<(i32, String)> = query_opt(
+        conn,
+        "SELECT model_run_id, params FROM model_runs WHERE kind = 'pretrain' AND status = 'done'
                AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
                                                WHERE kind = 'pretrain' AND status = 'done'))",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .context("finding the pretraining run")?;
+        [run],
+        "finding the pretraining run",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (id, json) = row.ok_or_else(|| ModelError::Checkpoint {
         reason: "no finished pretraining run: run `satlas pretrain` (CALL saturn_pretrain()) first"
             .into(),
@@ -543,17 +541,16 @@ pub(super) fn finished_model_run(
     conn: &Connection,
     run: Option<i32>,
 ) -> crate::Result<(i32, i32, SaturnConfig)> {
-    let row: Option<(i32, i32, String)> = conn
-        .query_row(
-            "SELECT model_run_id, macrogene_set_id, params FROM model_runs
+    let row: Option<(i32, i32, String)> = query_opt(
+        conn,
+        "SELECT model_run_id, macrogene_set_id, params FROM model_runs
              WHERE kind IN ('finetune', 'add_species') AND status = 'done'
                AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
                    WHERE kind IN ('finetune', 'add_species') AND status = 'done'))",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .context("finding the finetune run")?;
+        [run],
+        "finding the finetune run",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let Some((id, set, json)) = row else {
         let what = match run {
             Some(run) => {
@@ -577,14 +574,13 @@ fn stored_config(run: i32, json: &str) -> Result<SaturnConfig, ModelError> {
 
 /// The stored model of run `run` (its last checkpoint, or its final weights when done).
 pub fn load_run_model(conn: &Connection, run: i32) -> crate::Result<Saturn> {
-    let json: Option<String> = conn
-        .query_row(
-            "SELECT params FROM model_runs WHERE model_run_id = ? AND weights IS NOT NULL",
-            [run],
-            |r| r.get(0),
-        )
-        .optional()
-        .context("reading the model run")?;
+    let json: Option<String> = query_opt(
+        conn,
+        "SELECT params FROM model_runs WHERE model_run_id = ? AND weights IS NOT NULL",
+        [run],
+        "reading the model run",
+        |r| r.get(0),
+    )?;
     let Some(json) = json else {
         return Err(ModelError::Checkpoint {
             reason: format!("model run {run} does not exist or has no stored weights yet"),

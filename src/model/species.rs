@@ -24,11 +24,11 @@ use super::runs::{
 };
 use super::{train_species, ModelError, PretrainParams, Saturn, SaturnConfig, SpeciesData};
 use crate::atlas::counts::Cells;
-use crate::atlas::{self, species, AtlasError, DbContext};
+use crate::atlas::{self, query_opt, species, AtlasError, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::{MacrogeneSet, SpeciesAssignment};
 use crate::protein::store::read_gene_matrix;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -272,14 +272,13 @@ fn check_ready(
     name: &str,
     embedding_model: i32,
 ) -> crate::Result<()> {
-    let model_name: Option<String> = conn
-        .query_row(
-            "SELECT name FROM embedding_models WHERE embedding_model_id = ?",
-            [embedding_model],
-            |r| r.get(0),
-        )
-        .optional()
-        .context("reading the embedding model")?;
+    let model_name: Option<String> = query_opt(
+        conn,
+        "SELECT name FROM embedding_models WHERE embedding_model_id = ?",
+        [embedding_model],
+        "reading the embedding model",
+        |r| r.get(0),
+    )?;
     let model_name = model_name.unwrap_or_else(|| format!("#{embedding_model}"));
     let proteins = count_rows(
         conn,

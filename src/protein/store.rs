@@ -5,13 +5,13 @@
 //! weights or imported file, layer, dimension), so embeddings of different models never mix.
 
 use super::{embed_chunk, EmbedOptions, Esm2, GeneMeans, ProteinError};
-use crate::atlas::{self, bulk, query_all, species, AtlasError, DbContext};
+use crate::atlas::{self, bulk, query_all, query_opt, species, AtlasError, DbContext};
 use crate::ingest::genes;
 use crate::io::embeddings::read_gene_embeddings;
 use crate::progress;
 use duckdb::arrow::array::{ArrayRef, Int32Array};
 use duckdb::arrow::datatypes::Float32Type;
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -294,15 +294,14 @@ pub fn float_list(value: duckdb::types::ValueRef<'_>) -> Vec<f32> {
 /// refused (its embeddings and these could not share one space).
 fn find_or_create_model(conn: &Connection, model: &EmbeddingModel) -> crate::Result<i32> {
     let layer = model.layer.map(|l| l as i32);
-    let existing: Option<(i32, i32)> = conn
-        .query_row(
-            "SELECT embedding_model_id, dim FROM embedding_models
+    let existing: Option<(i32, i32)> = query_opt(
+        conn,
+        "SELECT embedding_model_id, dim FROM embedding_models
              WHERE name = ? AND checksum = ? AND layer IS NOT DISTINCT FROM ? AND source = ?",
-            duckdb::params![model.name, model.checksum, layer, model.source],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .context("looking up the embedding model")?;
+        duckdb::params![model.name, model.checksum, layer, model.source],
+        "looking up the embedding model",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((id, dim)) = existing {
         if dim as usize != model.dim {
             return Err(ProteinError::ModelDimension {
