@@ -36,4 +36,4 @@ pub use train::{
     finetune, pretrain, train_species, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData,
 };
 pub use triplet::{mine_triplets, Triplet};
-pub use zinb::{zinb_log_likelihood, zinb_nll};
+pub use zinb::{zinb_log_likelihood, zinb_nll, zinb_nll_fused};

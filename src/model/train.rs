@@ -16,7 +16,7 @@ use super::error::{invalid, torch, ModelError, Result};
 use super::losses::{anchored_regulariser, triplet_loss};
 use super::network::{check_counts, dense_rows, dense_tensor, Encoder, MacrogeneLayer, Saturn};
 use super::triplet::mine_triplets;
-use super::zinb::zinb_nll;
+use super::zinb::zinb_nll_fused;
 use crate::macrogene::CsrView;
 use ndarray::ArrayView2;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
@@ -351,7 +351,7 @@ fn zinb_training<E: From<ModelError>>(
                 .map(|(d, rows)| {
                     let x = dense_rows(&data[*d].counts, rows);
                     let f = model.forward_t(species_of[*d], &x, true);
-                    zinb_nll(&x, &f.mu, &f.theta, &f.pi)
+                    zinb_nll_fused(&x, &f.mu, &f.theta, &f.pi)
                 })
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
