@@ -186,12 +186,20 @@ fn forward_pass_matches_pytorch() {
 /// q, e = torch.randn(15, 8), torch.randn(15, 11); partners = torch.randint(15, (15,))
 /// reg = ((F.cosine_similarity(q, q[partners], dim=1) - F.cosine_similarity(e, e[partners], dim=1)) ** 2).sum()
 /// ```
-/// rtol 1e-5.
+/// rtol 1e-5; the fused form used in training also against PyTorch's gradient `d_q`.
 #[test]
 fn regulariser_matches_pytorch() {
     let f = safetensors("regulariser.safetensors");
     let reg = losses::protein_similarity_regulariser(&f["q"], &f["e"], &f["partners"]);
     assert_close("reg", &reg.reshape([1]), &f["reg"], 1e-5, 1e-6);
+
+    let q = f["q"].copy().set_requires_grad(true);
+    let e = losses::UnitRows::new(to_array2(&f["e"]).mapv(|v| v as f32).view());
+    let partners: Vec<i64> = Vec::try_from(&f["partners"]).unwrap();
+    let fused = losses::anchored_regulariser_fused(&q, &e, 0, &partners);
+    assert_close("fused reg", &fused.reshape([1]), &f["reg"], 1e-5, 1e-6);
+    let d_q = Tensor::run_backward(&[fused], &[&q], false, false).remove(0);
+    assert_close("fused d_q", &d_q, &f["d_q"], 1e-4, 1e-6);
 }
 
 /// One mining step on 30 cells of 3 species with the reference's uniform draws:

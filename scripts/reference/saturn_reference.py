@@ -13,7 +13,7 @@ Writes safetensors files to fixtures/reference/ (all seeded: torch.manual_seed /
   forward_weights.safetensors  every parameter of a small network, named as in src/model/network.rs
   forward_io.safetensors  counts of species 1 -> m, z, px, mu, pi, theta, zinb, q, partners, e, reg
   mining.safetensors      z (normalised), sim, labels, species, draws -> triplets (K x 3), loss
-  regulariser.safetensors q, e, partners -> reg
+  regulariser.safetensors q, e, partners -> reg, d_q (its gradient)
 """
 import os
 import numpy as np
@@ -147,7 +147,10 @@ def regulariser_fixture():
     torch.manual_seed(2)
     q, e = torch.randn(15, 8), torch.randn(15, 11)
     partners = torch.randint(15, (15,))
-    save_file({"q": q, "e": e, "partners": partners, "reg": regulariser(q, e, partners).reshape(1)},
+    q_leaf = q.clone().requires_grad_()
+    reg = regulariser(q_leaf, e, partners)
+    reg.backward()
+    save_file({"q": q, "e": e, "partners": partners, "reg": reg.detach().reshape(1), "d_q": q_leaf.grad},
               os.path.join(OUT, "regulariser.safetensors"))
 
 

@@ -23,6 +23,7 @@ pub mod triplet;
 pub mod zinb;
 
 mod error;
+mod host;
 
 pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};

@@ -7,8 +7,9 @@
 //! and `pi`, instead of some fifty tensor operations and their autograd graph. Counts are mostly
 //! zero, and a zero needs neither `lgamma` nor `digamma`.
 
+use super::host::{cpu_f32, f32_data, with_gradients};
 use rayon::prelude::*;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// The `eps` scvi-tools uses inside the logarithms.
 pub const ZINB_EPS: f64 = 1e-8;
@@ -72,25 +73,19 @@ pub fn zinb_nll(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> Tensor 
 /// be on the CPU.
 pub fn zinb_nll_fused(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> Tensor {
     let (b, g) = x.size2().expect("counts are cells x genes");
-    let (value, grads) = tch::no_grad(|| {
-        let (x, mu, theta, pi) = (cpu_f32(x), cpu_f32(mu), cpu_f32(theta), cpu_f32(pi));
-        zinb_nll_grad(
-            f32_data(&x),
-            f32_data(&mu),
-            f32_data(&theta),
-            f32_data(&pi),
-            b as usize,
-            g as usize,
-        )
-    });
-    let to_tensor = |v: &[f32], shape: &[i64]| Tensor::from_slice(v).reshape(shape);
-    let (d_mu, d_pi) = (to_tensor(&grads.mu, &[b, g]), to_tensor(&grads.pi, &[b, g]));
-    let d_theta = to_tensor(&grads.theta, &[g]);
-    // sum(d * v) has gradient d with respect to v; subtracting its value leaves only `value`
-    let linear = mu.reshape([-1]).dot(&d_mu.reshape([-1]))
-        + pi.reshape([-1]).dot(&d_pi.reshape([-1]))
-        + theta.dot(&d_theta);
-    &linear - linear.detach() + value
+    let (x, mu_data, theta_data, pi_data) = (cpu_f32(x), cpu_f32(mu), cpu_f32(theta), cpu_f32(pi));
+    let (value, grads) = zinb_nll_grad(
+        f32_data(&x),
+        f32_data(&mu_data),
+        f32_data(&theta_data),
+        f32_data(&pi_data),
+        b as usize,
+        g as usize,
+    );
+    with_gradients(
+        value,
+        &[(mu, &grads.mu), (theta, &grads.theta), (pi, &grads.pi)],
+    )
 }
 
 /// The gradients of the batch's negative log-likelihood.
@@ -245,27 +240,10 @@ fn digamma(mut x: f64) -> f64 {
     shift + x.ln() - 0.5 / x - series
 }
 
-/// The tensor as a contiguous CPU float tensor (itself when it already is one).
-fn cpu_f32(t: &Tensor) -> Tensor {
-    assert_eq!(t.device(), Device::Cpu, "the fused ZINB runs on the CPU");
-    t.to_kind(Kind::Float).contiguous()
-}
-
-/// The data of a contiguous CPU float tensor made by [`cpu_f32`].
-fn f32_data(t: &Tensor) -> &[f32] {
-    let n = t.numel();
-    if n == 0 {
-        return &[];
-    }
-    // SAFETY: `cpu_f32` made `t` a contiguous f32 tensor on the CPU, so its storage holds `n`
-    // initialised f32 values from `data_ptr`; the slice borrows `t`, which keeps the storage
-    // alive, and nothing writes to it while the slice lives (this module only reads it).
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
 
     #[test]
     fn digamma_matches_known_values() {

@@ -1,0 +1,37 @@
+//! Glue for the losses computed by hand on the CPU ([`super::zinb::zinb_nll_fused`],
+//! [`super::losses::anchored_regulariser_fused`]): reading a tensor's data without a copy, and
+//! handing an analytically computed gradient back to autograd.
+
+use tch::{Device, Kind, Tensor};
+
+/// The tensor as a contiguous CPU float tensor (itself when it already is one).
+pub(crate) fn cpu_f32(t: &Tensor) -> Tensor {
+    assert_eq!(t.device(), Device::Cpu, "the fused losses run on the CPU");
+    t.to_kind(Kind::Float).contiguous()
+}
+
+/// The data of a contiguous CPU float tensor made by [`cpu_f32`].
+pub(crate) fn f32_data(t: &Tensor) -> &[f32] {
+    let n = t.numel();
+    if n == 0 {
+        return &[];
+    }
+    // SAFETY: `cpu_f32` made `t` a contiguous f32 tensor on the CPU, so its storage holds `n`
+    // initialised f32 values from `data_ptr`; the slice borrows `t`, which keeps the storage
+    // alive, and nothing writes to it while the slice lives (the callers only read it).
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
+}
+
+/// A scalar with the value `value` whose backward pass adds `grad` to the gradient of each
+/// `input` (same number of elements): `sum(input * grad)` minus its own value, plus `value`.
+pub(crate) fn with_gradients(value: f64, parts: &[(&Tensor, &[f32])]) -> Tensor {
+    let linear = parts
+        .iter()
+        .map(|(input, grad)| {
+            let grad = Tensor::from_slice(grad);
+            input.reshape([-1]).dot(&grad)
+        })
+        .reduce(|a, b| a + b)
+        .expect("at least one input");
+    &linear - linear.detach() + value
+}
