@@ -24,6 +24,7 @@ pub mod zinb;
 
 mod error;
 mod host;
+mod vmath;
 
 pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
