@@ -13,8 +13,8 @@
 //! in one process interleave their dropout and partner draws and are no longer reproducible.
 
 use super::error::{invalid, torch, ModelError, Result};
-use super::losses::{anchored_regulariser, triplet_loss};
-use super::network::{check_counts, dense_rows, dense_tensor, Encoder, MacrogeneLayer, Saturn};
+use super::losses::{anchored_regulariser_fused, triplet_loss, UnitRows};
+use super::network::{check_counts, dense_rows, Encoder, MacrogeneLayer, Saturn};
 use super::triplet::mine_triplets;
 use super::zinb::zinb_nll_fused;
 use crate::macrogene::CsrView;
@@ -320,7 +320,7 @@ fn zinb_training<E: From<ModelError>>(
     params.check()?;
     let species_of = check_data(model, data, false)?;
     let n_genes = model.config().n_genes();
-    let (first, n_anchors) = (scope.anchors.0 as i64, scope.anchors.1 as i64);
+    let (first, n_anchors) = (scope.anchors.0, scope.anchors.1 as i64);
     if gene_embeddings.nrows() != n_genes {
         return Err(ModelError::Shape {
             species: String::new(),
@@ -331,7 +331,7 @@ fn zinb_training<E: From<ModelError>>(
         }
         .into());
     }
-    let e = dense_tensor(gene_embeddings);
+    let e = UnitRows::new(gene_embeddings);
     let mut opt = adam(model.var_store(), params.lr)?;
     let mut cells = all_cells(data);
     let mut logs = Vec::new();
@@ -356,7 +356,8 @@ fn zinb_training<E: From<ModelError>>(
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
             let partners = Tensor::randint(n_genes as i64, [n_anchors], (Kind::Int64, Device::Cpu));
-            let reg = anchored_regulariser(&model.gene_vectors(true), &e, first, &partners);
+            let partners = Vec::<i64>::try_from(&partners).map_err(torch("drawing partners"))?;
+            let reg = anchored_regulariser_fused(&model.gene_vectors(true), &e, first, &partners);
             let mut loss = &zinb + params.regulariser_weight * &reg;
             if params.l1_penalty > 0.0 {
                 let l1 = model.macrogene_layer().weights().sum(Kind::Float) * params.l1_penalty;
