@@ -203,6 +203,9 @@ fn zinb_row_portable(
     }
 }
 
+/// Counts up to this are integers whose gamma-function terms [`gamma_terms`] sums directly.
+const SMALL_COUNT: f64 = 16.0;
+
 /// The gamma-function terms of one cell's non-zero counts, in f64:
 /// `lgamma(x + t) - lgamma(t) - lgamma(x + 1)` (returned, summed) and
 /// `scale (digamma(x + t) - digamma(t))` (added to `d_theta`).
@@ -210,12 +213,32 @@ fn add_gamma_terms(x: &[f32], genes: &GeneColumns, scale: f64, d_theta: &mut [f6
     let mut ll = 0.0;
     for (j, &x) in x.iter().enumerate() {
         if x > ZINB_EPS as f32 {
-            let (x, t) = (f64::from(x), f64::from(genes.theta[j]));
-            ll += libm::lgamma(x + t) - genes.lgamma_theta[j] - libm::lgamma(x + 1.0);
-            d_theta[j] += scale * (digamma(x + t) - genes.digamma_theta[j]);
+            let (lgamma, digamma) = gamma_terms(f64::from(x), j, genes);
+            ll += lgamma;
+            d_theta[j] += scale * digamma;
         }
     }
     ll
+}
+
+/// `(lgamma(x + t) - lgamma(t) - lgamma(x + 1), digamma(x + t) - digamma(t))` for the count `x`
+/// of gene `j`. Most counts are small integers, for which the recurrences of both functions give
+/// `ln(prod_k (t + k) / (k + 1))` and `sum_k 1 / (t + k)` over `k < x`: a few products and one
+/// logarithm instead of three special functions.
+fn gamma_terms(x: f64, j: usize, genes: &GeneColumns) -> (f64, f64) {
+    let t = f64::from(genes.theta[j]);
+    if x <= SMALL_COUNT && x.fract() == 0.0 {
+        let (mut ratio, mut digamma) = (1.0, 0.0);
+        for k in 0..x as usize {
+            let tk = t + k as f64;
+            ratio *= tk / (k + 1) as f64;
+            digamma += 1.0 / tk;
+        }
+        (ratio.ln(), digamma)
+    } else {
+        let lgamma = libm::lgamma(x + t) - genes.lgamma_theta[j] - libm::lgamma(x + 1.0);
+        (lgamma, digamma(x + t) - genes.digamma_theta[j])
+    }
 }
 
 /// Cells per block of [`zinb_nll_grad`]: blocks are summed in a fixed order, so the result does
@@ -323,6 +346,29 @@ mod tests {
                 "digamma({x}) = {}, want {want}",
                 digamma(x)
             );
+        }
+    }
+
+    /// The recurrence for small integer counts against the special functions themselves.
+    #[test]
+    fn small_count_gamma_terms_match_the_special_functions() {
+        let genes = GeneColumns::new(&[1e-3, 0.37, 5.0, 80.0, 1e4]);
+        for (j, &t) in genes.theta.iter().enumerate() {
+            let t = f64::from(t);
+            for x in 1..=16 {
+                let x = f64::from(x);
+                let (lgamma, dg) = gamma_terms(x, j, &genes);
+                let want = libm::lgamma(x + t) - libm::lgamma(t) - libm::lgamma(x + 1.0);
+                let want_dg = digamma(x + t) - digamma(t);
+                assert!(
+                    (lgamma - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "lgamma x={x} t={t}: {lgamma} vs {want}"
+                );
+                assert!(
+                    (dg - want_dg).abs() <= 1e-9 * want_dg.abs().max(1.0),
+                    "digamma x={x} t={t}: {dg} vs {want_dg}"
+                );
+            }
         }
     }
 
