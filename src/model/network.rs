@@ -22,6 +22,7 @@
 use super::error::{invalid, torch, ModelError, Result};
 use crate::macrogene::CsrView;
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -154,10 +155,11 @@ impl FullBlock {
 
     /// Applies the block; dropout only when `train`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.norm
-            .forward(&self.linear.forward(xs))
-            .relu()
-            .dropout(self.dropout, train)
+        dropout(
+            &self.norm.forward(&self.linear.forward(xs)).relu(),
+            self.dropout,
+            train,
+        )
     }
 }
 
@@ -232,10 +234,11 @@ impl MacrogeneLayer {
     /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W^T)))` for counts `x` (B x G_s) and weights `w`
     /// (M x G_s); dropout only when `train` (FIX).
     pub fn forward_t(&self, counts: &Tensor, w: &Tensor, train: bool) -> Tensor {
-        self.norm
-            .forward(&counts.log1p().matmul(&w.tr()))
-            .relu()
-            .dropout(self.dropout, train)
+        dropout(
+            &self.norm.forward(&counts.log1p().matmul(&w.tr())).relu(),
+            self.dropout,
+            train,
+        )
     }
 }
 
@@ -602,6 +605,40 @@ pub struct Embedding {
     pub macrogenes: Array2<f32>,
 }
 
+/// Inverted dropout: when `train`, each entry is zeroed with probability `p` and the others are
+/// scaled by `1 / (1 - p)`, as `Tensor::dropout`. The mask comes from a counter-based generator
+/// (SplitMix64 of the entry's index) in parallel instead of libtorch's serial Bernoulli sampler;
+/// its seed is drawn from libtorch's generator, so `tch::manual_seed` still fixes it.
+pub(crate) fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p == 0.0 {
+        return xs.shallow_clone();
+    }
+    let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
+    let mask = dropout_mask(xs.numel(), p, seed);
+    xs * Tensor::from_slice(&mask).view(xs.size().as_slice())
+}
+
+/// `n` entries of `0` (probability `p`) or `1 / (1 - p)`; entry `i` depends only on `seed` and `i`.
+fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
+    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+    const CHUNK: usize = 1 << 14;
+    let threshold = (p * 2f64.powi(32)) as u64; // dropped when the top 32 bits fall below it
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let mut mask = vec![0f32; n];
+    mask.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, m) in chunk.iter_mut().enumerate() {
+                let mut z = seed.wrapping_add(GOLDEN.wrapping_mul((c * CHUNK + i) as u64 + 1));
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                *m = if z >> 32 >= threshold { keep } else { 0.0 };
+            }
+        });
+    mask
+}
+
 /// Checks initial gene weights: `m` x `g`, finite and >= 0.
 fn check_initial_weights(weights: ArrayView2<'_, f32>, m: usize, g: usize) -> Result<()> {
     if weights.dim() != (m, g) {
@@ -667,4 +704,37 @@ pub(crate) fn to_array(t: &Tensor) -> Result<Array2<f32>> {
             what: e.to_string(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_mask_drops_a_fraction_p_and_scales_the_rest() {
+        let (n, p) = (1 << 20, 0.1);
+        let mask = dropout_mask(n, p, 42);
+        let kept: Vec<&f32> = mask.iter().filter(|&&m| m != 0.0).collect();
+        let dropped = 1.0 - kept.len() as f64 / n as f64;
+        assert!((dropped - p).abs() < 2e-3, "dropped {dropped}, want {p}");
+        assert!(kept.iter().all(|&&m| m == (1.0 / (1.0 - p)) as f32));
+        assert_eq!(mask, dropout_mask(n, p, 42), "same seed, same mask");
+        assert_ne!(mask, dropout_mask(n, p, 43), "another seed, another mask");
+    }
+
+    #[test]
+    fn dropout_follows_libtorch_seed_and_is_identity_in_eval() {
+        let x = Tensor::ones([64, 100], (Kind::Float, Device::Cpu));
+        let draw = || {
+            tch::manual_seed(7);
+            dropout(&x, 0.1, true)
+        };
+        assert!(draw().equal(&draw()), "tch::manual_seed fixes the mask");
+        assert!(dropout(&x, 0.1, false).equal(&x));
+        let mean = draw().mean(Kind::Float).double_value(&[]);
+        assert!(
+            (mean - 1.0).abs() < 0.05,
+            "inverted dropout keeps the mean: {mean}"
+        );
+    }
 }
