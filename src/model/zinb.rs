@@ -117,55 +117,53 @@ impl GeneColumns {
     }
 }
 
+/// One cell's inputs: counts, means and zero-inflation logits over its genes.
+struct Cell<'a> {
+    x: &'a [f32],
+    mu: &'a [f32],
+    pi: &'a [f32],
+}
+
+/// Where [`zinb_row`] writes one cell's per-gene results.
+struct CellTerms<'a> {
+    ll: &'a mut [f32],
+    d_mu: &'a mut [f32],
+    d_theta: &'a mut [f32],
+    d_pi: &'a mut [f32],
+}
+
 /// One cell's entries, except the gamma-function terms of its non-zero counts (added by
 /// [`add_gamma_terms`]): the log-likelihood `ll` and the derivatives with respect to `mu`,
 /// `theta` and `pi`, each scaled by `scale`. Both cases are computed for every entry and one is
 /// selected, with no branch, so that the loop vectorises. The differences of logarithms are
 /// evaluated as `ln1p` of a ratio (the same values; float32 keeps its precision when `theta` or
 /// `x` is large).
-fn zinb_row(
-    inputs: (&[f32], &[f32], &[f32]),
-    genes: &GeneColumns,
-    scale: f32,
-    ll: &mut [f32],
-    d_mu: &mut [f32],
-    d_theta: &mut [f32],
-    d_pi: &mut [f32],
-) {
+fn zinb_row(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, the only requirement of `zinb_row_avx2`.
-        return unsafe { zinb_row_avx2(inputs, genes, scale, ll, d_mu, d_theta, d_pi) };
+        return unsafe { zinb_row_avx2(cell, genes, scale, out) };
     }
-    zinb_row_portable(inputs, genes, scale, ll, d_mu, d_theta, d_pi)
+    zinb_row_portable(cell, genes, scale, out)
 }
 
 /// [`zinb_row_portable`] compiled for AVX2 (eight lanes instead of SSE2's four; the same
 /// operations, so the same results).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn zinb_row_avx2(
-    inputs: (&[f32], &[f32], &[f32]),
-    genes: &GeneColumns,
-    scale: f32,
-    ll: &mut [f32],
-    d_mu: &mut [f32],
-    d_theta: &mut [f32],
-    d_pi: &mut [f32],
-) {
-    zinb_row_portable(inputs, genes, scale, ll, d_mu, d_theta, d_pi)
+unsafe fn zinb_row_avx2(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
+    zinb_row_portable(cell, genes, scale, out)
 }
 
 #[inline(always)]
-fn zinb_row_portable(
-    (x, mu, pi): (&[f32], &[f32], &[f32]),
-    genes: &GeneColumns,
-    scale: f32,
-    ll: &mut [f32],
-    d_mu: &mut [f32],
-    d_theta: &mut [f32],
-    d_pi: &mut [f32],
-) {
+fn zinb_row_portable(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
+    let Cell { x, mu, pi } = cell;
+    let CellTerms {
+        ll,
+        d_mu,
+        d_theta,
+        d_pi,
+    } = out;
     let eps = ZINB_EPS as f32;
     let inputs = x
         .iter()
@@ -269,16 +267,18 @@ fn zinb_nll_grad(
             for (i, (d_mu, d_pi)) in rows {
                 let cell = (k * ZINB_BLOCK + i) * g..(k * ZINB_BLOCK + i + 1) * g;
                 let x = &x[cell.clone()];
-                let inputs = (x, &mu[cell.clone()], &pi[cell]);
-                zinb_row(
-                    inputs,
-                    &genes,
-                    scale as f32,
-                    &mut ll,
+                let inputs = Cell {
+                    x,
+                    mu: &mu[cell.clone()],
+                    pi: &pi[cell],
+                };
+                let terms = CellTerms {
+                    ll: &mut ll,
                     d_mu,
-                    &mut d_theta_row,
+                    d_theta: &mut d_theta_row,
                     d_pi,
-                );
+                };
+                zinb_row(inputs, &genes, scale as f32, terms);
                 sum_ll += ll.iter().map(|&v| f64::from(v)).sum::<f64>();
                 for (acc, &d) in d_theta.iter_mut().zip(&d_theta_row) {
                     *acc += f64::from(d);
