@@ -6,6 +6,7 @@
 
 use super::host::{cpu_f32, f32_data, with_gradients};
 use super::triplet::Triplet;
+use crate::index::distance::dot;
 use ndarray::ArrayView2;
 use tch::{Kind, Tensor};
 
@@ -97,10 +98,6 @@ pub fn anchored_regulariser_fused(
         }
     }
     with_gradients(value, &[(q, &grad)])
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Triplet margin loss on cosine similarities of L2-normalised embeddings `z` (B x d):

@@ -98,18 +98,18 @@ struct ZinbGrads {
 
 /// What the entries of each gene need of its `theta`, one column per quantity (so that the loop
 /// over a cell's genes vectorises).
-struct GeneColumns {
-    theta: Vec<f32>,
+struct GeneColumns<'a> {
+    theta: &'a [f32],
     inv_theta_eps: Vec<f32>,
     lgamma_theta: Vec<f64>,
     digamma_theta: Vec<f64>,
 }
 
-impl GeneColumns {
-    fn new(theta: &[f32]) -> Self {
+impl<'a> GeneColumns<'a> {
+    fn new(theta: &'a [f32]) -> Self {
         let t64 = || theta.iter().map(|&t| f64::from(t));
         Self {
-            theta: theta.to_vec(),
+            theta,
             inv_theta_eps: theta.iter().map(|&t| 1.0 / (t + ZINB_EPS as f32)).collect(),
             lgamma_theta: t64().map(libm::lgamma).collect(),
             digamma_theta: t64().map(digamma).collect(),
@@ -169,7 +169,7 @@ fn zinb_row_portable(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellT
         .iter()
         .zip(mu)
         .zip(pi)
-        .zip(&genes.theta)
+        .zip(genes.theta)
         .zip(&genes.inv_theta_eps);
     let outputs = ll.iter_mut().zip(d_mu).zip(d_theta).zip(d_pi);
     for (((((&x, &m), &p), &t), &inv_theta_eps), (((ll, d_mu), d_theta), d_pi)) in
