@@ -128,6 +128,28 @@ pub fn triplet_loss(z: &Tensor, triplets: &[Triplet], margin: f64) -> Tensor {
     l.sum(Kind::Float) / n_pos.clamp_min(1.0)
 }
 
+/// The distinct cells of some triplets (ascending) and the triplets re-indexed into that list:
+/// the loss of the re-indexed triplets on those rows of `z` equals the loss on all of `z`, and
+/// only those rows get a gradient.
+pub fn triplet_rows(triplets: &[Triplet]) -> (Vec<i64>, Vec<Triplet>) {
+    let mut rows: Vec<usize> = triplets
+        .iter()
+        .flat_map(|t| [t.anchor, t.positive, t.negative])
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let at = |i: usize| rows.binary_search(&i).expect("a row of the triplets");
+    let remapped = triplets
+        .iter()
+        .map(|t| Triplet {
+            anchor: at(t.anchor),
+            positive: at(t.positive),
+            negative: at(t.negative),
+        })
+        .collect();
+    (rows.iter().map(|&r| r as i64).collect(), remapped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

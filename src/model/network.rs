@@ -155,11 +155,37 @@ impl FullBlock {
 
     /// Applies the block; dropout only when `train`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        dropout(
-            &self.norm.forward(&self.linear.forward(xs)).relu(),
-            self.dropout,
-            train,
-        )
+        dropout(&self.activation(xs), self.dropout, train)
+    }
+
+    /// Applies the block with a given dropout mask (as drawn by [`FullBlock::draw_mask`]).
+    fn forward_masked(&self, xs: &Tensor, mask: &Tensor) -> Tensor {
+        self.activation(xs) * mask
+    }
+
+    /// `ReLU(LayerNorm(Linear(xs)))`, before dropout.
+    fn activation(&self, xs: &Tensor) -> Tensor {
+        self.norm.forward(&self.linear.forward(xs)).relu()
+    }
+
+    /// The dropout mask a training pass over `rows` inputs draws (rows x output width).
+    fn draw_mask(&self, rows: i64) -> Tensor {
+        let width = self.linear.ws.size()[0];
+        dropout_mask_tensor(&[rows, width], self.dropout)
+    }
+}
+
+/// The dropout masks of one training pass of the [`Encoder`] over a batch, drawn once so that
+/// the pass can be repeated, with the same masks, on some of the batch's rows: fine-tuning embeds
+/// the whole batch without gradients to mine triplets, then back-propagates through the cells of
+/// the triplets only (layer norms act row by row, so those rows' outputs are the same).
+#[derive(Debug)]
+pub struct EncoderMasks([Tensor; 2]);
+
+impl EncoderMasks {
+    /// The masks of some rows (indices into the batch, int64).
+    pub fn rows(&self, index: &Tensor) -> Self {
+        Self(self.0.each_ref().map(|m| m.index_select(0, index)))
     }
 }
 
@@ -193,6 +219,18 @@ impl Encoder {
     /// Macrogene expression (B x M) to embedding (B x latent).
     pub fn forward_t(&self, m: &Tensor, train: bool) -> Tensor {
         self.blocks[1].forward_t(&self.blocks[0].forward_t(m, train), train)
+    }
+
+    /// Draws the dropout masks of a training pass over `rows` cells: the same draws, in the same
+    /// order, as [`Encoder::forward_t`] in training makes.
+    pub fn draw_masks(&self, rows: usize) -> EncoderMasks {
+        EncoderMasks(self.blocks.each_ref().map(|b| b.draw_mask(rows as i64)))
+    }
+
+    /// The training pass with given masks (one mask row per row of `m`).
+    pub fn forward_masked(&self, m: &Tensor, masks: &EncoderMasks) -> Tensor {
+        let [first, second] = &self.blocks;
+        second.forward_masked(&first.forward_masked(m, &masks.0[0]), &masks.0[1])
     }
 }
 
@@ -613,9 +651,18 @@ pub(crate) fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p == 0.0 {
         return xs.shallow_clone();
     }
+    xs * dropout_mask_tensor(&xs.size(), p)
+}
+
+/// A mask of [`dropout`] of the given shape, its seed drawn from libtorch's generator (all ones
+/// when `p` is 0, without a draw, as [`dropout`] draws nothing then).
+fn dropout_mask_tensor(shape: &[i64], p: f64) -> Tensor {
+    if p == 0.0 {
+        return Tensor::ones(shape, (Kind::Float, Device::Cpu));
+    }
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
-    let mask = dropout_mask(xs.numel(), p, seed);
-    xs * Tensor::from_slice(&mask).view(xs.size().as_slice())
+    let n = shape.iter().product::<i64>() as usize;
+    Tensor::from_slice(&dropout_mask(n, p, seed)).view(shape)
 }
 
 /// `n` entries of `0` (probability `p`) or `1 / (1 - p)`; entry `i` depends only on `seed` and `i`.

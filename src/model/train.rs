@@ -13,7 +13,7 @@
 //! in one process interleave their dropout and partner draws and are no longer reproducible.
 
 use super::error::{invalid, torch, ModelError, Result};
-use super::losses::{anchored_regulariser_fused, triplet_loss, UnitRows};
+use super::losses::{anchored_regulariser_fused, triplet_loss, triplet_rows, UnitRows};
 use super::network::{check_counts, dense_rows, Encoder, MacrogeneLayer, Saturn};
 use super::triplet::mine_triplets;
 use super::zinb::zinb_nll_fused;
@@ -471,21 +471,28 @@ pub fn finetune<E: From<ModelError>>(
                     Tensor::cat(&parts, 0)
                 }
             };
-            let z = encoder.forward_t(&m, true);
-            let zn = &z / z.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12);
-            let sim: Vec<f32> = Vec::try_from(&tch::no_grad(|| zn.matmul(&zn.tr())).view([-1]))
-                .map_err(torch("reading similarities"))?;
+            // mine on the whole batch without gradients, then back-propagate through the
+            // triplets' cells only, with the same dropout masks
+            let masks = encoder.draw_masks(batch.len());
+            let sim = tch::no_grad(|| {
+                let zn = unit_rows(&encoder.forward_masked(&m, &masks));
+                Vec::<f32>::try_from(&zn.matmul(&zn.tr()).view([-1]))
+            })
+            .map_err(torch("reading similarities"))?;
             let labels: Vec<usize> = batch.iter().map(|&i| cell_labels[i]).collect();
             let species: Vec<usize> = batch.iter().map(|&i| cell_species[i]).collect();
             let triplets =
                 mine_triplets(&sim, &labels, &species, params.margin as f32, &mut || {
                     rng.random::<f64>()
                 });
-            let loss = triplet_loss(&zn, &triplets, params.margin);
             if !triplets.is_empty() {
+                let (rows, triplets) = triplet_rows(&triplets);
+                let rows = Tensor::from_slice(&rows);
+                let z = encoder.forward_masked(&m.index_select(0, &rows), &masks.rows(&rows));
+                let loss = triplet_loss(&unit_rows(&z), &triplets, params.margin);
                 opt.backward_step(&loss);
+                sum_loss += loss.double_value(&[]);
             }
-            sum_loss += loss.double_value(&[]);
             n_triplets += triplets.len();
             n_batches += 1;
         }
@@ -505,6 +512,11 @@ pub fn finetune<E: From<ModelError>>(
         logs.push(log);
     }
     Ok(logs)
+}
+
+/// Rows divided by their L2 norm (at least 1e-12, as `torch.nn.functional.normalize`).
+fn unit_rows(z: &Tensor) -> Tensor {
+    z / z.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12)
 }
 
 /// Where fine-tuning gets macrogene expression from.
@@ -541,4 +553,68 @@ fn frozen_macrogenes(model: &Saturn, data: &[SpeciesData<'_>], species_of: &[usi
 fn copy_back(model: &mut Saturn, ft: &nn::VarStore) -> Result<()> {
     let named: Vec<(String, Tensor)> = ft.variables().into_iter().collect();
     model.set_parameters(&named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SaturnConfig;
+    use crate::model::Triplet;
+
+    /// What fine-tuning relies on: with the masks drawn once, the loss of the triplets on their
+    /// cells' rows only has the value and the parameter gradients of the loss on the whole batch.
+    #[test]
+    fn backward_through_triplet_rows_equals_backward_through_the_batch() {
+        tch::manual_seed(3);
+        let config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![5, 5], 12);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let encoder = Encoder::new(&(vs.root() / "encoder"), &config);
+        let m = Tensor::rand([20, 12], (Kind::Float, Device::Cpu));
+        let masks = encoder.draw_masks(20);
+        let triplets: Vec<Triplet> = [(0, 11, 4), (3, 17, 9), (11, 0, 19), (3, 11, 4)]
+            .map(|(anchor, positive, negative)| Triplet {
+                anchor,
+                positive,
+                negative,
+            })
+            .to_vec();
+        let gradients = |loss: Tensor| {
+            let params: Vec<Tensor> = vs.trainable_variables();
+            let grads = Tensor::run_backward(&[&loss], &params, false, false);
+            (loss.double_value(&[]), grads)
+        };
+        // a margin large enough that every triplet contributes
+        let (want, want_grads) = gradients(triplet_loss(
+            &unit_rows(&encoder.forward_masked(&m, &masks)),
+            &triplets,
+            2.0,
+        ));
+        let (rows, remapped) = triplet_rows(&triplets);
+        assert_eq!(rows, vec![0, 3, 4, 9, 11, 17, 19]);
+        let rows = Tensor::from_slice(&rows);
+        let z = encoder.forward_masked(&m.index_select(0, &rows), &masks.rows(&rows));
+        let (got, got_grads) = gradients(triplet_loss(&unit_rows(&z), &remapped, 2.0));
+        assert!((got - want).abs() < 1e-6, "loss {got} vs {want}");
+        for (g, w) in got_grads.iter().zip(&want_grads) {
+            let err = (g - w).abs().max().double_value(&[]);
+            let scale = w.abs().max().double_value(&[]);
+            assert!(
+                scale > 0.0 && err <= 1e-5 * scale,
+                "gradient error {err} of {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn drawn_masks_are_the_masks_of_a_training_pass() {
+        let config = SaturnConfig::new(vec!["a".into()], vec![5], 12);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let encoder = Encoder::new(&(vs.root() / "encoder"), &config);
+        let m = Tensor::rand([30, 12], (Kind::Float, Device::Cpu));
+        tch::manual_seed(9);
+        let want = encoder.forward_t(&m, true);
+        tch::manual_seed(9);
+        let masks = encoder.draw_masks(30);
+        assert!(encoder.forward_masked(&m, &masks).equal(&want));
+    }
 }
