@@ -17,6 +17,9 @@
 //! caller as uniforms in `[0, 1)`, index `floor(u * len)`, in exactly the order above: the
 //! training loop passes a seeded RNG, the parity test the draws of the Python reference.
 
+use rayon::prelude::*;
+use std::collections::HashMap;
+
 /// One (anchor, positive, negative) triplet of batch indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Triplet {
@@ -43,14 +46,7 @@ pub fn mine_triplets(
     debug_assert_eq!(sim.len(), b * b);
     debug_assert_eq!(species.len(), b);
     let s = |i: usize, j: usize| sim[i * b + j];
-    let argmax = |i: usize, keep: &dyn Fn(usize) -> bool| {
-        (0..b)
-            .filter(|&j| keep(j))
-            .fold(None, |best: Option<usize>, j| match best {
-                Some(k) if s(i, k) >= s(i, j) => Some(k),
-                _ => Some(j),
-            })
-    };
+    let nearest = Nearest::new(sim, species);
     let pick = |cands: &[usize], draw: &mut dyn FnMut() -> f64| {
         let k = ((draw() * cands.len() as f64) as usize).min(cands.len() - 1);
         cands[k]
@@ -60,18 +56,21 @@ pub fn mine_triplets(
     distinct.sort_unstable();
     distinct.dedup();
     let mut out = Vec::new();
+    // the negative candidates depend only on the anchor's and the positive's species and labels
+    let mut negatives: HashMap<(usize, usize, usize, usize), Vec<usize>> = HashMap::new();
     for &label in &distinct {
         let members: Vec<usize> = (0..b).filter(|&i| labels[i] == label).collect();
         let sp = species[members[0]];
         let mut group = members.clone();
         for &p in &members {
-            let Some(n) = argmax(p, &|j| species[j] != sp) else {
+            let Some(n) = nearest.outside(p, sp) else {
                 continue;
             };
-            if let Some(back) = argmax(n, &|j| species[j] == sp) {
-                if labels[back] == label {
-                    group.push(n);
-                }
+            if nearest
+                .within(n, sp)
+                .is_some_and(|back| labels[back] == label)
+            {
+                group.push(n);
             }
         }
         group.sort_unstable();
@@ -93,17 +92,20 @@ pub fn mine_triplets(
             }
             for &a in group.iter().filter(|&&i| species[i] == anchor_species) {
                 let p = pick(&positives, draw);
-                let negatives: Vec<usize> = (0..b)
-                    .filter(|&j| {
-                        (species[j] == species[a] || species[j] == species[p])
-                            && labels[j] != labels[a]
-                            && labels[j] != labels[p]
-                    })
-                    .collect();
+                let key = (species[a], species[p], labels[a], labels[p]);
+                let negatives = negatives.entry(key).or_insert_with(|| {
+                    (0..b)
+                        .filter(|&j| {
+                            (species[j] == key.0 || species[j] == key.1)
+                                && labels[j] != key.2
+                                && labels[j] != key.3
+                        })
+                        .collect()
+                });
                 if negatives.is_empty() {
                     continue;
                 }
-                let n = pick(&negatives, draw);
+                let n = pick(negatives, draw);
                 let gap = s(a, p) - s(a, n);
                 if gap > 0.0 && gap <= margin {
                     out.push(Triplet {
@@ -116,6 +118,71 @@ pub fn mine_triplets(
         }
     }
     out
+}
+
+/// Every cell's most similar cell of each species, found in one pass over `S`: the "most similar"
+/// lookups of the miner without a scan of the batch each. Ties go to the lowest index, as
+/// `argmax` (a scan that keeps the first of equal maxima).
+struct Nearest<'a> {
+    sim: &'a [f32],
+    batch: usize,
+    /// `best[i * n_species + s]`: cell `i`'s most similar cell of species `s`, if any.
+    best: Vec<Option<usize>>,
+    n_species: usize,
+}
+
+impl<'a> Nearest<'a> {
+    fn new(sim: &'a [f32], species: &[usize]) -> Self {
+        let n_species = species.iter().max().map_or(0, |&m| m + 1);
+        let mut best = vec![None; species.len() * n_species];
+        if n_species > 0 {
+            best.par_chunks_mut(n_species)
+                .zip(sim.par_chunks(species.len()))
+                .for_each(|(out, row)| {
+                    // the value of out[sp]; NaN, like no cell yet, is replaced by the next one
+                    let mut value = vec![f32::NAN; n_species];
+                    for ((j, &sp), &v) in species.iter().enumerate().zip(row) {
+                        if !(value[sp] >= v) {
+                            (value[sp], out[sp]) = (v, Some(j));
+                        }
+                    }
+                });
+        }
+        Self {
+            sim,
+            batch: species.len(),
+            best,
+            n_species,
+        }
+    }
+
+    /// Cell `i`'s most similar cell of species `s`.
+    fn within(&self, i: usize, s: usize) -> Option<usize> {
+        self.best[i * self.n_species + s]
+    }
+
+    /// Cell `i`'s most similar cell of any species but `s`: the best of the other species'
+    /// nearest cells, taken in index order (so ties still go to the lowest index).
+    fn outside(&self, i: usize, s: usize) -> Option<usize> {
+        let row = &self.sim[i * self.batch..][..self.batch];
+        let mut cands: Vec<usize> = (0..self.n_species)
+            .filter(|&sp| sp != s)
+            .filter_map(|sp| self.within(i, sp))
+            .collect();
+        cands.sort_unstable();
+        cands
+            .into_iter()
+            .fold(None, |best, j| first_max(row, best, j))
+    }
+}
+
+/// One step of an `argmax` scan of `row` in index order: `j` replaces `best` unless `best` is at
+/// least as large.
+fn first_max(row: &[f32], best: Option<usize>, j: usize) -> Option<usize> {
+    match best {
+        Some(k) if row[k] >= row[j] => Some(k),
+        _ => Some(j),
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +216,29 @@ mod tests {
             negative: 3,
         };
         assert_eq!(t, vec![want, want]);
+    }
+
+    /// The one-pass lookups against a scan of the whole row, on similarities with many ties.
+    #[test]
+    fn nearest_by_species_equals_a_scan_of_the_row() {
+        let (b, n_species) = (37, 3);
+        let species: Vec<usize> = (0..b).map(|i| (i * 7 % 5) % n_species).collect();
+        // few distinct values, so ties are common
+        let sim: Vec<f32> = (0..b * b)
+            .map(|k| ((k * 31 + 7) % 6) as f32 / 5.0)
+            .collect();
+        let nearest = Nearest::new(&sim, &species);
+        // the largest value, then the lowest index
+        let scan = |i: usize, keep: &dyn Fn(usize) -> bool| {
+            (0..b)
+                .filter(|&j| keep(j))
+                .min_by(|&j, &k| sim[i * b + k].total_cmp(&sim[i * b + j]).then(j.cmp(&k)))
+        };
+        for i in 0..b {
+            for s in 0..n_species {
+                assert_eq!(nearest.within(i, s), scan(i, &|j| species[j] == s));
+                assert_eq!(nearest.outside(i, s), scan(i, &|j| species[j] != s));
+            }
+        }
     }
 }
