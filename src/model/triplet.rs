@@ -18,6 +18,7 @@
 //! training loop passes a seeded RNG, the parity test the draws of the Python reference.
 
 use rayon::prelude::*;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 /// One (anchor, positive, negative) triplet of batch indices.
@@ -140,9 +141,10 @@ impl<'a> Nearest<'a> {
                 .zip(sim.par_chunks(species.len()))
                 .for_each(|(out, row)| {
                     // the value of out[sp]; NaN, like no cell yet, is replaced by the next one
+                    // (as in `first_max`: replaced unless at least as large)
                     let mut value = vec![f32::NAN; n_species];
                     for ((j, &sp), &v) in species.iter().enumerate().zip(row) {
-                        if !(value[sp] >= v) {
+                        if matches!(value[sp].partial_cmp(&v), None | Some(Ordering::Less)) {
                             (value[sp], out[sp]) = (v, Some(j));
                         }
                     }
