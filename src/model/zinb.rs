@@ -138,25 +138,8 @@ struct CellTerms<'a> {
 /// selected, with no branch, so that the loop vectorises. The differences of logarithms are
 /// evaluated as `ln1p` of a ratio (the same values; float32 keeps its precision when `theta` or
 /// `x` is large).
-fn zinb_row(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the only requirement of `zinb_row_avx2`.
-        return unsafe { zinb_row_avx2(cell, genes, scale, out) };
-    }
-    zinb_row_portable(cell, genes, scale, out)
-}
-
-/// [`zinb_row_portable`] compiled for AVX2 (eight lanes instead of SSE2's four; the same
-/// operations, so the same results).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn zinb_row_avx2(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
-    zinb_row_portable(cell, genes, scale, out)
-}
-
 #[inline(always)]
-fn zinb_row_portable(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
+fn zinb_row(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>) {
     let Cell { x, mu, pi } = cell;
     let CellTerms {
         ll,
@@ -201,20 +184,126 @@ fn zinb_row_portable(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellT
     }
 }
 
+/// [`zinb_block_portable`] compiled for the widest vectors the CPU has (the same operations in
+/// the same order, so the same results).
+fn zinb_block(
+    cells: Cell<'_>,
+    genes: &GeneColumns,
+    scale: f64,
+    d_mu: &mut [f32],
+    d_pi: &mut [f32],
+) -> (f64, Vec<f64>) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of `zinb_block_avx512`.
+        return unsafe { zinb_block_avx512(cells, genes, scale, d_mu, d_pi) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only requirement of `zinb_block_avx2`.
+        return unsafe { zinb_block_avx2(cells, genes, scale, d_mu, d_pi) };
+    }
+    zinb_block_portable(cells, genes, scale, d_mu, d_pi)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn zinb_block_avx512(
+    cells: Cell<'_>,
+    genes: &GeneColumns,
+    scale: f64,
+    d_mu: &mut [f32],
+    d_pi: &mut [f32],
+) -> (f64, Vec<f64>) {
+    zinb_block_portable(cells, genes, scale, d_mu, d_pi)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn zinb_block_avx2(
+    cells: Cell<'_>,
+    genes: &GeneColumns,
+    scale: f64,
+    d_mu: &mut [f32],
+    d_pi: &mut [f32],
+) -> (f64, Vec<f64>) {
+    zinb_block_portable(cells, genes, scale, d_mu, d_pi)
+}
+
+/// A block of whole cells (row-major, the genes' width): fills their `d_mu` and `d_pi`, returns
+/// the sum of their log-likelihoods and their `d_theta` summed over the cells (in f64).
+#[inline(always)]
+fn zinb_block_portable(
+    cells: Cell<'_>,
+    genes: &GeneColumns,
+    scale: f64,
+    d_mu: &mut [f32],
+    d_pi: &mut [f32],
+) -> (f64, Vec<f64>) {
+    let g = genes.theta.len();
+    let (mut sum_ll, mut d_theta) = (0f64, vec![0f64; g]);
+    let (mut ll, mut d_theta_row) = (vec![0f32; g], vec![0f32; g]);
+    let mut non_zero = vec![0usize; g];
+    let rows = cells
+        .x
+        .chunks(g)
+        .zip(cells.mu.chunks(g))
+        .zip(cells.pi.chunks(g));
+    for (((x, mu), pi), (d_mu, d_pi)) in rows.zip(d_mu.chunks_mut(g).zip(d_pi.chunks_mut(g))) {
+        let terms = CellTerms {
+            ll: &mut ll,
+            d_mu,
+            d_theta: &mut d_theta_row,
+            d_pi,
+        };
+        zinb_row(Cell { x, mu, pi }, genes, scale as f32, terms);
+        sum_ll += sum_f64(&ll);
+        for (acc, &d) in d_theta.iter_mut().zip(&d_theta_row) {
+            *acc += f64::from(d);
+        }
+        sum_ll += add_gamma_terms(x, &mut non_zero, genes, scale, &mut d_theta);
+    }
+    (sum_ll, d_theta)
+}
+
+/// The sum of `v` in f64, in eight interleaved partial sums (so that it vectorises).
+#[inline(always)]
+fn sum_f64(v: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(x);
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
 /// Counts up to this are integers whose gamma-function terms [`gamma_terms`] sums directly.
 const SMALL_COUNT: f64 = 16.0;
 
 /// The gamma-function terms of one cell's non-zero counts, in f64:
 /// `lgamma(x + t) - lgamma(t) - lgamma(x + 1)` (returned, summed) and
 /// `scale (digamma(x + t) - digamma(t))` (added to `d_theta`).
-fn add_gamma_terms(x: &[f32], genes: &GeneColumns, scale: f64, d_theta: &mut [f64]) -> f64 {
-    let mut ll = 0.0;
+#[inline(always)]
+fn add_gamma_terms(
+    x: &[f32],
+    non_zero: &mut [usize],
+    genes: &GeneColumns,
+    scale: f64,
+    d_theta: &mut [f64],
+) -> f64 {
+    let mut n = 0;
     for (j, &x) in x.iter().enumerate() {
-        if x > ZINB_EPS as f32 {
-            let (lgamma, digamma) = gamma_terms(f64::from(x), j, genes);
-            ll += lgamma;
-            d_theta[j] += scale * digamma;
-        }
+        non_zero[n] = j; // kept only if the count is non-zero: no branch to mispredict
+        n += usize::from(x > ZINB_EPS as f32);
+    }
+    let mut ll = 0.0;
+    for &j in &non_zero[..n] {
+        let (lgamma, digamma) = gamma_terms(f64::from(x[j]), j, genes);
+        ll += lgamma;
+        d_theta[j] += scale * digamma;
     }
     ll
 }
@@ -261,31 +350,13 @@ fn zinb_nll_grad(
         .zip(d_pi.par_chunks_mut(block))
         .enumerate()
         .map(|(k, (d_mu, d_pi))| {
-            let (mut sum_ll, mut d_theta) = (0f64, vec![0f64; g]);
-            let (mut ll, mut d_theta_row) = (vec![0f32; g], vec![0f32; g]);
-            let rows = d_mu.chunks_mut(g).zip(d_pi.chunks_mut(g)).enumerate();
-            for (i, (d_mu, d_pi)) in rows {
-                let cell = (k * ZINB_BLOCK + i) * g..(k * ZINB_BLOCK + i + 1) * g;
-                let x = &x[cell.clone()];
-                let inputs = Cell {
-                    x,
-                    mu: &mu[cell.clone()],
-                    pi: &pi[cell],
-                };
-                let terms = CellTerms {
-                    ll: &mut ll,
-                    d_mu,
-                    d_theta: &mut d_theta_row,
-                    d_pi,
-                };
-                zinb_row(inputs, &genes, scale as f32, terms);
-                sum_ll += ll.iter().map(|&v| f64::from(v)).sum::<f64>();
-                for (acc, &d) in d_theta.iter_mut().zip(&d_theta_row) {
-                    *acc += f64::from(d);
-                }
-                sum_ll += add_gamma_terms(x, &genes, scale, &mut d_theta);
-            }
-            (sum_ll, d_theta)
+            let cells = k * block..k * block + d_mu.len();
+            let inputs = Cell {
+                x: &x[cells.clone()],
+                mu: &mu[cells.clone()],
+                pi: &pi[cells],
+            };
+            zinb_block(inputs, &genes, scale, d_mu, d_pi)
         })
         .collect();
     let mut sum_ll = 0.0;
