@@ -5,7 +5,8 @@
 //! 2. [`zinb`] — the ZINB log-likelihood of the pretraining loss.
 //! 3. [`losses`] — the protein-similarity regulariser and the triplet loss.
 //! 4. [`triplet`] — the cross-species semi-hard triplet miner.
-//! 5. [`train`] — pretraining and fine-tuning, seeded, with a per-epoch callback.
+//! 5. [`train`] — pretraining and fine-tuning, seeded, with a per-epoch callback; [`adam`] —
+//!    their optimiser.
 //! 6. [`runs`] — runs in the atlas (resumable, weights and embeddings stored); [`embed`] —
 //!    embedding a dataset added after training with the finished model; [`species`] — adding a
 //!    new species to a trained model (only its own parameters trained).
@@ -13,6 +14,7 @@
 //! Typical use: `Saturn::new(config, weights)` → [`pretrain`] → [`finetune`] →
 //! [`Saturn::embed`] per species → [`Saturn::save_bytes`].
 
+pub mod adam;
 pub mod embed;
 pub mod losses;
 pub mod network;

@@ -12,6 +12,7 @@
 //! libtorch's RNG is process-global (`tch::manual_seed`): two trainings running at the same time
 //! in one process interleave their dropout and partner draws and are no longer reproducible.
 
+use super::adam::{Adam, AdamConfig};
 use super::error::{invalid, torch, ModelError, Result};
 use super::losses::{anchored_regulariser_fused, triplet_loss, triplet_rows, UnitRows};
 use super::network::{check_counts, dense_rows, Encoder, MacrogeneLayer, Saturn};
@@ -23,7 +24,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// One species' training cells: counts restricted to the model's genes for that species (same
 /// column order as the weights), and one label per cell (may be empty for pretraining).
@@ -240,18 +241,6 @@ fn all_cells(data: &[SpeciesData<'_>]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-fn adam(vs: &nn::VarStore, lr: f64) -> Result<nn::Optimizer> {
-    nn::Adam {
-        beta1: 0.9,
-        beta2: 0.999,
-        wd: 0.0,
-        eps: 1e-8,
-        amsgrad: false,
-    }
-    .build(vs, lr)
-    .map_err(torch("building Adam"))
-}
-
 /// Pretrains every parameter on the ZINB likelihood plus the protein-similarity regulariser.
 ///
 /// `gene_embeddings` are the protein embeddings of all G genes (G x D), rows in the order of P's
@@ -332,7 +321,10 @@ fn zinb_training<E: From<ModelError>>(
         .into());
     }
     let e = UnitRows::new(gene_embeddings);
-    let mut opt = adam(model.var_store(), params.lr)?;
+    let mut opt = Adam::new(model.var_store(), AdamConfig::new(params.lr));
+    for (var, mask) in &scope.masks {
+        opt.mask(var, mask.shallow_clone());
+    }
     let mut cells = all_cells(data);
     let mut logs = Vec::new();
     for epoch in params.start_epoch..params.epochs {
@@ -363,12 +355,7 @@ fn zinb_training<E: From<ModelError>>(
                 let l1 = model.macrogene_layer().weights().sum(Kind::Float) * params.l1_penalty;
                 loss = &loss + l1;
             }
-            opt.zero_grad();
-            loss.backward();
-            for (var, mask) in &scope.masks {
-                let _ = var.grad().g_mul_(mask);
-            }
-            opt.step();
+            opt.backward_step(&loss);
             sum_loss += loss.double_value(&[]);
             sum_zinb += zinb.double_value(&[]);
             sum_reg += reg.double_value(&[]);
@@ -433,7 +420,7 @@ pub fn finetune<E: From<ModelError>>(
     };
     ft.copy(model.var_store())
         .map_err(torch("copying the encoder"))?;
-    let mut opt = adam(&ft, params.lr)?;
+    let mut opt = Adam::new(&ft, AdamConfig::new(params.lr));
 
     let mut order: Vec<usize> = (0..cells.len()).collect();
     let mut logs = Vec::new();
