@@ -10,6 +10,7 @@
 //! with `t` counted per parameter over the steps at which it had a gradient (a parameter the loss
 //! does not reach is skipped, as libtorch skips one whose gradient is none), and no weight decay.
 
+use super::simd::widest;
 use rayon::prelude::*;
 use tch::{nn, Kind, Tensor};
 
@@ -131,9 +132,14 @@ impl Adam {
             None => grad.contiguous(),
         };
         slot.steps += 1;
-        let step_size = (lr / (1.0 - beta1.powi(slot.steps))) as f32;
-        let inv_sqrt_bc2 = (1.0 / (1.0 - beta2.powi(slot.steps)).sqrt()) as f32;
-        let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
+        let t = slot.steps;
+        let step = Step {
+            size: (lr / (1.0 - beta1.powi(t))) as f32,
+            inv_sqrt_bc2: (1.0 / (1.0 - beta2.powi(t)).sqrt()) as f32,
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            eps: eps as f32,
+        };
         let n = slot.m.len();
         assert_eq!(grad.numel(), n, "a gradient of the parameter's shape");
         // SAFETY: the parameter and its gradient are contiguous float32 CPU tensors of `n`
@@ -151,13 +157,41 @@ impl Adam {
             .zip(grad.par_chunks(CHUNK))
             .zip(slot.m.par_chunks_mut(CHUNK))
             .zip(slot.v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
-                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
-                }
-            });
+            .for_each(|(((p, g), m), v)| update_chunk(p, g, m, v, step));
+    }
+}
+
+/// The scalars of one update.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// `lr / (1 - b1^t)`.
+    size: f32,
+    /// `1 / sqrt(1 - b2^t)`.
+    inv_sqrt_bc2: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+widest! {
+    /// Adam's update of a chunk of a parameter: values, gradient, moments.
+    fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: Step) =
+        update_chunk_portable;
+}
+
+#[inline(always)]
+fn update_chunk_portable(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: Step) {
+    let Step {
+        size,
+        inv_sqrt_bc2,
+        beta1,
+        beta2,
+        eps,
+    } = step;
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *p -= size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
     }
 }
 

@@ -26,6 +26,7 @@ pub mod zinb;
 
 mod error;
 mod host;
+mod simd;
 mod vmath;
 
 pub use embed::{embed_dataset, EmbedReport};

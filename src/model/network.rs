@@ -20,6 +20,7 @@
 //! real species one-hot (upstream always set column 0).
 
 use super::error::{invalid, torch, ModelError, Result};
+use super::simd::widest;
 use crate::macrogene::CsrView;
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
@@ -661,29 +662,44 @@ fn dropout_mask_tensor(shape: &[i64], p: f64) -> Tensor {
         return Tensor::ones(shape, (Kind::Float, Device::Cpu));
     }
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
-    let n = shape.iter().product::<i64>() as usize;
-    Tensor::from_slice(&dropout_mask(n, p, seed)).view(shape)
+    let mask = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+    let n = mask.numel();
+    if n > 0 {
+        // SAFETY: `mask` is a new contiguous float tensor of `n` elements on the CPU, alive
+        // for the slice's lifetime and not shared yet; every element is written below.
+        let data = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
+        fill_dropout_mask(data, p, seed);
+    }
+    mask
 }
 
-/// `n` entries of `0` (probability `p`) or `1 / (1 - p)`; entry `i` depends only on `seed` and `i`.
-fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<f32> {
-    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Fills `mask` with `0` (probability `p`) or `1 / (1 - p)`; entry `i` depends only on `seed` and
+/// `i` (SplitMix64 of the index), so chunks are filled in parallel.
+fn fill_dropout_mask(mask: &mut [f32], p: f64, seed: u64) {
     const CHUNK: usize = 1 << 14;
     let threshold = (p * 2f64.powi(32)) as u64; // dropped when the top 32 bits fall below it
     let keep = (1.0 / (1.0 - p)) as f32;
-    let mut mask = vec![0f32; n];
     mask.par_chunks_mut(CHUNK)
         .enumerate()
-        .for_each(|(c, chunk)| {
-            for (i, m) in chunk.iter_mut().enumerate() {
-                let mut z = seed.wrapping_add(GOLDEN.wrapping_mul((c * CHUNK + i) as u64 + 1));
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                *m = if z >> 32 >= threshold { keep } else { 0.0 };
-            }
-        });
-    mask
+        .for_each(|(c, chunk)| mask_chunk(chunk, (c * CHUNK) as u64, seed, threshold, keep));
+}
+
+widest! {
+    /// One chunk of [`fill_dropout_mask`], its first entry at index `first`.
+    fn mask_chunk(chunk: &mut [f32], first: u64, seed: u64, threshold: u64, keep: f32) =
+        mask_chunk_portable;
+}
+
+#[inline(always)]
+fn mask_chunk_portable(chunk: &mut [f32], first: u64, seed: u64, threshold: u64, keep: f32) {
+    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+    for (i, m) in chunk.iter_mut().enumerate() {
+        let mut z = seed.wrapping_add(GOLDEN.wrapping_mul(first + i as u64 + 1));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        *m = if z >> 32 >= threshold { keep } else { 0.0 };
+    }
 }
 
 /// Checks initial gene weights: `m` x `g`, finite and >= 0.
@@ -760,13 +776,18 @@ mod tests {
     #[test]
     fn dropout_mask_drops_a_fraction_p_and_scales_the_rest() {
         let (n, p) = (1 << 20, 0.1);
-        let mask = dropout_mask(n, p, 42);
+        let mask = |seed| {
+            let mut m = vec![0f32; n];
+            fill_dropout_mask(&mut m, p, seed);
+            m
+        };
+        let (mask, again, other) = (mask(42), mask(42), mask(43));
         let kept: Vec<&f32> = mask.iter().filter(|&&m| m != 0.0).collect();
         let dropped = 1.0 - kept.len() as f64 / n as f64;
         assert!((dropped - p).abs() < 2e-3, "dropped {dropped}, want {p}");
         assert!(kept.iter().all(|&&m| m == (1.0 / (1.0 - p)) as f32));
-        assert_eq!(mask, dropout_mask(n, p, 42), "same seed, same mask");
-        assert_ne!(mask, dropout_mask(n, p, 43), "another seed, another mask");
+        assert_eq!(mask, again, "same seed, same mask");
+        assert_ne!(mask, other, "another seed, another mask");
     }
 
     #[test]

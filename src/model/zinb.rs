@@ -8,6 +8,7 @@
 //! zero, and a zero needs neither `lgamma` nor `digamma`.
 
 use super::host::{cpu_f32, f32_data, with_gradients};
+use super::simd::widest;
 use super::vmath;
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
@@ -184,50 +185,15 @@ fn zinb_row(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>)
     }
 }
 
-/// [`zinb_block_portable`] compiled for the widest vectors the CPU has (the same operations in
-/// the same order, so the same results).
-fn zinb_block(
-    cells: Cell<'_>,
-    genes: &GeneColumns,
-    scale: f64,
-    d_mu: &mut [f32],
-    d_pi: &mut [f32],
-) -> (f64, Vec<f64>) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, the only requirement of `zinb_block_avx512`.
-        return unsafe { zinb_block_avx512(cells, genes, scale, d_mu, d_pi) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the only requirement of `zinb_block_avx2`.
-        return unsafe { zinb_block_avx2(cells, genes, scale, d_mu, d_pi) };
-    }
-    zinb_block_portable(cells, genes, scale, d_mu, d_pi)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn zinb_block_avx512(
-    cells: Cell<'_>,
-    genes: &GeneColumns,
-    scale: f64,
-    d_mu: &mut [f32],
-    d_pi: &mut [f32],
-) -> (f64, Vec<f64>) {
-    zinb_block_portable(cells, genes, scale, d_mu, d_pi)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn zinb_block_avx2(
-    cells: Cell<'_>,
-    genes: &GeneColumns,
-    scale: f64,
-    d_mu: &mut [f32],
-    d_pi: &mut [f32],
-) -> (f64, Vec<f64>) {
-    zinb_block_portable(cells, genes, scale, d_mu, d_pi)
+widest! {
+    /// [`zinb_block_portable`] compiled for the widest vectors the CPU has.
+    fn zinb_block(
+        cells: Cell<'_>,
+        genes: &GeneColumns,
+        scale: f64,
+        d_mu: &mut [f32],
+        d_pi: &mut [f32],
+    ) -> (f64, Vec<f64>) = zinb_block_portable;
 }
 
 /// A block of whole cells (row-major, the genes' width): fills their `d_mu` and `d_pi`, returns
