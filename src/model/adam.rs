@@ -1,5 +1,5 @@
 //! Adam for the training loops, with each parameter's update fused into one pass over its
-//! values, gradient and moments (rayon over chunks). libtorch's `torch::optim::Adam` makes six
+//! values, gradient and moments (chunks on libtorch's threads, [`super::pool`]). libtorch's `torch::optim::Adam` makes six
 //! tensor operations per parameter and step, each a pass over millions of floats (a pretraining
 //! step updates about 3.5 million parameters); the arithmetic is the same:
 //!
@@ -10,11 +10,11 @@
 //! with `t` counted per parameter over the steps at which it had a gradient (a parameter the loss
 //! does not reach is skipped, as libtorch skips one whose gradient is none), and no weight decay.
 
+use super::pool::map_parts;
 use super::simd::widest;
-use rayon::prelude::*;
 use tch::{nn, Kind, Tensor};
 
-/// Entries per rayon task.
+/// Entries per parallel part.
 const CHUNK: usize = 1 << 15;
 
 /// Adam's hyper-parameters (betas 0.9 and 0.999, eps 1e-8 as SATURN).
@@ -152,12 +152,13 @@ impl Adam {
                 std::slice::from_raw_parts(grad.data_ptr() as *const f32, n),
             )
         };
-        param
-            .par_chunks_mut(CHUNK)
-            .zip(grad.par_chunks(CHUNK))
-            .zip(slot.m.par_chunks_mut(CHUNK))
-            .zip(slot.v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| update_chunk(p, g, m, v, step));
+        let chunks = param
+            .chunks_mut(CHUNK)
+            .zip(grad.chunks(CHUNK))
+            .zip(slot.m.chunks_mut(CHUNK))
+            .zip(slot.v.chunks_mut(CHUNK))
+            .collect();
+        map_parts(chunks, |_, (((p, g), m), v)| update_chunk(p, g, m, v, step));
     }
 }
 

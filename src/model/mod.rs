@@ -26,6 +26,7 @@ pub mod zinb;
 
 mod error;
 mod host;
+mod pool;
 mod simd;
 mod vmath;
 

@@ -20,10 +20,10 @@
 //! real species one-hot (upstream always set column 0).
 
 use super::error::{invalid, torch, ModelError, Result};
+use super::pool::map_parts;
 use super::simd::widest;
 use crate::macrogene::CsrView;
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -679,9 +679,9 @@ fn fill_dropout_mask(mask: &mut [f32], p: f64, seed: u64) {
     const CHUNK: usize = 1 << 14;
     let threshold = (p * 2f64.powi(32)) as u64; // dropped when the top 32 bits fall below it
     let keep = (1.0 / (1.0 - p)) as f32;
-    mask.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| mask_chunk(chunk, (c * CHUNK) as u64, seed, threshold, keep));
+    map_parts(mask.chunks_mut(CHUNK).collect(), |c, chunk| {
+        mask_chunk(chunk, (c * CHUNK) as u64, seed, threshold, keep)
+    });
 }
 
 widest! {

@@ -8,9 +8,9 @@
 //! zero, and a zero needs neither `lgamma` nor `digamma`.
 
 use super::host::{cpu_f32, f32_data, with_gradients};
+use super::pool::map_parts;
 use super::simd::widest;
 use super::vmath;
-use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
 /// The `eps` scvi-tools uses inside the logarithms.
@@ -56,8 +56,8 @@ pub fn zinb_nll(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> Tensor 
         .mean(Kind::Float)
 }
 
-/// [`zinb_nll`] with its gradient computed analytically in one pass over the batch (rayon over
-/// cells). The result is a scalar with the value of [`zinb_nll`] whose backward pass hands
+/// [`zinb_nll`] with its gradient computed analytically in one pass over the batch (blocks of
+/// cells on libtorch's threads, [`super::pool`]). The result is a scalar with the value of [`zinb_nll`] whose backward pass hands
 /// `d nll / d mu`, `d nll / d theta` and `d nll / d pi` to the graphs of `mu`, `theta` and `pi`.
 ///
 /// `x`, `mu`, `pi`: B x G; `theta`: G. Per entry, with `s(y) = sigmoid(y)`, `t = theta`,
@@ -295,7 +295,7 @@ fn gamma_terms(x: f64, j: usize, genes: &GeneColumns) -> (f64, f64) {
 }
 
 /// Cells per block of [`zinb_nll_grad`]: blocks are summed in a fixed order, so the result does
-/// not depend on how rayon schedules them.
+/// not depend on how many threads run them.
 const ZINB_BLOCK: usize = 16;
 
 /// `mean_c(-sum_g ll)` over a B x G batch and its gradients (row-major slices).
@@ -311,20 +311,16 @@ fn zinb_nll_grad(
     let scale = -1.0 / b.max(1) as f64;
     let (mut d_mu, mut d_pi) = (vec![0f32; b * g], vec![0f32; b * g]);
     let block = ZINB_BLOCK * g.max(1);
-    let partial: Vec<(f64, Vec<f64>)> = d_mu
-        .par_chunks_mut(block)
-        .zip(d_pi.par_chunks_mut(block))
-        .enumerate()
-        .map(|(k, (d_mu, d_pi))| {
-            let cells = k * block..k * block + d_mu.len();
-            let inputs = Cell {
-                x: &x[cells.clone()],
-                mu: &mu[cells.clone()],
-                pi: &pi[cells],
-            };
-            zinb_block(inputs, &genes, scale, d_mu, d_pi)
-        })
-        .collect();
+    let blocks = d_mu.chunks_mut(block).zip(d_pi.chunks_mut(block)).collect();
+    let partial = map_parts(blocks, |k, (d_mu, d_pi)| {
+        let cells = k * block..k * block + d_mu.len();
+        let inputs = Cell {
+            x: &x[cells.clone()],
+            mu: &mu[cells.clone()],
+            pi: &pi[cells],
+        };
+        zinb_block(inputs, &genes, scale, d_mu, d_pi)
+    });
     let mut sum_ll = 0.0;
     let mut d_theta = vec![0f64; g];
     for (ll, d) in &partial {
@@ -419,15 +415,15 @@ mod tests {
         let mu: Vec<f32> = (0..b * g).map(|i| 0.01 + (i % 97) as f32 * 0.37).collect();
         let pi: Vec<f32> = (0..b * g).map(|i| (i % 11) as f32 - 5.0).collect();
         let theta: Vec<f32> = (0..g).map(|j| 0.05 * (j + 1) as f32).collect();
+        let before = tch::get_num_threads();
         let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let (nll, d) = pool.install(|| zinb_nll_grad(&x, &mu, &theta, &pi, b, g));
+            tch::set_num_threads(threads); // the OpenMP threads the blocks run on
+            let (nll, d) = zinb_nll_grad(&x, &mu, &theta, &pi, b, g);
             (nll.to_bits(), d.mu, d.theta, d.pi)
         };
-        assert_eq!(run(1), run(4));
+        let (one, four) = (run(1), run(4));
+        tch::set_num_threads(before);
+        assert_eq!(one, four);
     }
 
     /// A batch like a training batch (mostly zeros, a few large counts): the fused loss and its
