@@ -5,10 +5,14 @@
 //! hand in one pass, instead of the tensor form [`anchored_regulariser`].
 
 use super::host::{cpu_f32, f32_data, with_gradients};
+use super::pool::map_parts;
 use super::triplet::Triplet;
 use crate::index::distance::dot;
 use ndarray::ArrayView2;
 use tch::{Kind, Tensor};
+
+/// Gene pairs per parallel part of [`anchored_regulariser_fused`].
+const PAIRS_PER_PART: usize = 256;
 
 /// The `eps` of `torch.nn.functional.cosine_similarity` as the regulariser calls it.
 const COS_EPS: f32 = 1e-8;
@@ -80,13 +84,32 @@ pub fn anchored_regulariser_fused(
     let q_data = cpu_f32(q);
     let rows: Vec<&[f32]> = f32_data(&q_data).chunks(width as usize).collect();
     let norms: Vec<f32> = rows.iter().map(|r| dot(r, r).sqrt().max(COS_EPS)).collect();
+    // the dot products in parallel; the sums below in pair order, so the result is deterministic
+    let chunks: Vec<(usize, &[i64])> = partners
+        .chunks(PAIRS_PER_PART)
+        .enumerate()
+        .map(|(k, c)| (first + k * PAIRS_PER_PART, c))
+        .collect();
+    let cosines: Vec<Vec<(f32, f32)>> = map_parts(chunks, |_, (first, partners)| {
+        let pairs = partners
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| (first + i, b as usize));
+        pairs
+            .map(|(a, b)| {
+                let cos = dot(rows[a], rows[b]) / (norms[a] * norms[b]);
+                (cos, cos - dot(e.row(a), e.row(b)))
+            })
+            .collect()
+    });
     let mut grad = vec![0f32; rows.len() * width as usize];
     let mut value = 0f64;
-    for (i, &b) in partners.iter().enumerate() {
-        let (a, b) = (first + i, b as usize);
+    let pairs = partners
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (first + i, b as usize));
+    for ((a, b), (cos, d)) in pairs.zip(cosines.into_iter().flatten()) {
         let (norm_a, norm_b) = (norms[a], norms[b]);
-        let cos = dot(rows[a], rows[b]) / (norm_a * norm_b);
-        let d = cos - dot(e.row(a), e.row(b));
         value += f64::from(d * d);
         let (cross, own) = (2.0 * d / (norm_a * norm_b), 2.0 * d * cos);
         for (row, other, norm) in [(a, b, norm_a), (b, a, norm_b)] {
@@ -161,10 +184,11 @@ mod tests {
     #[test]
     fn fused_regulariser_matches_autograd_of_the_tensor_form() {
         tch::manual_seed(5);
-        let (genes, hidden, dim) = (40, 24, 17);
+        // more pairs than one parallel part holds, so the parts' order matters
+        let (genes, hidden, dim) = (600, 24, 17);
         let q = Tensor::randn([genes, hidden], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let e = Tensor::randn([genes, dim], (Kind::Float, Device::Cpu));
-        let (first, n) = (10usize, 25usize);
+        let (first, n) = (10usize, 2 * PAIRS_PER_PART + 13);
         let mut partners: Vec<i64> = (0..n as i64).map(|i| (i * 7 + 3) % genes).collect();
         partners[0] = first as i64; // a gene paired with itself
         let e_rows: Vec<f32> = Vec::try_from(&e.view([-1])).unwrap();

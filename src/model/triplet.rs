@@ -17,9 +17,12 @@
 //! caller as uniforms in `[0, 1)`, index `floor(u * len)`, in exactly the order above: the
 //! training loop passes a seeded RNG, the parity test the draws of the Python reference.
 
-use rayon::prelude::*;
+use super::pool::map_parts;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+
+/// Rows of `S` per parallel part of the nearest-cell pass.
+const ROWS_PER_PART: usize = 64;
 
 /// One (anchor, positive, negative) triplet of batch indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,9 +140,12 @@ impl<'a> Nearest<'a> {
         let n_species = species.iter().max().map_or(0, |&m| m + 1);
         let mut best = vec![None; species.len() * n_species];
         if n_species > 0 {
-            best.par_chunks_mut(n_species)
-                .zip(sim.par_chunks(species.len()))
-                .for_each(|(out, row)| {
+            // blocks of rows in parallel (on libtorch's threads, as the rest of training)
+            let b = species.len();
+            let blocks = best.chunks_mut(ROWS_PER_PART * n_species).collect();
+            map_parts(blocks, |k, out| {
+                let rows = sim[k * ROWS_PER_PART * b..].chunks(b);
+                for (out, row) in out.chunks_mut(n_species).zip(rows) {
                     // the value of out[sp]; NaN, like no cell yet, is replaced by the next one
                     // (as in `first_max`: replaced unless at least as large)
                     let mut value = vec![f32::NAN; n_species];
@@ -148,7 +154,8 @@ impl<'a> Nearest<'a> {
                             (value[sp], out[sp]) = (v, Some(j));
                         }
                     }
-                });
+                }
+            });
         }
         Self {
             sim,
@@ -223,7 +230,7 @@ mod tests {
     /// The one-pass lookups against a scan of the whole row, on similarities with many ties.
     #[test]
     fn nearest_by_species_equals_a_scan_of_the_row() {
-        let (b, n_species) = (37, 3);
+        let (b, n_species) = (2 * ROWS_PER_PART + 22, 3); // three parallel parts
         let species: Vec<usize> = (0..b).map(|i| (i * 7 % 5) % n_species).collect();
         // few distinct values, so ties are common
         let sim: Vec<f32> = (0..b * b)
