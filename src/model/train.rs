@@ -14,6 +14,7 @@
 
 use super::adam::{Adam, AdamConfig};
 use super::error::{invalid, torch, ModelError, Result};
+use super::host::{cpu_f32, f32_data};
 use super::losses::{anchored_regulariser_fused, triplet_loss, triplet_rows, UnitRows};
 use super::network::{check_counts, dense_rows, Encoder, MacrogeneLayer, Saturn};
 use super::triplet::mine_triplets;
@@ -463,15 +464,14 @@ pub fn finetune<E: From<ModelError>>(
             let masks = encoder.draw_masks(batch.len());
             let sim = tch::no_grad(|| {
                 let zn = unit_rows(&encoder.forward_masked(&m, &masks));
-                Vec::<f32>::try_from(&zn.matmul(&zn.tr()).view([-1]))
-            })
-            .map_err(torch("reading similarities"))?;
+                cpu_f32(&zn.matmul(&zn.tr()))
+            });
+            let sim = f32_data(&sim); // read in place: B x B floats, 64 MB at batch 4096
             let labels: Vec<usize> = batch.iter().map(|&i| cell_labels[i]).collect();
             let species: Vec<usize> = batch.iter().map(|&i| cell_species[i]).collect();
-            let triplets =
-                mine_triplets(&sim, &labels, &species, params.margin as f32, &mut || {
-                    rng.random::<f64>()
-                });
+            let triplets = mine_triplets(sim, &labels, &species, params.margin as f32, &mut || {
+                rng.random::<f64>()
+            });
             if !triplets.is_empty() {
                 let (rows, triplets) = triplet_rows(&triplets);
                 let rows = Tensor::from_slice(&rows);
