@@ -176,23 +176,19 @@ struct Step {
 
 widest! {
     /// Adam's update of a chunk of a parameter: values, gradient, moments.
-    fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: Step) =
-        update_chunk_portable;
-}
-
-#[inline(always)]
-fn update_chunk_portable(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: Step) {
-    let Step {
-        size,
-        inv_sqrt_bc2,
-        beta1,
-        beta2,
-        eps,
-    } = step;
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-        *m = beta1 * *m + (1.0 - beta1) * g;
-        *v = beta2 * *v + (1.0 - beta2) * g * g;
-        *p -= size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+    fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: Step) {
+        let Step {
+            size,
+            inv_sqrt_bc2,
+            beta1,
+            beta2,
+            eps,
+        } = step;
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *p -= size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+        }
     }
 }
 

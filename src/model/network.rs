@@ -686,19 +686,15 @@ fn fill_dropout_mask(mask: &mut [f32], p: f64, seed: u64) {
 
 widest! {
     /// One chunk of [`fill_dropout_mask`], its first entry at index `first`.
-    fn mask_chunk(chunk: &mut [f32], first: u64, seed: u64, threshold: u64, keep: f32) =
-        mask_chunk_portable;
-}
-
-#[inline(always)]
-fn mask_chunk_portable(chunk: &mut [f32], first: u64, seed: u64, threshold: u64, keep: f32) {
-    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-    for (i, m) in chunk.iter_mut().enumerate() {
-        let mut z = seed.wrapping_add(GOLDEN.wrapping_mul(first + i as u64 + 1));
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        *m = if z >> 32 >= threshold { keep } else { 0.0 };
+    fn mask_chunk(chunk: &mut [f32], first: u64, seed: u64, threshold: u64, keep: f32) {
+        const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+        for (i, m) in chunk.iter_mut().enumerate() {
+            let mut z = seed.wrapping_add(GOLDEN.wrapping_mul(first + i as u64 + 1));
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            *m = if z >> 32 >= threshold { keep } else { 0.0 };
+        }
     }
 }
 

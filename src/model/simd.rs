@@ -1,24 +1,25 @@
 //! Hot loops compiled for the widest vector instructions the CPU has. The crate is built for
 //! baseline x86-64 (SSE2), so a plain loop over `f32`s gets four lanes; [`widest!`] defines a
-//! function that runs the same code compiled for AVX-512 or AVX2 when the CPU has them (checked at
-//! run time; the same operations, so the same results), and as written otherwise.
+//! function whose body is also compiled for AVX-512 and AVX2 and runs the widest version the CPU
+//! has (checked at run time; the same operations, so the same results).
 
-/// `widest!(fn name(args) -> T = body;)` defines `fn name(args) -> T` that calls the
-/// `#[inline(always)]` function `body` with the same arguments, compiled for AVX-512 (F, DQ) or
-/// AVX2 when the CPU has them.
+/// `widest! { fn name(args) -> T { body } }` defines `fn name(args) -> T` whose body is compiled
+/// three times, as written and for AVX-512 (F, DQ) and AVX2, and runs the widest the CPU has.
 macro_rules! widest {
-    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path;) => {
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
         fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512dq")]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    portable($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    portable($($arg),*)
                 }
                 if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
                     // SAFETY: the CPU has the features `avx512` is compiled for.
@@ -29,7 +30,7 @@ macro_rules! widest {
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            portable($($arg),*)
         }
     };
 }

@@ -186,50 +186,42 @@ fn zinb_row(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>)
 }
 
 widest! {
-    /// [`zinb_block_portable`] compiled for the widest vectors the CPU has.
+    /// A block of whole cells (row-major, the genes' width): fills their `d_mu` and `d_pi`,
+    /// returns the sum of their log-likelihoods and their `d_theta` summed over the cells (in
+    /// f64).
     fn zinb_block(
         cells: Cell<'_>,
         genes: &GeneColumns,
         scale: f64,
         d_mu: &mut [f32],
         d_pi: &mut [f32],
-    ) -> (f64, Vec<f64>) = zinb_block_portable;
-}
-
-/// A block of whole cells (row-major, the genes' width): fills their `d_mu` and `d_pi`, returns
-/// the sum of their log-likelihoods and their `d_theta` summed over the cells (in f64).
-#[inline(always)]
-fn zinb_block_portable(
-    cells: Cell<'_>,
-    genes: &GeneColumns,
-    scale: f64,
-    d_mu: &mut [f32],
-    d_pi: &mut [f32],
-) -> (f64, Vec<f64>) {
-    let g = genes.theta.len();
-    let (mut sum_ll, mut d_theta) = (0f64, vec![0f64; g]);
-    let (mut ll, mut d_theta_row) = (vec![0f32; g], vec![0f32; g]);
-    let mut non_zero = vec![0usize; g];
-    let rows = cells
-        .x
-        .chunks(g)
-        .zip(cells.mu.chunks(g))
-        .zip(cells.pi.chunks(g));
-    for (((x, mu), pi), (d_mu, d_pi)) in rows.zip(d_mu.chunks_mut(g).zip(d_pi.chunks_mut(g))) {
-        let terms = CellTerms {
-            ll: &mut ll,
-            d_mu,
-            d_theta: &mut d_theta_row,
-            d_pi,
-        };
-        zinb_row(Cell { x, mu, pi }, genes, scale as f32, terms);
-        sum_ll += sum_f64(&ll);
-        for (acc, &d) in d_theta.iter_mut().zip(&d_theta_row) {
-            *acc += f64::from(d);
+    ) -> (f64, Vec<f64>) {
+        let g = genes.theta.len();
+        let (mut sum_ll, mut d_theta) = (0f64, vec![0f64; g]);
+        let (mut ll, mut d_theta_row) = (vec![0f32; g], vec![0f32; g]);
+        let mut non_zero = vec![0usize; g];
+        let rows = cells
+            .x
+            .chunks(g)
+            .zip(cells.mu.chunks(g))
+            .zip(cells.pi.chunks(g));
+        let outputs = d_mu.chunks_mut(g).zip(d_pi.chunks_mut(g));
+        for (((x, mu), pi), (d_mu, d_pi)) in rows.zip(outputs) {
+            let terms = CellTerms {
+                ll: &mut ll,
+                d_mu,
+                d_theta: &mut d_theta_row,
+                d_pi,
+            };
+            zinb_row(Cell { x, mu, pi }, genes, scale as f32, terms);
+            sum_ll += sum_f64(&ll);
+            for (acc, &d) in d_theta.iter_mut().zip(&d_theta_row) {
+                *acc += f64::from(d);
+            }
+            sum_ll += add_gamma_terms(x, &mut non_zero, genes, scale, &mut d_theta);
         }
-        sum_ll += add_gamma_terms(x, &mut non_zero, genes, scale, &mut d_theta);
+        (sum_ll, d_theta)
     }
-    (sum_ll, d_theta)
 }
 
 /// The sum of `v` in f64, in eight interleaved partial sums (so that it vectorises).
