@@ -10,6 +10,7 @@
 //! with `t` counted per parameter over the steps at which it had a gradient (a parameter the loss
 //! does not reach is skipped, as libtorch skips one whose gradient is none), and no weight decay.
 
+use super::host::{cpu_f32, f32_data, f32_data_mut};
 use super::pool::map_parts;
 use super::simd::widest;
 use tch::{nn, Kind, Tensor};
@@ -127,10 +128,10 @@ impl Adam {
             eps,
         } = self.config;
         let slot = &mut self.slots[i];
-        let grad = match &slot.mask {
+        let grad = cpu_f32(&match &slot.mask {
             Some(mask) => grad * mask,
-            None => grad.contiguous(),
-        };
+            None => grad.shallow_clone(),
+        });
         slot.steps += 1;
         let t = slot.steps;
         let step = Step {
@@ -140,18 +141,16 @@ impl Adam {
             beta2: beta2 as f32,
             eps: eps as f32,
         };
-        let n = slot.m.len();
-        assert_eq!(grad.numel(), n, "a gradient of the parameter's shape");
-        // SAFETY: the parameter and its gradient are contiguous float32 CPU tensors of `n`
-        // elements (the parameter checked in `new`, the gradient made contiguous above); both
-        // stay alive for the loop, the gradient is a separate tensor, and nothing else reads or
-        // writes the parameter during the update.
-        let (param, grad) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(slot.param.data_ptr() as *mut f32, n),
-                std::slice::from_raw_parts(grad.data_ptr() as *const f32, n),
-            )
-        };
+        assert_eq!(
+            grad.numel(),
+            slot.m.len(),
+            "a gradient of the parameter's shape"
+        );
+        let grad = f32_data(&grad);
+        // SAFETY: the parameter is a contiguous float32 CPU tensor (checked in `new`); the
+        // gradient is a separate tensor, and nothing else reads or writes the parameter during
+        // the update.
+        let param = unsafe { f32_data_mut(&mut slot.param) };
         let chunks = param
             .chunks_mut(CHUNK)
             .zip(grad.chunks(CHUNK))

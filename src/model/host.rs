@@ -1,6 +1,6 @@
 //! Glue for the losses computed by hand on the CPU ([`super::zinb::zinb_nll_fused`],
-//! [`super::losses::anchored_regulariser_fused`]): reading a tensor's data without a copy, and
-//! handing an analytically computed gradient back to autograd.
+//! [`super::losses::anchored_regulariser_fused`], [`super::adam`]): reading and writing a
+//! tensor's data without a copy, and handing an analytically computed gradient back to autograd.
 
 use tch::{Device, Kind, Tensor};
 
@@ -20,6 +20,23 @@ pub(crate) fn f32_data(t: &Tensor) -> &[f32] {
     // initialised f32 values from `data_ptr`; the slice borrows `t`, which keeps the storage
     // alive, and nothing writes to it while the slice lives (the callers only read it).
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
+}
+
+/// The data of a contiguous float32 CPU tensor, for writing (e.g. a new tensor being filled, or
+/// a parameter being updated).
+///
+/// # Safety
+/// `t` must be a contiguous float32 tensor on the CPU, and nothing else may read or write its
+/// storage (through another tensor sharing it) while the slice lives.
+pub(crate) unsafe fn f32_data_mut(t: &mut Tensor) -> &mut [f32] {
+    let n = t.numel();
+    if n == 0 {
+        return &mut [];
+    }
+    debug_assert!(t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous());
+    // SAFETY: the caller's contract: `n` initialised f32 values from `data_ptr`, borrowed
+    // exclusively for the slice's lifetime; `t` keeps the storage alive.
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
 }
 
 /// A scalar with the value `value` whose backward pass adds `grad` to the gradient of each

@@ -20,6 +20,7 @@
 //! real species one-hot (upstream always set column 0).
 
 use super::error::{invalid, torch, ModelError, Result};
+use super::host::f32_data_mut;
 use super::pool::map_parts;
 use super::simd::widest;
 use crate::macrogene::CsrView;
@@ -662,14 +663,10 @@ fn dropout_mask_tensor(shape: &[i64], p: f64) -> Tensor {
         return Tensor::ones(shape, (Kind::Float, Device::Cpu));
     }
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
-    let mask = Tensor::empty(shape, (Kind::Float, Device::Cpu));
-    let n = mask.numel();
-    if n > 0 {
-        // SAFETY: `mask` is a new contiguous float tensor of `n` elements on the CPU, alive
-        // for the slice's lifetime and not shared yet; every element is written below.
-        let data = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
-        fill_dropout_mask(data, p, seed);
-    }
+    let mut mask = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+    // SAFETY: `mask` is a new contiguous float tensor on the CPU, not shared yet; every element
+    // is written before it is read.
+    fill_dropout_mask(unsafe { f32_data_mut(&mut mask) }, p, seed);
     mask
 }
 

@@ -145,10 +145,11 @@ impl<'a> Nearest<'a> {
             let blocks = best.chunks_mut(ROWS_PER_PART * n_species).collect();
             map_parts(blocks, |k, out| {
                 let rows = sim[k * ROWS_PER_PART * b..].chunks(b);
+                // the value of out[sp]; NaN, like no cell yet, is replaced by the next one
+                // (as in `first_max`: replaced unless at least as large)
+                let mut value = vec![f32::NAN; n_species];
                 for (out, row) in out.chunks_mut(n_species).zip(rows) {
-                    // the value of out[sp]; NaN, like no cell yet, is replaced by the next one
-                    // (as in `first_max`: replaced unless at least as large)
-                    let mut value = vec![f32::NAN; n_species];
+                    value.fill(f32::NAN);
                     for ((j, &sp), &v) in species.iter().enumerate().zip(row) {
                         if matches!(value[sp].partial_cmp(&v), None | Some(Ordering::Less)) {
                             (value[sp], out[sp]) = (v, Some(j));
