@@ -159,7 +159,7 @@ fn forward_pass_matches_pytorch() {
     assert_close("theta", &f.theta, &io["theta"], 1e-5, 1e-6);
     let zinb = model::zinb_nll(&io["counts"], &f.mu, &f.theta, &f.pi);
     assert_close("zinb", &zinb.reshape([1]), &io["zinb"], 1e-5, 1e-4);
-    let q = tch::no_grad(|| net.gene_vectors(false));
+    let q = tch::no_grad(|| net.gene_vectors(&net.macrogene_layer().weights(), false));
     assert_close("q", &q, &io["q"], 1e-4, 1e-5);
     let reg = losses::protein_similarity_regulariser(&q, &io["e"], &io["partners"]);
     assert_close("reg", &reg.reshape([1]), &io["reg"], 1e-4, 1e-5);

@@ -271,6 +271,11 @@ impl MacrogeneLayer {
         self.p_weights.exp()
     }
 
+    /// Species `species`' block of `w` (M x G, from [`MacrogeneLayer::weights`]): `W_s`.
+    pub fn block(&self, w: &Tensor, species: usize) -> Tensor {
+        w.narrow(1, self.offsets[species], self.genes[species])
+    }
+
     /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W^T)))` for counts `x` (B x G_s) and weights `w`
     /// (M x G_s); dropout only when `train` (FIX).
     pub fn forward_t(&self, counts: &Tensor, w: &Tensor, train: bool) -> Tensor {
@@ -501,37 +506,63 @@ impl Saturn {
     /// The forward pass of a batch of species `species` (counts B x G_s, float).
     pub fn forward_t(&self, species: usize, counts: &Tensor, train: bool) -> Forward {
         let w = self.macrogenes.species_weights(species);
-        let macrogenes = self.macrogenes.forward_t(counts, &w, train);
-        let z = self.encoder.forward_t(&macrogenes, train);
-        let b = counts.size()[0];
-        let onehot = Tensor::zeros(
-            [b, self.config.species.len() as i64],
-            (Kind::Float, Device::Cpu),
-        )
-        .index_fill(1, &Tensor::from_slice(&[species as i64]), 1.0);
+        self.forward_parts(&[(species, counts, w)], train).remove(0)
+    }
+
+    /// The forward pass of a batch holding cells of several species, `(species, counts B_s x
+    /// G_s, W_s)` per part (`W_s` a block of `W = exp(P)`, [`MacrogeneLayer::block`], so that a
+    /// training step takes `exp` of `P` once). The macrogene layer and the decoder's heads run
+    /// per part; the encoder and the decoder's trunk, which act row by row, run once over all
+    /// the batch's rows (their dropout masks drawn once for all rows).
+    pub fn forward_parts(&self, parts: &[(usize, &Tensor, Tensor)], train: bool) -> Vec<Forward> {
+        let macrogenes: Vec<Tensor> = parts
+            .iter()
+            .map(|(_, counts, w)| self.macrogenes.forward_t(counts, w, train))
+            .collect();
+        let z = self.encoder.forward_t(&Tensor::cat(&macrogenes, 0), train);
+        let onehot: Vec<Tensor> = parts
+            .iter()
+            .map(|(species, counts, _)| {
+                Tensor::zeros(
+                    [counts.size()[0], self.config.species.len() as i64],
+                    (Kind::Float, Device::Cpu),
+                )
+                .index_fill(1, &Tensor::from_slice(&[*species as i64]), 1.0)
+            })
+            .collect();
+        let onehot = Tensor::cat(&onehot, 0);
         let h = self
             .px_decoder
             .forward_t(&Tensor::cat(&[&z, &onehot], 1), train);
         let c = self.cl_scale_decoder.forward_t(&h, train);
-        let px = c.matmul(&w).softmax(-1, Kind::Float);
-        let library = counts.sum_dim_intlist(1, true, Kind::Float);
-        let mu = &library * &px;
-        let pi = self.px_dropout_decoders[species].forward(&h);
-        let theta = self.px_rs[species].exp();
-        Forward {
-            macrogenes,
-            z,
-            px,
-            mu,
-            pi,
-            theta,
-        }
+        let mut first = 0;
+        parts
+            .iter()
+            .zip(macrogenes)
+            .map(|((species, counts, w), macrogenes)| {
+                let b = counts.size()[0];
+                let rows = |t: &Tensor| t.narrow(0, first, b);
+                let (z, h, c) = (rows(&z), rows(&h), rows(&c));
+                first += b;
+                let px = c.matmul(w).softmax(-1, Kind::Float);
+                let library = counts.sum_dim_intlist(1, true, Kind::Float);
+                let mu = &library * &px;
+                Forward {
+                    macrogenes,
+                    z,
+                    px,
+                    mu,
+                    pi: self.px_dropout_decoders[*species].forward(&h),
+                    theta: self.px_rs[*species].exp(),
+                }
+            })
+            .collect()
     }
 
-    /// The regulariser's gene vectors `Q = full_block(M, hidden)(W^T)` (G x hidden).
-    pub fn gene_vectors(&self, train: bool) -> Tensor {
-        self.p_weights_embeddings
-            .forward_t(&self.macrogenes.weights().tr(), train)
+    /// The regulariser's gene vectors `Q = full_block(M, hidden)(W^T)` (G x hidden) for
+    /// `W = exp(P)` ([`MacrogeneLayer::weights`]).
+    pub fn gene_vectors(&self, w: &Tensor, train: bool) -> Tensor {
+        self.p_weights_embeddings.forward_t(&w.tr(), train)
     }
 
     /// Embedding and macrogene expression (eval mode, no gradients) of cells of a known species.
@@ -765,6 +796,38 @@ pub(crate) fn to_array(t: &Tensor) -> Result<Array2<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What pretraining relies on: the encoder and the decoder's trunk act row by row, so one
+    /// pass over several species' cells gives each species' outputs of a pass of its own.
+    #[test]
+    fn a_pass_over_several_species_equals_one_pass_per_species() {
+        tch::manual_seed(5);
+        let config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![7, 4], 6);
+        let model = Saturn::build(config).unwrap();
+        tch::no_grad(|| {
+            let _ = model.macrogenes.p_weights.shallow_clone().normal_(0.0, 0.5);
+        });
+        let counts = |rows, genes| Tensor::randint(5, [rows, genes], (Kind::Float, Device::Cpu));
+        let (xa, xb) = (counts(3, 7), counts(5, 4));
+        let layer = model.macrogene_layer();
+        let w = layer.weights();
+        let parts = [(1, &xb, layer.block(&w, 1)), (0, &xa, layer.block(&w, 0))];
+        let together = tch::no_grad(|| model.forward_parts(&parts, false));
+        for (got, (species, x)) in together.iter().zip([(1, &xb), (0, &xa)]) {
+            let want = tch::no_grad(|| model.forward_t(species, x, false));
+            for (name, a, b) in [
+                ("macrogenes", &got.macrogenes, &want.macrogenes),
+                ("z", &got.z, &want.z),
+                ("mu", &got.mu, &want.mu),
+                ("pi", &got.pi, &want.pi),
+                ("theta", &got.theta, &want.theta),
+            ] {
+                assert_eq!(a.size(), b.size(), "{name} of species {species}");
+                let err = (a - b).abs().max().double_value(&[]);
+                assert!(err < 1e-5, "{name} of species {species}: {err}");
+            }
+        }
+    }
 
     #[test]
     fn dropout_mask_drops_a_fraction_p_and_scales_the_rest() {

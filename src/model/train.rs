@@ -339,22 +339,30 @@ fn zinb_training<E: From<ModelError>>(
                 groups.entry(d).or_default().push(r);
             }
             // one term per species present in the batch (FIX: absent species are skipped)
-            let terms: Vec<Tensor> = groups
+            let layer = model.macrogene_layer();
+            let w = layer.weights(); // exp(P) once per step
+            let xs: Vec<(usize, Tensor)> = groups
                 .iter()
-                .map(|(d, rows)| {
-                    let x = dense_rows(&data[*d].counts, rows);
-                    let f = model.forward_t(species_of[*d], &x, true);
-                    zinb_nll_fused(&x, &f.mu, &f.theta, &f.pi)
-                })
+                .map(|(d, rows)| (species_of[*d], dense_rows(&data[*d].counts, rows)))
+                .collect();
+            let parts: Vec<(usize, &Tensor, Tensor)> = xs
+                .iter()
+                .map(|(s, x)| (*s, x, layer.block(&w, *s)))
+                .collect();
+            let terms: Vec<Tensor> = model
+                .forward_parts(&parts, true)
+                .iter()
+                .zip(&xs)
+                .map(|(f, (_, x))| zinb_nll_fused(x, &f.mu, &f.theta, &f.pi))
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
             let partners = Tensor::randint(n_genes as i64, [n_anchors], (Kind::Int64, Device::Cpu));
             let partners = Vec::<i64>::try_from(&partners).map_err(torch("drawing partners"))?;
-            let reg = anchored_regulariser_fused(&model.gene_vectors(true), &e, first, &partners);
+            let reg =
+                anchored_regulariser_fused(&model.gene_vectors(&w, true), &e, first, &partners);
             let mut loss = &zinb + params.regulariser_weight * &reg;
             if params.l1_penalty > 0.0 {
-                let l1 = model.macrogene_layer().weights().sum(Kind::Float) * params.l1_penalty;
-                loss = &loss + l1;
+                loss = &loss + w.sum(Kind::Float) * params.l1_penalty;
             }
             opt.backward_step(&loss);
             sum_loss += loss.double_value(&[]);
