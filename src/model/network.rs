@@ -271,9 +271,10 @@ impl MacrogeneLayer {
         self.p_weights.exp()
     }
 
-    /// Species `species`' block of `w` (M x G, from [`MacrogeneLayer::weights`]): `W_s`.
-    pub fn block(&self, w: &Tensor, species: usize) -> Tensor {
-        w.narrow(1, self.offsets[species], self.genes[species])
+    /// Every species' block `W_s` of `w` (M x G, from [`MacrogeneLayer::weights`]), in species
+    /// order: views made by one split, whose backward pass assembles `w`'s gradient in one go.
+    pub fn blocks(&self, w: &Tensor) -> Vec<Tensor> {
+        w.split_with_sizes(&self.genes, 1)
     }
 
     /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W^T)))` for counts `x` (B x G_s) and weights `w`
@@ -510,7 +511,7 @@ impl Saturn {
     }
 
     /// The forward pass of a batch holding cells of several species, `(species, counts B_s x
-    /// G_s, W_s)` per part (`W_s` a block of `W = exp(P)`, [`MacrogeneLayer::block`], so that a
+    /// G_s, W_s)` per part (`W_s` a block of `W = exp(P)`, [`MacrogeneLayer::blocks`], so that a
     /// training step takes `exp` of `P` once). The macrogene layer and the decoder's heads run
     /// per part; the encoder and the decoder's trunk, which act row by row, run once over all
     /// the batch's rows (their dropout masks drawn once for all rows).
@@ -811,7 +812,8 @@ mod tests {
         let (xa, xb) = (counts(3, 7), counts(5, 4));
         let layer = model.macrogene_layer();
         let w = layer.weights();
-        let parts = [(1, &xb, layer.block(&w, 1)), (0, &xa, layer.block(&w, 0))];
+        let [wa, wb] = <[Tensor; 2]>::try_from(layer.blocks(&w)).unwrap();
+        let parts = [(1, &xb, wb), (0, &xa, wa)];
         let together = tch::no_grad(|| model.forward_parts(&parts, false));
         for (got, (species, x)) in together.iter().zip([(1, &xb), (0, &xa)]) {
             let want = tch::no_grad(|| model.forward_t(species, x, false));

@@ -345,9 +345,10 @@ fn zinb_training<E: From<ModelError>>(
                 .iter()
                 .map(|(d, rows)| (species_of[*d], dense_rows(&data[*d].counts, rows)))
                 .collect();
+            let blocks = layer.blocks(&w);
             let parts: Vec<(usize, &Tensor, Tensor)> = xs
                 .iter()
-                .map(|(s, x)| (*s, x, layer.block(&w, *s)))
+                .map(|(s, x)| (*s, x, blocks[*s].shallow_clone()))
                 .collect();
             let terms: Vec<Tensor> = model
                 .forward_parts(&parts, true)
