@@ -255,6 +255,11 @@ struct Pretrain {
     /// Macrogene set (default: the newest).
     #[arg(long)]
     macrogene_set: Option<i32>,
+    /// SATURN's VAE variant: the encoder outputs a mean and a log-variance, the decoder a
+    /// sample, pretraining adds the KL divergence with a cyclic weight (50-epoch period);
+    /// embeddings are the mean. Fine-tuning and embedding follow the run's choice.
+    #[arg(long)]
+    vae: bool,
 }
 
 #[derive(ClapArgs)]
@@ -643,6 +648,7 @@ fn run(cli: Cli) -> Result<()> {
                 params,
                 macrogene_set: args.macrogene_set,
                 checkpoint_every: t.checkpoint_every,
+                vae: args.vae,
             };
             print_run(
                 "pretrain",

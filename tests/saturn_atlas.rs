@@ -93,6 +93,36 @@ fn saturn_runs_end_to_end_from_sql() {
         cells
     );
 
+    // SATURN's VAE variant from SQL: the run's stored configuration says so, and fine-tuning
+    // from it embeds every cell
+    let vae = column_f64(
+        &atlas,
+        "SELECT loss FROM saturn_pretrain(epochs := 2, seed := 1, vae := true)",
+    );
+    assert_eq!(vae.len(), 2);
+    assert_eq!(
+        count(
+            &atlas,
+            "SELECT count(*) FROM model_runs WHERE kind = 'pretrain' AND params LIKE '%\"vae\":true%'"
+        ),
+        1
+    );
+    column_f64(
+        &atlas,
+        "SELECT loss FROM saturn_finetune(epochs := 1, seed := 0)",
+    );
+    let vae_run = count(
+        &atlas,
+        "SELECT max(model_run_id) FROM model_runs WHERE kind = 'finetune' AND status = 'done'",
+    );
+    assert_eq!(
+        count(
+            &atlas,
+            &format!("SELECT count(*) FROM cell_embeddings WHERE model_run_id = {vae_run}")
+        ),
+        cells
+    );
+
     let mouse_cells = count(
         &atlas,
         "SELECT count(*) FROM cell_info WHERE species = 'mouse'",

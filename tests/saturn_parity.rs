@@ -182,6 +182,48 @@ fn forward_pass_matches_pytorch() {
     assert_close("embed z", &z, &io["z"], 1e-4, 1e-5);
 }
 
+/// SATURN's VAE variant (upstream `vae=True`) with the weights of `vae_weights.safetensors`, in
+/// eval mode (the decoder gets `mu`): macrogenes, `mu`, the ZINB mean and logits, each cell's
+/// KL divergence, and the pretraining loss of the batch at the KL weight of epoch 36
+/// (`zinb + w * mean(kl)`); the KL weight over 120 epochs against `get_kld_cycle(epoch, 50)`.
+#[test]
+fn vae_variant_matches_pytorch() {
+    let weights: Vec<(String, Tensor)> =
+        safetensors("vae_weights.safetensors").into_iter().collect();
+    let io = safetensors("vae_io.safetensors");
+    let mut config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![12, 9], 6);
+    config.hidden_dim = 8;
+    config.latent_dim = 5;
+    config.vae = true;
+    let mut net = Saturn::build(config).unwrap();
+    assert_eq!(
+        weights.len(),
+        net.var_store().variables().len(),
+        "every parameter is exported"
+    );
+    net.set_parameters(&weights).unwrap();
+    let f = tch::no_grad(|| net.forward_t(0, &io["counts"], false));
+    assert_close("m", &f.macrogenes, &io["m"], 1e-4, 1e-5);
+    assert_close("z = mu", &f.z, &io["z"], 1e-4, 1e-5);
+    assert_close("mu", &f.mu, &io["mu"], 1e-4, 1e-5);
+    assert_close("pi", &f.pi, &io["pi"], 1e-4, 1e-5);
+    let kl = f.kl.expect("the VAE variant gives the KL divergence");
+    assert_close("kl", &kl, &io["kl"], 1e-4, 1e-5);
+    let w = io["kl_weight"].double_value(&[0]);
+    assert_eq!(w, model::kl_weight(36));
+    let zinb = model::zinb_nll(&io["counts"], &f.mu, &f.theta, &f.pi);
+    let loss = zinb + kl.mean(Kind::Float) * w;
+    assert_close("loss", &loss.reshape([1]), &io["loss"], 1e-5, 1e-4);
+    let cycle: Vec<f64> = (0..120).map(model::kl_weight).collect();
+    assert_close(
+        "cycle",
+        &Tensor::from_slice(&cycle),
+        &io["cycle"],
+        0.0,
+        1e-12,
+    );
+}
+
 /// ```python
 /// q, e = torch.randn(15, 8), torch.randn(15, 11); partners = torch.randint(15, (15,))
 /// reg = ((F.cosine_similarity(q, q[partners], dim=1) - F.cosine_similarity(e, e[partners], dim=1)) ** 2).sum()

@@ -127,8 +127,17 @@ fn data<'a>(s: &'a Setup) -> Vec<SpeciesData<'a>> {
 }
 
 fn pretrained(s: &Setup, seed: u64, epochs: usize) -> (Saturn, Vec<EpochLog>) {
+    pretrained_with(s, s.config.clone(), seed, epochs)
+}
+
+fn pretrained_with(
+    s: &Setup,
+    config: SaturnConfig,
+    seed: u64,
+    epochs: usize,
+) -> (Saturn, Vec<EpochLog>) {
     tch::manual_seed(seed as i64);
-    let mut net = Saturn::new(s.config.clone(), s.weights.view()).unwrap();
+    let mut net = Saturn::new(config, s.weights.view()).unwrap();
     let params = PretrainParams {
         epochs,
         batch_size: 64,
@@ -231,6 +240,69 @@ fn pretraining_lowers_the_loss_and_is_reproducible() {
     let a: Vec<f64> = logs.iter().map(|l| l.loss).collect();
     let b: Vec<f64> = again.iter().map(|l| l.loss).collect();
     assert_eq!(a, b, "same seed, different losses");
+}
+
+/// SATURN's VAE variant end to end: pretraining adds `kl_weight(epoch) * mean KL` (0 in epoch 0,
+/// then positive: KL >= 0), its loss falls and is reproducible; embeddings are the latent mean
+/// (deterministic); fine-tuning trains the encoder and `fc_mu`.
+#[test]
+fn vae_variant_pretrains_with_the_kl_term_and_finetunes() {
+    let _rng = torch_rng();
+    let s = setup();
+    let config = SaturnConfig {
+        vae: true,
+        ..s.config.clone()
+    };
+    let (net, logs) = pretrained_with(&s, config.clone(), 6, 8);
+    let kl_part = |l: &EpochLog| l.loss - l.zinb - 0.2 * l.regulariser;
+    assert!(
+        kl_part(&logs[0]).abs() < 1e-6 * logs[0].loss.abs(),
+        "epoch 0 has KL weight 0: {}",
+        kl_part(&logs[0])
+    );
+    for l in &logs[1..] {
+        assert!(
+            kl_part(l) > 0.0,
+            "epoch {}: KL part {}",
+            l.epoch,
+            kl_part(l)
+        );
+    }
+    assert!(logs[7].zinb < logs[0].zinb, "the ZINB term fell: {logs:?}");
+    let (_, again) = pretrained_with(&s, config, 6, 8);
+    let losses = |l: &[EpochLog]| l.iter().map(|l| l.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&logs), losses(&again), "same seed, same losses");
+    assert_eq!(
+        unit_embeddings(&net, &s),
+        unit_embeddings(&net, &s),
+        "embeddings are the mean, not a sample"
+    );
+    // fine-tuning (from 2 epochs of pretraining: after 8 the species agree so well that no
+    // semi-hard triplet is left) trains the encoder and `fc_mu`
+    let (mut net, _) = pretrained_with(
+        &s,
+        SaturnConfig {
+            vae: true,
+            ..s.config.clone()
+        },
+        6,
+        2,
+    );
+    let before = unit_embeddings(&net, &s);
+    let params = FinetuneParams {
+        epochs: 3,
+        batch_size: 90,
+        seed: 6,
+        ..Default::default()
+    };
+    let logs =
+        model::finetune(&mut net, &data(&s), &params, |_, _| Ok::<_, ModelError>(())).unwrap();
+    assert!(logs.iter().all(|l| l.n_triplets > 0), "{logs:?}");
+    assert_ne!(
+        before,
+        unit_embeddings(&net, &s),
+        "fine-tuning moved the embeddings"
+    );
 }
 
 #[test]

@@ -14,6 +14,10 @@ Writes safetensors files to fixtures/reference/ (all seeded: torch.manual_seed /
   forward_io.safetensors  counts of species 1 -> m, z, px, mu, pi, theta, zinb, q, partners, e, reg
   mining.safetensors      z (normalised), sim, labels, species, draws -> triplets (K x 3), loss
   regulariser.safetensors q, e, partners -> reg, d_q (its gradient)
+  vae_weights.safetensors  a small network of the VAE variant (fc_mu, fc_var heads)
+  vae_io.safetensors      counts of species 0 -> m, z (= mu of the latent), mu, pi, kl, zinb, loss
+                          (zinb + w * mean kl at w = kl_weight) and cycle = the KL weights of
+                          epochs 0..119 (SATURN's get_kld_cycle, period 50)
 """
 import os
 import numpy as np
@@ -79,14 +83,20 @@ def full_block(i, o, p):
 class Saturn(nn.Module):
     """SATURN.md section 4 with the FIXes; parameter names as src/model/network.rs."""
 
-    def __init__(self, genes, m, h, l, p, init_w):
+    def __init__(self, genes, m, h, l, p, init_w, vae=False):
         super().__init__()
+        self.vae = vae
         self.genes = genes
         self.offsets = np.concatenate([[0], np.cumsum(genes)[:-1]]).tolist()
         self.p_weights = nn.Parameter(torch.log(init_w))
         self.cl_layer_norm = nn.LayerNorm(m)
         self.drop = nn.Dropout(p)
-        self.encoder = nn.Sequential(full_block(m, h, p), full_block(h, l, p))
+        if vae:  # upstream's VAE variant: one block, then the fc_mu / fc_var heads
+            self.encoder = nn.Sequential(full_block(m, h, p))
+            self.fc_mu = nn.Linear(h, l)
+            self.fc_var = nn.Linear(h, l)
+        else:
+            self.encoder = nn.Sequential(full_block(m, h, p), full_block(h, l, p))
         self.px_decoder = nn.Sequential(full_block(l + len(genes), h, p))
         self.cl_scale_decoder = full_block(h, m, p)
         self.px_dropout_decoders = nn.ModuleDict({str(s): nn.Sequential(nn.Linear(h, g)) for s, g in enumerate(genes)})
@@ -97,6 +107,11 @@ class Saturn(nn.Module):
         w = self.p_weights.exp()[:, self.offsets[s]:self.offsets[s] + self.genes[s]]
         m = self.drop(F.relu(self.cl_layer_norm(torch.log1p(x) @ w.T)))
         z = self.encoder(m)
+        if self.vae:  # eval: the decoder gets mu (training would sample mu + eps * std)
+            hidden = z
+            z = self.fc_mu(hidden)
+            log_var = self.fc_var(hidden)
+            self.kl = -0.5 * torch.sum(1 + log_var - z ** 2 - log_var.exp(), dim=1)
         onehot = torch.zeros(x.shape[0], len(self.genes))
         onehot[:, s] = 1.0
         h = self.px_decoder(torch.cat([z, onehot], 1))
@@ -141,6 +156,37 @@ def forward_fixture():
     save_file({"counts": x, "m": mg, "z": z, "px": px, "mu": mu, "pi": pi, "theta": theta, "zinb": zinb.reshape(1),
                "q": q, "partners": partners, "e": e, "reg": reg.reshape(1)},
               os.path.join(OUT, "forward_io.safetensors"))
+
+
+def get_kld_cycle(epoch, period=20):
+    """SATURN's pretrain_utils.get_kld_cycle (train-saturn.py calls it with epoch - 1, period 50)."""
+    ct = epoch % period
+    pt = epoch % (period // 2)
+    if ct >= period // 2:
+        return 1
+    return min(1, pt / (period // 2))
+
+
+def vae_fixture():
+    """The VAE variant in eval mode (the decoder gets mu), its per-cell KL, the pretraining loss
+    of one species' batch with KL weight w (mean ZINB NLL + w * mean KL), and the KL cycle."""
+    torch.manual_seed(1)
+    genes, m, h, l = [12, 9], 6, 8, 5
+    init_w = torch.rand(m, sum(genes)) * 0.9 + 0.05
+    net = Saturn(genes, m, h, l, 0.1, init_w, vae=True)
+    net.eval()
+    x = torch.poisson(torch.rand(4, genes[0]) * 6.0)
+    x[:, 0] += 1.0
+    w = get_kld_cycle(37 - 1, period=50)  # epoch 37 of train-saturn.py = epoch 36 from 0
+    with torch.no_grad():
+        mg, z, px, mu, pi, theta = net(0, x)
+        zinb = -log_zinb_positive(x, mu, theta, pi).sum(-1).mean()
+        loss = zinb + w * net.kl.mean()
+    cycle = torch.tensor([float(get_kld_cycle(e, period=50)) for e in range(120)], dtype=torch.float64)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, os.path.join(OUT, "vae_weights.safetensors"))
+    save_file({"counts": x, "m": mg, "z": z, "mu": mu, "pi": pi, "kl": net.kl, "zinb": zinb.reshape(1),
+               "loss": loss.reshape(1), "kl_weight": torch.tensor([w], dtype=torch.float64), "cycle": cycle},
+              os.path.join(OUT, "vae_io.safetensors"))
 
 
 def regulariser_fixture():
@@ -240,3 +286,4 @@ if __name__ == "__main__":
     forward_fixture()
     regulariser_fixture()
     mining_fixture()
+    vae_fixture()

@@ -39,7 +39,8 @@ pub use runs::{
 };
 pub use species::{run_add_species, AddSpeciesReport, AddSpeciesRequest};
 pub use train::{
-    finetune, pretrain, train_species, EpochLog, FinetuneParams, Phase, PretrainParams, SpeciesData,
+    finetune, kl_weight, pretrain, train_species, EpochLog, FinetuneParams, Phase, PretrainParams,
+    SpeciesData,
 };
 pub use triplet::{mine_triplets, Triplet};
 pub use zinb::{zinb_log_likelihood, zinb_nll, zinb_nll_fused};

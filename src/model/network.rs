@@ -44,6 +44,12 @@ pub struct SaturnConfig {
     pub latent_dim: usize,
     /// Dropout probability of every `full_block` and the macrogene layer (default 0.1).
     pub dropout: f64,
+    /// SATURN's optional VAE variant: the encoder is `full_block(M, hidden)` followed by
+    /// `fc_mu` and `fc_var` (`Linear(hidden, latent)`), the decoder gets a sample
+    /// `mu + eps * exp(log_var / 2)` in training, embeddings are `mu`, and pretraining adds the
+    /// KL divergence to N(0, I) with a cyclic weight (default off).
+    #[serde(default)]
+    pub vae: bool,
 }
 
 impl SaturnConfig {
@@ -56,6 +62,7 @@ impl SaturnConfig {
             hidden_dim: 256,
             latent_dim: 256,
             dropout: 0.1,
+            vae: false,
         }
     }
 
@@ -182,57 +189,121 @@ impl FullBlock {
 /// the whole batch without gradients to mine triplets, then back-propagates through the cells of
 /// the triplets only (layer norms act row by row, so those rows' outputs are the same).
 #[derive(Debug)]
-pub struct EncoderMasks([Tensor; 2]);
+pub struct EncoderMasks(Vec<Tensor>);
 
 impl EncoderMasks {
     /// The masks of some rows (indices into the batch, int64).
     pub fn rows(&self, index: &Tensor) -> Self {
-        Self(self.0.each_ref().map(|m| m.index_select(0, index)))
+        Self(self.0.iter().map(|m| m.index_select(0, index)).collect())
     }
 }
 
-/// The encoder: `full_block(M, hidden)` then `full_block(hidden, latent)`; z >= 0.
+/// The encoder: `full_block(M, hidden)` then `full_block(hidden, latent)` (z >= 0), or in the
+/// VAE variant `full_block(M, hidden)` then the heads `fc_mu` and `fc_var`.
 #[derive(Debug)]
 pub struct Encoder {
-    blocks: [FullBlock; 2],
+    blocks: Vec<FullBlock>,
+    vae: Option<VaeHeads>,
+}
+
+/// The VAE variant's heads (upstream `fc_mu`, `fc_var`: `Linear(hidden, latent)`).
+#[derive(Debug)]
+struct VaeHeads {
+    mu: nn::Linear,
+    log_var: nn::Linear,
+}
+
+/// What the encoder gives the decoder in a training pass.
+#[derive(Debug)]
+pub struct Latent {
+    /// The decoder's input (B x latent): the embedding, or in the VAE variant a sample of
+    /// N(mu, exp(log_var)) in training and `mu` otherwise.
+    pub z: Tensor,
+    /// VAE variant: each cell's KL divergence from N(0, I),
+    /// `-1/2 sum(1 + log_var - mu^2 - exp(log_var))` (B).
+    pub kl: Option<Tensor>,
 }
 
 impl Encoder {
-    /// Creates the encoder's parameters under `path` (`encoder` in the network).
-    pub fn new(path: &nn::Path<'_>, config: &SaturnConfig) -> Self {
-        Self {
-            blocks: [
-                FullBlock::new(
-                    &(path / "0"),
-                    config.n_macrogenes,
-                    config.hidden_dim,
-                    config.dropout,
-                ),
-                FullBlock::new(
-                    &(path / "1"),
-                    config.hidden_dim,
-                    config.latent_dim,
-                    config.dropout,
-                ),
-            ],
+    /// Creates the encoder's parameters under `root` (`encoder.*`, and in the VAE variant
+    /// `fc_mu.*` and `fc_var.*`, as upstream).
+    pub fn new(root: &nn::Path<'_>, config: &SaturnConfig) -> Self {
+        let (m, h, l, p) = (
+            config.n_macrogenes,
+            config.hidden_dim,
+            config.latent_dim,
+            config.dropout,
+        );
+        let path = root / "encoder";
+        let mut blocks = vec![FullBlock::new(&(&path / "0"), m, h, p)];
+        if !config.vae {
+            blocks.push(FullBlock::new(&(&path / "1"), h, l, p));
         }
+        let linear = |name: &str| nn::linear(root / name, h as i64, l as i64, Default::default());
+        let vae = config.vae.then(|| VaeHeads {
+            mu: linear("fc_mu"),
+            log_var: linear("fc_var"),
+        });
+        Self { blocks, vae }
     }
 
-    /// Macrogene expression (B x M) to embedding (B x latent).
+    /// Macrogene expression (B x M) to embedding (B x latent): the blocks' output, or `mu` in
+    /// the VAE variant.
     pub fn forward_t(&self, m: &Tensor, train: bool) -> Tensor {
-        self.blocks[1].forward_t(&self.blocks[0].forward_t(m, train), train)
+        let h = self
+            .blocks
+            .iter()
+            .fold(m.shallow_clone(), |x, b| b.forward_t(&x, train));
+        self.embedding(h)
+    }
+
+    /// The pass pretraining makes: the decoder's input and, in the VAE variant, the KL terms.
+    pub fn latent_t(&self, m: &Tensor, train: bool) -> Latent {
+        let h = self
+            .blocks
+            .iter()
+            .fold(m.shallow_clone(), |x, b| b.forward_t(&x, train));
+        let Some(heads) = &self.vae else {
+            return Latent { z: h, kl: None };
+        };
+        let (mu, log_var) = (heads.mu.forward(&h), heads.log_var.forward(&h));
+        let terms: Tensor = (&log_var + 1.0) - mu.square() - log_var.exp();
+        let kl = terms.sum_dim_intlist(1, false, Kind::Float) * -0.5;
+        let z = if train {
+            &mu + Tensor::randn_like(&mu) * (&log_var * 0.5).exp()
+        } else {
+            mu
+        };
+        Latent { z, kl: Some(kl) }
+    }
+
+    /// The embedding of the blocks' output `h`: itself, or `fc_mu(h)` in the VAE variant.
+    fn embedding(&self, h: Tensor) -> Tensor {
+        match &self.vae {
+            Some(heads) => heads.mu.forward(&h),
+            None => h,
+        }
     }
 
     /// Draws the dropout masks of a training pass over `rows` cells: the same draws, in the same
     /// order, as [`Encoder::forward_t`] in training makes.
     pub fn draw_masks(&self, rows: usize) -> EncoderMasks {
-        EncoderMasks(self.blocks.each_ref().map(|b| b.draw_mask(rows as i64)))
+        EncoderMasks(
+            self.blocks
+                .iter()
+                .map(|b| b.draw_mask(rows as i64))
+                .collect(),
+        )
     }
 
     /// The training pass with given masks (one mask row per row of `m`).
     pub fn forward_masked(&self, m: &Tensor, masks: &EncoderMasks) -> Tensor {
-        let [first, second] = &self.blocks;
-        second.forward_masked(&first.forward_masked(m, &masks.0[0]), &masks.0[1])
+        let h = self
+            .blocks
+            .iter()
+            .zip(&masks.0)
+            .fold(m.shallow_clone(), |x, (b, mask)| b.forward_masked(&x, mask));
+        self.embedding(h)
     }
 }
 
@@ -293,7 +364,8 @@ impl MacrogeneLayer {
 pub struct Forward {
     /// Macrogene expression (B x M).
     pub macrogenes: Tensor,
-    /// Embedding (B x latent), post-ReLU.
+    /// The decoder's input (B x latent): the embedding (post-ReLU), or in the VAE variant its
+    /// sample in training and `mu` otherwise ([`Latent`]).
     pub z: Tensor,
     /// Expression proportions over the species' genes (B x G_s), rows sum to 1.
     pub px: Tensor,
@@ -303,6 +375,8 @@ pub struct Forward {
     pub pi: Tensor,
     /// Inverse dispersion per gene (G_s).
     pub theta: Tensor,
+    /// VAE variant: each cell's KL divergence from N(0, I) (B); see [`Latent`].
+    pub kl: Option<Tensor>,
 }
 
 /// The SATURN network: one `VarStore` holding every parameter listed in the module doc.
@@ -434,7 +508,7 @@ impl Saturn {
         );
         let n_species = config.species.len();
         let macrogenes = MacrogeneLayer::new(&root, &config);
-        let encoder = Encoder::new(&(&root / "encoder"), &config);
+        let encoder = Encoder::new(&root, &config);
         let px_decoder = FullBlock::new(&(&root / "px_decoder" / "0"), l + n_species, h, p);
         let cl_scale_decoder = FullBlock::new(&(&root / "cl_scale_decoder"), h, m, p);
         let px_dropout_decoders = config
@@ -520,7 +594,7 @@ impl Saturn {
             .iter()
             .map(|(_, counts, w)| self.macrogenes.forward_t(counts, w, train))
             .collect();
-        let z = self.encoder.forward_t(&Tensor::cat(&macrogenes, 0), train);
+        let Latent { z, kl } = self.encoder.latent_t(&Tensor::cat(&macrogenes, 0), train);
         let onehot: Vec<Tensor> = parts
             .iter()
             .map(|(species, counts, _)| {
@@ -544,6 +618,7 @@ impl Saturn {
                 let b = counts.size()[0];
                 let rows = |t: &Tensor| t.narrow(0, first, b);
                 let (z, h, c) = (rows(&z), rows(&h), rows(&c));
+                let kl = kl.as_ref().map(rows);
                 first += b;
                 let px = c.matmul(w).softmax(-1, Kind::Float);
                 let library = counts.sum_dim_intlist(1, true, Kind::Float);
@@ -555,6 +630,7 @@ impl Saturn {
                     mu,
                     pi: self.px_dropout_decoders[*species].forward(&h),
                     theta: self.px_rs[*species].exp(),
+                    kl,
                 }
             })
             .collect()
@@ -829,6 +905,41 @@ mod tests {
                 assert!(err < 1e-5, "{name} of species {species}: {err}");
             }
         }
+    }
+
+    /// The VAE variant's latent: in training a sample `mu + eps * exp(log_var / 2)` with standard
+    /// normal `eps`, otherwise `mu`; the KL divergence of N(mu, exp(log_var)) from N(0, I).
+    #[test]
+    fn vae_latent_samples_around_mu_and_gives_the_kl_divergence() {
+        tch::manual_seed(9);
+        let mut config = SaturnConfig::new(vec!["a".into()], vec![3], 4);
+        config.vae = true;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let encoder = Encoder::new(&vs.root(), &config);
+        let heads = encoder.vae.as_ref().expect("VAE heads");
+        // mu = 3 and log_var = ln 4 (std 2) for every cell and dimension
+        tch::no_grad(|| {
+            for (head, value) in [(&heads.mu, 3.0), (&heads.log_var, 4f64.ln())] {
+                let _ = head.ws.shallow_clone().zero_();
+                let _ = head.bs.as_ref().unwrap().shallow_clone().fill_(value);
+            }
+        });
+        let m = Tensor::rand([20_000, 4], (Kind::Float, Device::Cpu));
+        let sampled = tch::no_grad(|| encoder.latent_t(&m, true));
+        let (mean, std) = (
+            sampled.z.mean(Kind::Float).double_value(&[]),
+            sampled.z.std(true).double_value(&[]),
+        );
+        assert!(
+            (mean - 3.0).abs() < 0.02 && (std - 2.0).abs() < 0.02,
+            "{mean} {std}"
+        );
+        let kl_one = -0.5 * (1.0 + 4f64.ln() - 9.0 - 4.0) * config.latent_dim as f64;
+        let kl = sampled.kl.expect("KL");
+        assert!((kl - kl_one).abs().max().double_value(&[]) < 1e-3);
+        let eval = tch::no_grad(|| encoder.latent_t(&m, false));
+        assert!(eval.z.equal(&tch::no_grad(|| encoder.forward_t(&m, false))));
+        assert_eq!(eval.z.mean(Kind::Float).double_value(&[]), 3.0);
     }
 
     #[test]

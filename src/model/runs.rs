@@ -74,6 +74,9 @@ pub struct PretrainRequest {
     pub macrogene_set: Option<i32>,
     /// Store the weights every this many epochs (the resume granularity).
     pub checkpoint_every: usize,
+    /// Build SATURN's VAE variant ([`SaturnConfig::vae`]) instead of the default autoencoder.
+    #[serde(default)]
+    pub vae: bool,
 }
 
 /// What `run_finetune` needs beyond SATURN's fine-tuning parameters.
@@ -124,11 +127,14 @@ pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::
     request.params.check()?;
     let set = MacrogeneSet::read(conn, request.macrogene_set)?;
     let (cells, dropped) = training_cells(conn, &set)?;
-    let config = SaturnConfig::new(
-        set.species.iter().map(|s| s.name.clone()).collect(),
-        set.species.iter().map(|s| s.gene_ids.len()).collect(),
-        set.weights.nrows(),
-    );
+    let config = SaturnConfig {
+        vae: request.vae,
+        ..SaturnConfig::new(
+            set.species.iter().map(|s| s.name.clone()).collect(),
+            set.species.iter().map(|s| s.gene_ids.len()).collect(),
+            set.weights.nrows(),
+        )
+    };
     let stored = StoredParams {
         config: config.clone(),
         request: request.clone(),

@@ -350,18 +350,26 @@ fn zinb_training<E: From<ModelError>>(
                 .iter()
                 .map(|(s, x)| (*s, x, blocks[*s].shallow_clone()))
                 .collect();
-            let terms: Vec<Tensor> = model
-                .forward_parts(&parts, true)
+            let forwards = model.forward_parts(&parts, true);
+            let terms: Vec<Tensor> = forwards
                 .iter()
                 .zip(&xs)
                 .map(|(f, (_, x))| zinb_nll_fused(x, &f.mu, &f.theta, &f.pi))
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
+            // VAE variant: + w(epoch) * (mean KL over each species' cells)
+            let kl = forwards
+                .iter()
+                .filter_map(|f| f.kl.as_ref().map(|kl| kl.mean(Kind::Float)))
+                .reduce(|a, b| a + b);
             let partners = Tensor::randint(n_genes as i64, [n_anchors], (Kind::Int64, Device::Cpu));
             let partners = Vec::<i64>::try_from(&partners).map_err(torch("drawing partners"))?;
             let reg =
                 anchored_regulariser_fused(&model.gene_vectors(&w, true), &e, first, &partners);
             let mut loss = &zinb + params.regulariser_weight * &reg;
+            if let Some(kl) = kl {
+                loss = &loss + kl * kl_weight(epoch);
+            }
             if params.l1_penalty > 0.0 {
                 loss = &loss + w.sum(Kind::Float) * params.l1_penalty;
             }
@@ -387,6 +395,18 @@ fn zinb_training<E: From<ModelError>>(
         logs.push(log);
     }
     Ok(logs)
+}
+
+/// The VAE variant's KL weight in epoch `epoch` (from 0): SATURN's cycle of 50 epochs, rising
+/// linearly from 0 over the first 25 and 1 for the next 25 (upstream `get_kld_cycle(epoch - 1,
+/// period=50)` with epochs from 1).
+pub fn kl_weight(epoch: usize) -> f64 {
+    const PERIOD: usize = 50;
+    if epoch % PERIOD >= PERIOD / 2 {
+        1.0
+    } else {
+        (epoch % (PERIOD / 2)) as f64 / (PERIOD / 2) as f64
+    }
 }
 
 /// Fine-tunes the encoder (and, if asked, the macrogene layer) with the cross-species triplet
@@ -422,7 +442,7 @@ pub fn finetune<E: From<ModelError>>(
 
     // the trained copy
     let mut ft = nn::VarStore::new(Device::Cpu);
-    let encoder = Encoder::new(&(ft.root() / "encoder"), &config);
+    let encoder = Encoder::new(&ft.root(), &config);
     let source = if params.unfreeze_macrogenes {
         Source::Trainable(MacrogeneLayer::new(&ft.root(), &config))
     } else {
@@ -564,7 +584,7 @@ mod tests {
         tch::manual_seed(3);
         let config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![5, 5], 12);
         let vs = nn::VarStore::new(Device::Cpu);
-        let encoder = Encoder::new(&(vs.root() / "encoder"), &config);
+        let encoder = Encoder::new(&vs.root(), &config);
         let m = Tensor::rand([20, 12], (Kind::Float, Device::Cpu));
         let masks = encoder.draw_masks(20);
         let triplets: Vec<Triplet> = [(0, 11, 4), (3, 17, 9), (11, 0, 19), (3, 11, 4)]
@@ -605,7 +625,7 @@ mod tests {
     fn drawn_masks_are_the_masks_of_a_training_pass() {
         let config = SaturnConfig::new(vec!["a".into()], vec![5], 12);
         let vs = nn::VarStore::new(Device::Cpu);
-        let encoder = Encoder::new(&(vs.root() / "encoder"), &config);
+        let encoder = Encoder::new(&vs.root(), &config);
         let m = Tensor::rand([30, 12], (Kind::Float, Device::Cpu));
         tch::manual_seed(9);
         let want = encoder.forward_t(&m, true);

@@ -78,7 +78,7 @@ impl Procedure for BuildMacrogenes {
     }
 }
 
-/// `CALL saturn_pretrain(epochs := 200, seed := 0, batch_size := 4096, lr := 5e-4)`.
+/// `CALL saturn_pretrain(epochs := 200, seed := 0, batch_size := 4096, lr := 5e-4, vae := false)`.
 pub struct Pretrain;
 
 impl Procedure for Pretrain {
@@ -89,6 +89,7 @@ impl Procedure for Pretrain {
         params.extend([
             ("regulariser_weight", LogicalTypeId::Double),
             ("macrogene_set", LogicalTypeId::Integer),
+            ("vae", LogicalTypeId::Boolean),
         ]);
         params
     }
@@ -111,6 +112,7 @@ impl Procedure for Pretrain {
             checkpoint_every: args
                 .usize("checkpoint_every")?
                 .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+            vae: args.bool("vae")?.unwrap_or(false),
         };
         Ok(Self::batch(epoch_columns(&run_pretrain(conn, &request)?))?)
     }
