@@ -126,6 +126,27 @@ fn rank_weights_match_scipy_rankdata() {
     }
 }
 
+/// The reference script's small network (species of 12 and 9 genes, 6 macrogenes, hidden 8,
+/// latent 5; the VAE variant if `vae`) with the weights of `{name}_weights.safetensors`, and the
+/// tensors of `{name}_io.safetensors`.
+fn reference_network(vae: bool, name: &str) -> (Saturn, HashMap<String, Tensor>) {
+    let weights: Vec<(String, Tensor)> = safetensors(&format!("{name}_weights.safetensors"))
+        .into_iter()
+        .collect();
+    let mut config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![12, 9], 6);
+    config.hidden_dim = 8;
+    config.latent_dim = 5;
+    config.vae = vae;
+    let mut net = Saturn::build(config).unwrap();
+    assert_eq!(
+        weights.len(),
+        net.var_store().variables().len(),
+        "every parameter is exported"
+    );
+    net.set_parameters(&weights).unwrap();
+    (net, safetensors(&format!("{name}_io.safetensors")))
+}
+
 /// One eval-mode forward pass of species 1 through a small network (G = [12, 9], M = 6,
 /// hidden 8, latent 5) with the weights of `forward_weights.safetensors`:
 /// ```python
@@ -136,20 +157,7 @@ fn rank_weights_match_scipy_rankdata() {
 /// float32 both sides, different kernels (LayerNorm, matmul order): rtol 1e-4, atol 1e-5.
 #[test]
 fn forward_pass_matches_pytorch() {
-    let weights: Vec<(String, Tensor)> = safetensors("forward_weights.safetensors")
-        .into_iter()
-        .collect();
-    let io = safetensors("forward_io.safetensors");
-    let mut config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![12, 9], 6);
-    config.hidden_dim = 8;
-    config.latent_dim = 5;
-    let mut net = Saturn::build(config).unwrap();
-    assert_eq!(
-        weights.len(),
-        net.var_store().variables().len(),
-        "every parameter is exported"
-    );
-    net.set_parameters(&weights).unwrap();
+    let (net, io) = reference_network(false, "forward");
     let f = tch::no_grad(|| net.forward_t(1, &io["counts"], false));
     assert_close("m", &f.macrogenes, &io["m"], 1e-4, 1e-5);
     assert_close("z", &f.z, &io["z"], 1e-4, 1e-5);
@@ -188,20 +196,7 @@ fn forward_pass_matches_pytorch() {
 /// (`zinb + w * mean(kl)`); the KL weight over 120 epochs against `get_kld_cycle(epoch, 50)`.
 #[test]
 fn vae_variant_matches_pytorch() {
-    let weights: Vec<(String, Tensor)> =
-        safetensors("vae_weights.safetensors").into_iter().collect();
-    let io = safetensors("vae_io.safetensors");
-    let mut config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![12, 9], 6);
-    config.hidden_dim = 8;
-    config.latent_dim = 5;
-    config.vae = true;
-    let mut net = Saturn::build(config).unwrap();
-    assert_eq!(
-        weights.len(),
-        net.var_store().variables().len(),
-        "every parameter is exported"
-    );
-    net.set_parameters(&weights).unwrap();
+    let (net, io) = reference_network(true, "vae");
     let f = tch::no_grad(|| net.forward_t(0, &io["counts"], false));
     assert_close("m", &f.macrogenes, &io["m"], 1e-4, 1e-5);
     assert_close("z = mu", &f.z, &io["z"], 1e-4, 1e-5);
