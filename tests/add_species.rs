@@ -15,10 +15,17 @@ use satlas::Atlas;
 /// A small SATURN trained on human only, with an HNSW index; the mouse proteome and gene
 /// embeddings are in the atlas, the mouse dataset too when `with_mouse`.
 fn human_model(with_mouse: bool) -> Atlas {
+    human_model_of(with_mouse, false)
+}
+
+/// [`human_model`], of SATURN's VAE variant if `vae`.
+fn human_model_of(with_mouse: bool, vae: bool) -> Atlas {
     let mut atlas = fill_atlas(Atlas::in_memory().unwrap(), &["human"]);
+    let pretrain =
+        format!("SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1, batch_size := 64, vae := {vae})");
     for sql in [
         "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-        "SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1, batch_size := 64)",
+        &pretrain,
         "SELECT count(*) FROM saturn_finetune(epochs := 1, seed := 0)",
     ] {
         count(&atlas, sql);
@@ -234,6 +241,46 @@ fn a_new_species_is_trained_alone_embedded_and_searchable() {
         "{err}"
     );
     assert_eq!(atlas.content_digest().unwrap(), digest);
+}
+
+/// A species added to a model of SATURN's VAE variant: the new model is one too, the parent's
+/// parameters (the VAE heads included) and cells do not change, the new cells are embedded, and
+/// the species' training loss includes the KL term (`loss - zinb - 0.2 R > 0` once its cyclic
+/// weight is above 0, from epoch 1).
+#[test]
+fn a_new_species_joins_a_vae_model() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let atlas = human_model_of(true, true);
+    let parent = run_of_kind(&atlas, "finetune");
+    let human_before = embedding_hashes(&atlas, parent, "human");
+    let kl_parts = losses(
+        &atlas,
+        &ADD_MOUSE.replace("epoch, loss", "epoch, loss - zinb - 0.2 * regulariser"),
+    );
+    assert_eq!(kl_parts.len(), 8);
+    let run = run_of_kind(&atlas, "add_species");
+    assert_eq!(embedding_hashes(&atlas, run, "human"), human_before);
+    assert_eq!(
+        embedding_hashes(&atlas, run, "mouse").len() as i64,
+        count(
+            &atlas,
+            "SELECT count(*) FROM cell_info WHERE species = 'mouse'"
+        )
+    );
+    let (old, new) = (
+        load_run_model(atlas.connection(), parent as i32).unwrap(),
+        load_run_model(atlas.connection(), run as i32).unwrap(),
+    );
+    assert!(new.config().vae);
+    let new_vars = new.var_store().variables();
+    for name in ["fc_mu.weight", "fc_var.bias", "encoder.0.0.weight"] {
+        assert!(
+            new_vars[name].equal(&old.var_store().variables()[name]),
+            "{name} changed"
+        );
+    }
+    assert!(kl_parts[0].1.abs() < 1e-3, "{kl_parts:?}");
+    assert!(kl_parts[1..].iter().all(|r| r.1 > 0.0), "{kl_parts:?}");
 }
 
 /// The initial (rank-rule) weights of the mouse genes in set `set`, macrogenes x genes.
