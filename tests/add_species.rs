@@ -9,7 +9,7 @@ use common::{add_baron, count, fill_atlas, TRAINING};
 use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
 use satlas::io::FastaOptions;
-use satlas::model::load_run_model;
+use satlas::model::{load_run_model, Saturn};
 use satlas::Atlas;
 
 /// A small SATURN trained on human only, with an HNSW index; the mouse proteome and gene
@@ -84,6 +84,30 @@ fn run_of_kind(atlas: &Atlas, kind: &str) -> i64 {
     )
 }
 
+/// Existing cells do not move (the parent's embeddings are untouched and copied bit for bit
+/// into the add-species run `run`) and every mouse cell is embedded; returns the mouse cells.
+fn cells_kept_and_added(atlas: &Atlas, parent: i64, run: i64, human_before: &[(i64, u64)]) -> i64 {
+    assert_eq!(embedding_hashes(atlas, parent, "human"), human_before);
+    assert_eq!(embedding_hashes(atlas, run, "human"), human_before);
+    let mouse_cells = embedding_hashes(atlas, run, "mouse").len() as i64;
+    assert_eq!(
+        mouse_cells,
+        count(
+            atlas,
+            "SELECT count(*) FROM cell_info WHERE species = 'mouse'"
+        )
+    );
+    mouse_cells
+}
+
+/// The parent run's model and the add-species run's model.
+fn parent_and_new_model(atlas: &Atlas, parent: i64, run: i64) -> (Saturn, Saturn) {
+    (
+        load_run_model(atlas.connection(), parent as i32).unwrap(),
+        load_run_model(atlas.connection(), run as i32).unwrap(),
+    )
+}
+
 #[test]
 fn a_new_species_is_trained_alone_embedded_and_searchable() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,23 +176,10 @@ fn a_new_species_is_trained_alone_embedded_and_searchable() {
         "the stored centroids are reused as they are"
     );
 
-    // Existing cells do not move: the parent's embeddings are untouched and copied bit for bit.
-    assert_eq!(embedding_hashes(&atlas, parent, "human"), human_before);
-    assert_eq!(embedding_hashes(&atlas, run, "human"), human_before);
-    let mouse_cells = embedding_hashes(&atlas, run, "mouse").len() as i64;
-    assert_eq!(
-        mouse_cells,
-        count(
-            &atlas,
-            "SELECT count(*) FROM cell_info WHERE species = 'mouse'"
-        )
-    );
+    let mouse_cells = cells_kept_and_added(&atlas, parent, run, &human_before);
 
     // Only the species' parameters changed: everything of the parent is bit-identical.
-    let (old, new) = (
-        load_run_model(atlas.connection(), parent as i32).unwrap(),
-        load_run_model(atlas.connection(), run as i32).unwrap(),
-    );
+    let (old, new) = parent_and_new_model(&atlas, parent, run);
     assert_eq!(new.config().species, ["human", "mouse"]);
     assert_eq!(new.config().genes_per_species[1] as i64, mouse_genes);
     let new_vars = new.var_store().variables();
@@ -259,18 +270,8 @@ fn a_new_species_joins_a_vae_model() {
     );
     assert_eq!(kl_parts.len(), 8);
     let run = run_of_kind(&atlas, "add_species");
-    assert_eq!(embedding_hashes(&atlas, run, "human"), human_before);
-    assert_eq!(
-        embedding_hashes(&atlas, run, "mouse").len() as i64,
-        count(
-            &atlas,
-            "SELECT count(*) FROM cell_info WHERE species = 'mouse'"
-        )
-    );
-    let (old, new) = (
-        load_run_model(atlas.connection(), parent as i32).unwrap(),
-        load_run_model(atlas.connection(), run as i32).unwrap(),
-    );
+    cells_kept_and_added(&atlas, parent, run, &human_before);
+    let (old, new) = parent_and_new_model(&atlas, parent, run);
     assert!(new.config().vae);
     let new_vars = new.var_store().variables();
     for name in ["fc_mu.weight", "fc_var.bias", "encoder.0.0.weight"] {

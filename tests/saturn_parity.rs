@@ -126,6 +126,23 @@ fn rank_weights_match_scipy_rankdata() {
     }
 }
 
+/// A dense float count matrix as CSR arrays (indptr, columns, counts) and its column count.
+fn csr_arrays(counts: &Tensor) -> (Vec<u64>, Vec<u32>, Vec<u32>, usize) {
+    let cols = counts.size()[1] as usize;
+    let values: Vec<f32> = Vec::try_from(&counts.contiguous().view([-1])).unwrap();
+    let (mut indptr, mut indices, mut data) = (vec![0u64], vec![], vec![]);
+    for row in values.chunks(cols) {
+        for (j, &v) in row.iter().enumerate() {
+            if v > 0.0 {
+                indices.push(j as u32);
+                data.push(v as u32);
+            }
+        }
+        indptr.push(indices.len() as u64);
+    }
+    (indptr, indices, data, cols)
+}
+
 /// The reference script's small network (species of 12 and 9 genes, 6 macrogenes, hidden 8,
 /// latent 5; the VAE variant if `vae`) with the weights of `{name}_weights.safetensors`, and the
 /// tensors of `{name}_io.safetensors`.
@@ -158,7 +175,9 @@ fn reference_network(vae: bool, name: &str) -> (Saturn, HashMap<String, Tensor>)
 #[test]
 fn forward_pass_matches_pytorch() {
     let (net, io) = reference_network(false, "forward");
-    let f = tch::no_grad(|| net.forward_t(1, &io["counts"], false));
+    let (indptr, indices, data, cols) = csr_arrays(&io["counts"]);
+    let csr = CsrView::new(cols, &indptr, &indices, &data).unwrap();
+    let f = tch::no_grad(|| net.forward_t(1, &csr, &[0, 1, 2, 3], false));
     assert_close("m", &f.macrogenes, &io["m"], 1e-4, 1e-5);
     assert_close("z", &f.z, &io["z"], 1e-4, 1e-5);
     assert_close("px", &f.px, &io["px"], 1e-4, 1e-6);
@@ -167,24 +186,12 @@ fn forward_pass_matches_pytorch() {
     assert_close("theta", &f.theta, &io["theta"], 1e-5, 1e-6);
     let zinb = model::zinb_nll(&io["counts"], &f.mu, &f.theta, &f.pi);
     assert_close("zinb", &zinb.reshape([1]), &io["zinb"], 1e-5, 1e-4);
-    let q = tch::no_grad(|| net.gene_vectors(&net.macrogene_layer().weights(), false));
+    let q = tch::no_grad(|| net.gene_vectors(&net.macrogene_layer().weights_t(), false));
     assert_close("q", &q, &io["q"], 1e-4, 1e-5);
     let reg = losses::protein_similarity_regulariser(&q, &io["e"], &io["partners"]);
     assert_close("reg", &reg.reshape([1]), &io["reg"], 1e-4, 1e-5);
 
     // the same network through the public embedding API (CSR in, ndarray out)
-    let counts: Vec<f32> = Vec::try_from(&io["counts"].view([-1])).unwrap();
-    let (mut indptr, mut indices, mut data) = (vec![0u64], vec![], vec![]);
-    for row in counts.chunks(9) {
-        for (j, &v) in row.iter().enumerate() {
-            if v > 0.0 {
-                indices.push(j as u32);
-                data.push(v as u32);
-            }
-        }
-        indptr.push(indices.len() as u64);
-    }
-    let csr = CsrView::new(9, &indptr, &indices, &data).unwrap();
     let emb = net.embed("b", &csr).unwrap();
     let z = Tensor::from_slice(emb.z.as_slice().unwrap()).reshape([4, 5]);
     assert_close("embed z", &z, &io["z"], 1e-4, 1e-5);
@@ -197,7 +204,9 @@ fn forward_pass_matches_pytorch() {
 #[test]
 fn vae_variant_matches_pytorch() {
     let (net, io) = reference_network(true, "vae");
-    let f = tch::no_grad(|| net.forward_t(0, &io["counts"], false));
+    let (indptr, indices, data, cols) = csr_arrays(&io["counts"]);
+    let csr = CsrView::new(cols, &indptr, &indices, &data).unwrap();
+    let f = tch::no_grad(|| net.forward_t(0, &csr, &[0, 1, 2, 3], false));
     assert_close("m", &f.macrogenes, &io["m"], 1e-4, 1e-5);
     assert_close("z = mu", &f.z, &io["z"], 1e-4, 1e-5);
     assert_close("mu", &f.mu, &io["mu"], 1e-4, 1e-5);

@@ -98,9 +98,12 @@ impl<'a> CsrView<'a> {
 
     /// The sum of the counts of every row (the library size).
     pub fn row_sums(&self) -> Vec<u64> {
-        (0..self.n_rows())
-            .map(|i| self.row(i).1.iter().map(|&v| u64::from(v)).sum())
-            .collect()
+        (0..self.n_rows()).map(|i| self.row_sum(i)).collect()
+    }
+
+    /// The sum of the counts of `row` (its library size).
+    pub fn row_sum(&self, row: usize) -> u64 {
+        self.row(row).1.iter().map(|&v| u64::from(v)).sum()
     }
 
     /// A new matrix holding only `columns` (in that order; e.g. the selected genes), and `rows`.

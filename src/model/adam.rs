@@ -12,6 +12,7 @@
 
 use super::host::{cpu_f32, f32_data, f32_data_mut};
 use super::pool::map_parts;
+use super::product::MacrogeneProduct;
 use super::simd::widest;
 use tch::{nn, Kind, Tensor};
 
@@ -68,14 +69,18 @@ impl std::fmt::Debug for Adam {
 }
 
 impl Adam {
-    /// Adam over `vs`' trainable variables (float32, contiguous, on the CPU), moments at zero.
+    /// Adam over `vs`' trainable variables (float32 on the CPU, contiguous or the transpose of a
+    /// contiguous matrix, as the macrogene layer's `P`), moments at zero.
     pub fn new(vs: &nn::VarStore, config: AdamConfig) -> Self {
         let slots = vs
             .trainable_variables()
             .into_iter()
             .map(|param| {
                 assert_eq!(param.kind(), Kind::Float, "Adam updates float32 parameters");
-                assert!(param.is_contiguous(), "Adam updates contiguous parameters");
+                assert!(
+                    param.is_contiguous() || (param.dim() == 2 && param.tr().is_contiguous()),
+                    "Adam updates contiguous parameters (or transposes of contiguous ones)"
+                );
                 let n = param.numel();
                 Slot {
                     param,
@@ -105,13 +110,44 @@ impl Adam {
     /// Back-propagates `loss` to the parameters that require a gradient and updates them.
     /// Gradients are computed afresh (not accumulated in the tensors' `.grad`), so a parameter
     /// the loss does not reach has none and is skipped, as libtorch skips a parameter whose
-    /// gradient `zero_grad` set to none.
-    pub fn backward_step(&mut self, loss: &Tensor) {
+    /// gradient `zero_grad` set to none. `products` are the macrogene-layer products of the
+    /// step, whose backward pass is by hand: autograd stops at their outputs, and each adds its
+    /// part of `P`'s gradient.
+    pub fn backward_step(&mut self, loss: &Tensor, products: &[MacrogeneProduct]) {
         let live: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].param.requires_grad())
             .collect();
-        let params: Vec<&Tensor> = live.iter().map(|&i| &self.slots[i].param).collect();
-        let grads = Tensor::run_backward(&[loss], &params, false, false);
+        let mut inputs: Vec<&Tensor> = live.iter().map(|&i| &self.slots[i].param).collect();
+        inputs.extend(products.iter().map(MacrogeneProduct::output));
+        let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
+        let output_grads = grads.split_off(live.len());
+        for (product, output_grad) in products.iter().zip(&output_grads) {
+            if !output_grad.defined() {
+                continue; // the loss does not depend on this product
+            }
+            let param = product.parameter();
+            let k = live
+                .iter()
+                .position(|&i| self.slots[i].param.data_ptr() == param.data_ptr())
+                .expect("a product's parameter is one of the optimiser's, requiring a gradient");
+            let shared = |g: &Tensor| {
+                grads
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| j != k && o.defined() && o.data_ptr() == g.data_ptr())
+            };
+            // P^T's gradient (G x M, contiguous), a tensor of its own, written in place
+            let grad = &grads[k];
+            let mut grad_t = if !grad.defined() {
+                Tensor::zeros_like(&param.tr().contiguous())
+            } else if grad.tr().is_contiguous() && !shared(grad) {
+                grad.tr()
+            } else {
+                grad.tr().contiguous().copy()
+            };
+            product.add_gradient(output_grad, &mut grad_t);
+            grads[k] = grad_t.tr();
+        }
         for (i, grad) in live.into_iter().zip(grads) {
             if grad.defined() {
                 self.update(i, &grad);
@@ -128,10 +164,17 @@ impl Adam {
             eps,
         } = self.config;
         let slot = &mut self.slots[i];
-        let grad = cpu_f32(&match &slot.mask {
+        let grad = match &slot.mask {
             Some(mask) => grad * mask,
             None => grad.shallow_clone(),
-        });
+        };
+        // the parameter's values in memory order, and the gradient in the same order
+        let transposed = !slot.param.is_contiguous();
+        let (mut storage, grad) = if transposed {
+            (slot.param.tr(), cpu_f32(&grad.tr()))
+        } else {
+            (slot.param.shallow_clone(), cpu_f32(&grad))
+        };
         slot.steps += 1;
         let t = slot.steps;
         let step = Step {
@@ -147,10 +190,10 @@ impl Adam {
             "a gradient of the parameter's shape"
         );
         let grad = f32_data(&grad);
-        // SAFETY: the parameter is a contiguous float32 CPU tensor (checked in `new`); the
-        // gradient is a separate tensor, and nothing else reads or writes the parameter during
-        // the update.
-        let param = unsafe { f32_data_mut(&mut slot.param) };
+        // SAFETY: `storage` is the parameter, or its transpose, contiguous float32 on the CPU
+        // (checked in `new`); the gradient is a separate tensor, and nothing else reads or
+        // writes the parameter during the update.
+        let param = unsafe { f32_data_mut(&mut storage) };
         let chunks = param
             .chunks_mut(CHUNK)
             .zip(grad.chunks(CHUNK))
@@ -201,14 +244,19 @@ mod tests {
     /// reach one layer (both skip that layer then).
     #[test]
     fn matches_libtorch_adam() {
+        let _rng = crate::model::torch_rng();
+        // `b`'s weight stored transposed, as the macrogene layer's `P`
         let build = || {
             let vs = nn::VarStore::new(Device::Cpu);
             let a = nn::linear(vs.root() / "a", 7, 5, Default::default());
-            let b = nn::linear(vs.root() / "b", 5, 3, Default::default());
+            let mut b = nn::linear(vs.root() / "b", 5, 3, Default::default());
+            let w_t = b.ws.detach().tr().contiguous();
+            b.ws = (vs.root() / "bt").add("weight", w_t.tr(), true);
             (vs, a, b)
         };
         let (vs_ref, a_ref, b_ref) = build();
         let (mut vs, a, b) = build();
+        assert!(!b.ws.is_contiguous() && b.ws.tr().is_contiguous());
         vs.copy(&vs_ref).unwrap();
         let initial = vs_ref.variables()["a.weight"].copy();
         let mut reference = nn::Adam::default().build(&vs_ref, 1e-2).unwrap();
@@ -225,7 +273,7 @@ mod tests {
         };
         for step in 0..6 {
             reference.backward_step(&loss(&a_ref, &b_ref, step));
-            fused.backward_step(&loss(&a, &b, step));
+            fused.backward_step(&loss(&a, &b, step), &[]);
         }
         let want = vs_ref.variables();
         for (name, got) in vs.variables() {
@@ -241,6 +289,7 @@ mod tests {
 
     #[test]
     fn masked_entries_stay_exactly_as_they_were() {
+        let _rng = crate::model::torch_rng();
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().randn("w", &[4, 6], 0.0, 1.0);
         let before = w.copy();
@@ -249,7 +298,7 @@ mod tests {
         let mut adam = Adam::new(&vs, AdamConfig::new(0.1));
         adam.mask(&w, mask.shallow_clone());
         for _ in 0..3 {
-            adam.backward_step(&w.sin().sum(Kind::Float));
+            adam.backward_step(&w.sin().sum(Kind::Float), &[]);
         }
         let changed = w.ne_tensor(&before).to_kind(Kind::Float);
         assert!(changed.equal(&mask), "only the unmasked entries moved");

@@ -18,6 +18,7 @@ pub mod adam;
 pub mod embed;
 pub mod losses;
 pub mod network;
+pub mod product;
 pub mod runs;
 pub mod species;
 pub mod train;
@@ -44,3 +45,12 @@ pub use train::{
 };
 pub use triplet::{mine_triplets, Triplet};
 pub use zinb::{zinb_log_likelihood, zinb_nll, zinb_nll_fused};
+
+/// Serialises the unit tests that seed or draw from libtorch's process-global random generator
+/// (directly, through dropout, or by initialising layers), so that a test which seeds and then
+/// draws gets the numbers it expects while other tests run in parallel.
+#[cfg(test)]
+pub(crate) fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -22,6 +22,7 @@
 use super::error::{invalid, torch, ModelError, Result};
 use super::host::f32_data_mut;
 use super::pool::map_parts;
+use super::product::{MacrogeneProduct, SparseRows};
 use super::simd::widest;
 use crate::macrogene::CsrView;
 use ndarray::{Array2, ArrayView2};
@@ -319,10 +320,14 @@ pub struct MacrogeneLayer {
 
 impl MacrogeneLayer {
     /// Creates `p_weights` (zeros until loaded or initialised) and `cl_layer_norm` under `root`.
+    /// `P` (M x G, the state dict's shape) is stored transposed, gene by gene (G x M in memory),
+    /// so that `W^T = exp(P)^T`, each species' block of it, and their gradients are contiguous
+    /// rows: the layout the sparse product ([`MacrogeneProduct`]) and the gene vectors read.
     pub fn new(root: &nn::Path<'_>, config: &SaturnConfig) -> Self {
         let m = config.n_macrogenes as i64;
+        let p_t = Tensor::zeros([config.n_genes() as i64, m], (Kind::Float, Device::Cpu));
         Self {
-            p_weights: root.zeros("p_weights", &[m, config.n_genes() as i64]),
+            p_weights: root.add("p_weights", p_t.tr(), true),
             norm: nn::layer_norm(root / "cl_layer_norm", vec![m], Default::default()),
             offsets: config.offsets(),
             genes: config.genes_per_species.iter().map(|&g| g as i64).collect(),
@@ -330,33 +335,55 @@ impl MacrogeneLayer {
         }
     }
 
-    /// `W_s = exp(P[:, species block])` (M x G_s).
-    pub fn species_weights(&self, species: usize) -> Tensor {
+    /// `W_s^T = exp(P[:, species block])^T` (G_s x M, contiguous).
+    pub fn species_weights_t(&self, species: usize) -> Tensor {
         self.p_weights
-            .narrow(1, self.offsets[species], self.genes[species])
+            .tr()
+            .narrow(0, self.offsets[species], self.genes[species])
             .exp()
     }
 
-    /// `W = exp(P)` for all genes (M x G).
-    pub fn weights(&self) -> Tensor {
-        self.p_weights.exp()
+    /// `W^T = exp(P)^T` for all genes (G x M, contiguous).
+    pub fn weights_t(&self) -> Tensor {
+        self.p_weights.tr().exp()
     }
 
-    /// Every species' block `W_s` of `w` (M x G, from [`MacrogeneLayer::weights`]), in species
-    /// order: views made by one split, whose backward pass assembles `w`'s gradient in one go.
-    pub fn blocks(&self, w: &Tensor) -> Vec<Tensor> {
-        w.split_with_sizes(&self.genes, 1)
+    /// Every species' block `W_s^T` of `w_t` (G x M, from [`MacrogeneLayer::weights_t`]), in
+    /// species order: views made by one split, whose backward pass assembles `w_t`'s gradient in
+    /// one go.
+    pub fn blocks_t(&self, w_t: &Tensor) -> Vec<Tensor> {
+        w_t.split_with_sizes(&self.genes, 0)
     }
 
-    /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W^T)))` for counts `x` (B x G_s) and weights `w`
-    /// (M x G_s); dropout only when `train` (FIX).
-    pub fn forward_t(&self, counts: &Tensor, w: &Tensor, train: bool) -> Tensor {
-        dropout(
-            &self.norm.forward(&counts.log1p().matmul(&w.tr())).relu(),
-            self.dropout,
-            train,
-        )
+    /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W_s^T)))` for the counts `x` of some cells and
+    /// `w_t` = `W_s^T` (G_s x M); dropout only when `train` (FIX). When `w_t` requires a
+    /// gradient, `species` says which block of `P` it is, and the product's record comes back
+    /// too: its gradient reaches `P` only through [`super::adam::Adam::backward_step`].
+    pub fn forward_t(
+        &self,
+        counts: SparseRows,
+        w_t: &Tensor,
+        species: Option<usize>,
+        train: bool,
+    ) -> (Tensor, Option<MacrogeneProduct>) {
+        let block = species.map(|s| (&self.p_weights, self.offsets[s]));
+        let (product, record) = MacrogeneProduct::new(counts, w_t, block);
+        let m = dropout(&self.norm.forward(&product).relu(), self.dropout, train);
+        (m, record)
     }
+}
+
+/// One species' cells of a batch: `rows` of `counts`, and `W_s^T` (G_s x M).
+#[derive(Debug)]
+pub struct BatchPart<'a> {
+    /// The species' index.
+    pub species: usize,
+    /// The species' counts over its genes.
+    pub counts: &'a CsrView<'a>,
+    /// The cells (rows of `counts`) in the batch.
+    pub rows: &'a [usize],
+    /// `W_s^T`, a block of [`MacrogeneLayer::weights_t`] (or [`MacrogeneLayer::species_weights_t`]).
+    pub w_t: Tensor,
 }
 
 /// Everything one forward pass of a species' batch produces.
@@ -377,6 +404,9 @@ pub struct Forward {
     pub theta: Tensor,
     /// VAE variant: each cell's KL divergence from N(0, I) (B); see [`Latent`].
     pub kl: Option<Tensor>,
+    /// The macrogene-layer product's record, when `P` requires a gradient: pass it to
+    /// [`super::adam::Adam::backward_step`] with the loss.
+    pub product: Option<MacrogeneProduct>,
 }
 
 /// The SATURN network: one `VarStore` holding every parameter listed in the module doc.
@@ -575,34 +605,49 @@ impl Saturn {
 
     /// The current gene-to-macrogene weights `W = exp(P)` as M x G.
     pub fn macrogene_weights(&self) -> Result<Array2<f32>> {
-        to_array(&tch::no_grad(|| self.macrogenes.weights()))
+        to_array(&tch::no_grad(|| self.macrogenes.weights_t().tr()))
     }
 
-    /// The forward pass of a batch of species `species` (counts B x G_s, float).
-    pub fn forward_t(&self, species: usize, counts: &Tensor, train: bool) -> Forward {
-        let w = self.macrogenes.species_weights(species);
-        self.forward_parts(&[(species, counts, w)], train).remove(0)
+    /// The forward pass of cells `rows` of `counts` (species `species`).
+    pub fn forward_t(
+        &self,
+        species: usize,
+        counts: &CsrView<'_>,
+        rows: &[usize],
+        train: bool,
+    ) -> Forward {
+        let w_t = self.macrogenes.species_weights_t(species);
+        let part = BatchPart {
+            species,
+            counts,
+            rows,
+            w_t,
+        };
+        self.forward_parts(&[part], train).remove(0)
     }
 
-    /// The forward pass of a batch holding cells of several species, `(species, counts B_s x
-    /// G_s, W_s)` per part (`W_s` a block of `W = exp(P)`, [`MacrogeneLayer::blocks`], so that a
+    /// The forward pass of a batch holding cells of several species, one [`BatchPart`] per
+    /// species (`W_s^T` a block of `W^T = exp(P)^T`, [`MacrogeneLayer::blocks_t`], so that a
     /// training step takes `exp` of `P` once). The macrogene layer and the decoder's heads run
     /// per part; the encoder and the decoder's trunk, which act row by row, run once over all
     /// the batch's rows (their dropout masks drawn once for all rows).
-    pub fn forward_parts(&self, parts: &[(usize, &Tensor, Tensor)], train: bool) -> Vec<Forward> {
-        let macrogenes: Vec<Tensor> = parts
+    pub fn forward_parts(&self, parts: &[BatchPart<'_>], train: bool) -> Vec<Forward> {
+        let (macrogenes, mut products): (Vec<Tensor>, Vec<Option<MacrogeneProduct>>) = parts
             .iter()
-            .map(|(_, counts, w)| self.macrogenes.forward_t(counts, w, train))
-            .collect();
+            .map(|p| {
+                let x = SparseRows::log1p_counts(p.counts, p.rows);
+                self.macrogenes.forward_t(x, &p.w_t, Some(p.species), train)
+            })
+            .unzip();
         let Latent { z, kl } = self.encoder.latent_t(&Tensor::cat(&macrogenes, 0), train);
         let onehot: Vec<Tensor> = parts
             .iter()
-            .map(|(species, counts, _)| {
+            .map(|p| {
                 Tensor::zeros(
-                    [counts.size()[0], self.config.species.len() as i64],
+                    [p.rows.len() as i64, self.config.species.len() as i64],
                     (Kind::Float, Device::Cpu),
                 )
-                .index_fill(1, &Tensor::from_slice(&[*species as i64]), 1.0)
+                .index_fill(1, &Tensor::from_slice(&[p.species as i64]), 1.0)
             })
             .collect();
         let onehot = Tensor::cat(&onehot, 0);
@@ -614,39 +659,45 @@ impl Saturn {
         parts
             .iter()
             .zip(macrogenes)
-            .map(|((species, counts, w), macrogenes)| {
-                let b = counts.size()[0];
+            .zip(products.iter_mut())
+            .map(|((p, macrogenes), product)| {
+                let b = p.rows.len() as i64;
                 let rows = |t: &Tensor| t.narrow(0, first, b);
                 let (z, h, c) = (rows(&z), rows(&h), rows(&c));
                 let kl = kl.as_ref().map(rows);
                 first += b;
-                let px = c.matmul(w).softmax(-1, Kind::Float);
-                let library = counts.sum_dim_intlist(1, true, Kind::Float);
-                let mu = &library * &px;
+                let px = c.matmul(&p.w_t.tr()).softmax(-1, Kind::Float);
+                let library: Vec<f32> =
+                    p.rows.iter().map(|&r| p.counts.row_sum(r) as f32).collect();
+                let mu = Tensor::from_slice(&library).reshape([b, 1]) * &px;
                 Forward {
                     macrogenes,
                     z,
                     px,
                     mu,
-                    pi: self.px_dropout_decoders[*species].forward(&h),
-                    theta: self.px_rs[*species].exp(),
+                    pi: self.px_dropout_decoders[p.species].forward(&h),
+                    theta: self.px_rs[p.species].exp(),
                     kl,
+                    product: product.take(),
                 }
             })
             .collect()
     }
 
     /// The regulariser's gene vectors `Q = full_block(M, hidden)(W^T)` (G x hidden) for
-    /// `W = exp(P)` ([`MacrogeneLayer::weights`]).
-    pub fn gene_vectors(&self, w: &Tensor, train: bool) -> Tensor {
-        self.p_weights_embeddings.forward_t(&w.tr(), train)
+    /// `W^T = exp(P)^T` ([`MacrogeneLayer::weights_t`]).
+    pub fn gene_vectors(&self, w_t: &Tensor, train: bool) -> Tensor {
+        self.p_weights_embeddings.forward_t(w_t, train)
     }
 
     /// Embedding and macrogene expression (eval mode, no gradients) of cells of a known species.
     pub fn embed(&self, species: &str, counts: &CsrView<'_>) -> Result<Embedding> {
         let s = self.config.species_index(species)?;
         check_counts(species, counts, self.config.genes_per_species[s])?;
-        self.embed_inner(counts, &tch::no_grad(|| self.macrogenes.species_weights(s)))
+        self.embed_inner(
+            counts,
+            &tch::no_grad(|| self.macrogenes.species_weights_t(s)),
+        )
     }
 
     /// Embedding and macrogene expression of cells of a species the model was not trained on,
@@ -668,17 +719,19 @@ impl Saturn {
                 ),
             });
         }
-        self.embed_inner(counts, &dense_tensor(weights))
+        self.embed_inner(counts, &dense_tensor(weights.t()))
     }
 
-    fn embed_inner(&self, counts: &CsrView<'_>, w: &Tensor) -> Result<Embedding> {
+    /// Embedding and macrogene expression of every cell of `counts` with `w_t` = `W^T` (its
+    /// genes x M), in chunks, without gradients.
+    fn embed_inner(&self, counts: &CsrView<'_>, w_t: &Tensor) -> Result<Embedding> {
         let n = counts.n_rows();
         let (mut zs, mut ms) = (Vec::new(), Vec::new());
         tch::no_grad(|| {
             for start in (0..n).step_by(EVAL_CHUNK) {
                 let rows: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
-                let x = dense_rows(counts, &rows);
-                let m = self.macrogenes.forward_t(&x, w, false);
+                let x = SparseRows::log1p_counts(counts, &rows);
+                let (m, _) = self.macrogenes.forward_t(x, w_t, None, false);
                 zs.push(self.encoder.forward_t(&m, false));
                 ms.push(m);
             }
@@ -878,21 +931,49 @@ mod tests {
     /// pass over several species' cells gives each species' outputs of a pass of its own.
     #[test]
     fn a_pass_over_several_species_equals_one_pass_per_species() {
+        let _rng = crate::model::torch_rng();
         tch::manual_seed(5);
         let config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![7, 4], 6);
         let model = Saturn::build(config).unwrap();
         tch::no_grad(|| {
             let _ = model.macrogenes.p_weights.shallow_clone().normal_(0.0, 0.5);
         });
-        let counts = |rows, genes| Tensor::randint(5, [rows, genes], (Kind::Float, Device::Cpu));
-        let (xa, xb) = (counts(3, 7), counts(5, 4));
+        // CSR counts: species a (7 genes) and b (4 genes), every third entry non-zero
+        let csr = |rows: usize, genes: usize| {
+            let (mut indptr, mut cols, mut data) = (vec![0u64], vec![], vec![]);
+            for r in 0..rows {
+                for g in (r % 3..genes).step_by(3) {
+                    cols.push(g as u32);
+                    data.push(1 + ((r * 7 + g) % 5) as u32);
+                }
+                indptr.push(cols.len() as u64);
+            }
+            (indptr, cols, data)
+        };
+        let (a, b) = (csr(3, 7), csr(5, 4));
+        let xa = CsrView::new(7, &a.0, &a.1, &a.2).unwrap();
+        let xb = CsrView::new(4, &b.0, &b.1, &b.2).unwrap();
+        let (ra, rb): (Vec<usize>, Vec<usize>) = ((0..3).collect(), (0..5).collect());
         let layer = model.macrogene_layer();
-        let w = layer.weights();
-        let [wa, wb] = <[Tensor; 2]>::try_from(layer.blocks(&w)).unwrap();
-        let parts = [(1, &xb, wb), (0, &xa, wa)];
+        let w_t = layer.weights_t();
+        let [wa, wb] = <[Tensor; 2]>::try_from(layer.blocks_t(&w_t)).unwrap();
+        let parts = [
+            BatchPart {
+                species: 1,
+                counts: &xb,
+                rows: &rb,
+                w_t: wb,
+            },
+            BatchPart {
+                species: 0,
+                counts: &xa,
+                rows: &ra,
+                w_t: wa,
+            },
+        ];
         let together = tch::no_grad(|| model.forward_parts(&parts, false));
-        for (got, (species, x)) in together.iter().zip([(1, &xb), (0, &xa)]) {
-            let want = tch::no_grad(|| model.forward_t(species, x, false));
+        for (got, (species, x, rows)) in together.iter().zip([(1, &xb, &rb), (0, &xa, &ra)]) {
+            let want = tch::no_grad(|| model.forward_t(species, x, rows, false));
             for (name, a, b) in [
                 ("macrogenes", &got.macrogenes, &want.macrogenes),
                 ("z", &got.z, &want.z),
@@ -911,6 +992,7 @@ mod tests {
     /// normal `eps`, otherwise `mu`; the KL divergence of N(mu, exp(log_var)) from N(0, I).
     #[test]
     fn vae_latent_samples_around_mu_and_gives_the_kl_divergence() {
+        let _rng = crate::model::torch_rng();
         tch::manual_seed(9);
         let mut config = SaturnConfig::new(vec!["a".into()], vec![3], 4);
         config.vae = true;
@@ -961,6 +1043,7 @@ mod tests {
 
     #[test]
     fn dropout_follows_libtorch_seed_and_is_identity_in_eval() {
+        let _rng = crate::model::torch_rng();
         let x = Tensor::ones([64, 100], (Kind::Float, Device::Cpu));
         let draw = || {
             tch::manual_seed(7);

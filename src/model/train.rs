@@ -16,7 +16,8 @@ use super::adam::{Adam, AdamConfig};
 use super::error::{invalid, torch, ModelError, Result};
 use super::host::{cpu_f32, f32_data};
 use super::losses::{anchored_regulariser_fused, triplet_loss, triplet_rows, UnitRows};
-use super::network::{check_counts, dense_rows, Encoder, MacrogeneLayer, Saturn};
+use super::network::{check_counts, dense_rows, BatchPart, Encoder, MacrogeneLayer, Saturn};
+use super::product::{MacrogeneProduct, SparseRows};
 use super::triplet::mine_triplets;
 use super::zinb::zinb_nll_fused;
 use crate::macrogene::CsrView;
@@ -340,21 +341,26 @@ fn zinb_training<E: From<ModelError>>(
             }
             // one term per species present in the batch (FIX: absent species are skipped)
             let layer = model.macrogene_layer();
-            let w = layer.weights(); // exp(P) once per step
-            let xs: Vec<(usize, Tensor)> = groups
+            let w_t = layer.weights_t(); // exp(P) once per step
+            let blocks = layer.blocks_t(&w_t);
+            let parts: Vec<BatchPart<'_>> = groups
                 .iter()
-                .map(|(d, rows)| (species_of[*d], dense_rows(&data[*d].counts, rows)))
+                .map(|(d, rows)| BatchPart {
+                    species: species_of[*d],
+                    counts: &data[*d].counts,
+                    rows,
+                    w_t: blocks[species_of[*d]].shallow_clone(),
+                })
                 .collect();
-            let blocks = layer.blocks(&w);
-            let parts: Vec<(usize, &Tensor, Tensor)> = xs
-                .iter()
-                .map(|(s, x)| (*s, x, blocks[*s].shallow_clone()))
+            let mut forwards = model.forward_parts(&parts, true);
+            let products: Vec<MacrogeneProduct> = forwards
+                .iter_mut()
+                .filter_map(|f| f.product.take())
                 .collect();
-            let forwards = model.forward_parts(&parts, true);
             let terms: Vec<Tensor> = forwards
                 .iter()
-                .zip(&xs)
-                .map(|(f, (_, x))| zinb_nll_fused(x, &f.mu, &f.theta, &f.pi))
+                .zip(&parts)
+                .map(|(f, p)| zinb_nll_fused(&dense_rows(p.counts, p.rows), &f.mu, &f.theta, &f.pi))
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
             // VAE variant: + w(epoch) * (mean KL over each species' cells)
@@ -365,15 +371,15 @@ fn zinb_training<E: From<ModelError>>(
             let partners = Tensor::randint(n_genes as i64, [n_anchors], (Kind::Int64, Device::Cpu));
             let partners = Vec::<i64>::try_from(&partners).map_err(torch("drawing partners"))?;
             let reg =
-                anchored_regulariser_fused(&model.gene_vectors(&w, true), &e, first, &partners);
+                anchored_regulariser_fused(&model.gene_vectors(&w_t, true), &e, first, &partners);
             let mut loss = &zinb + params.regulariser_weight * &reg;
             if let Some(kl) = kl {
                 loss = &loss + kl * kl_weight(epoch);
             }
             if params.l1_penalty > 0.0 {
-                loss = &loss + w.sum(Kind::Float) * params.l1_penalty;
+                loss = &loss + w_t.sum(Kind::Float) * params.l1_penalty;
             }
-            opt.backward_step(&loss);
+            opt.backward_step(&loss, &products);
             sum_loss += loss.double_value(&[]);
             sum_zinb += zinb.double_value(&[]);
             sum_reg += reg.double_value(&[]);
@@ -462,6 +468,7 @@ pub fn finetune<E: From<ModelError>>(
         for chunk in order.chunks(params.batch_size) {
             let mut batch = chunk.to_vec();
             batch.sort_unstable(); // groups the batch by species, in a fixed order
+            let mut products = Vec::new();
             let m = match &source {
                 Source::Frozen(all) => all.index_select(
                     0,
@@ -478,12 +485,15 @@ pub fn finetune<E: From<ModelError>>(
                             .map(|&i| cells[i].1)
                             .collect();
                         k += rows.len();
-                        let x = dense_rows(&data[d].counts, &rows);
-                        parts.push(layer.forward_t(
-                            &x,
-                            &layer.species_weights(species_of[d]),
+                        let s = species_of[d];
+                        let (m, product) = layer.forward_t(
+                            SparseRows::log1p_counts(&data[d].counts, &rows),
+                            &layer.species_weights_t(s),
+                            Some(s),
                             true,
-                        ));
+                        );
+                        parts.push(m);
+                        products.extend(product);
                     }
                     Tensor::cat(&parts, 0)
                 }
@@ -506,7 +516,7 @@ pub fn finetune<E: From<ModelError>>(
                 let rows = Tensor::from_slice(&rows);
                 let z = encoder.forward_masked(&m.index_select(0, &rows), &masks.rows(&rows));
                 let loss = triplet_loss(&unit_rows(&z), &triplets, params.margin);
-                opt.backward_step(&loss);
+                opt.backward_step(&loss, &products);
                 sum_loss += loss.double_value(&[]);
             }
             n_triplets += triplets.len();
@@ -553,10 +563,13 @@ fn frozen_macrogenes(model: &Saturn, data: &[SpeciesData<'_>], species_of: &[usi
             .filter(|(d, _)| d.counts.n_rows() > 0)
             .map(|(d, &s)| {
                 let rows: Vec<usize> = (0..d.counts.n_rows()).collect();
-                let w = layer.species_weights(s);
+                let w_t = layer.species_weights_t(s);
                 let chunks: Vec<Tensor> = rows
                     .chunks(4096)
-                    .map(|c| layer.forward_t(&dense_rows(&d.counts, c), &w, false))
+                    .map(|c| {
+                        let x = SparseRows::log1p_counts(&d.counts, c);
+                        layer.forward_t(x, &w_t, None, false).0
+                    })
                     .collect();
                 Tensor::cat(&chunks, 0)
             })
@@ -581,6 +594,7 @@ mod tests {
     /// cells' rows only has the value and the parameter gradients of the loss on the whole batch.
     #[test]
     fn backward_through_triplet_rows_equals_backward_through_the_batch() {
+        let _rng = crate::model::torch_rng();
         tch::manual_seed(3);
         let config = SaturnConfig::new(vec!["a".into(), "b".into()], vec![5, 5], 12);
         let vs = nn::VarStore::new(Device::Cpu);
@@ -623,6 +637,7 @@ mod tests {
 
     #[test]
     fn drawn_masks_are_the_masks_of_a_training_pass() {
+        let _rng = crate::model::torch_rng();
         let config = SaturnConfig::new(vec!["a".into()], vec![5], 12);
         let vs = nn::VarStore::new(Device::Cpu);
         let encoder = Encoder::new(&vs.root(), &config);

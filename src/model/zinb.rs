@@ -422,6 +422,7 @@ mod tests {
     /// gradients against autograd through the tensor form.
     #[test]
     fn fused_loss_and_gradients_match_autograd_of_the_formula() {
+        let _rng = crate::model::torch_rng();
         tch::manual_seed(3);
         let (b, g) = (37, 211);
         let opts = (Kind::Float, Device::Cpu);
