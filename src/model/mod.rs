@@ -1,7 +1,8 @@
 //! The SATURN network, its losses and its two training loops (SATURN.md sections 4-6).
 //!
-//! 1. [`network`] — the network ([`Saturn`]), its configuration, forward pass, embedding and
-//!    checkpoints (state dict to and from bytes).
+//! 1. [`network`] — the network ([`Saturn`]), its configuration (the VAE variant included),
+//!    forward pass, embedding and checkpoints (state dict to and from bytes); [`product`] — its
+//!    macrogene layer's product on sparse counts, with the backward pass by hand.
 //! 2. [`zinb`] — the ZINB log-likelihood of the pretraining loss.
 //! 3. [`losses`] — the protein-similarity regulariser and the triplet loss.
 //! 4. [`triplet`] — the cross-species semi-hard triplet miner.
