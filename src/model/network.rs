@@ -7,7 +7,7 @@
 //!
 //! | path | shape | upstream |
 //! |---|---|---|
-//! | `p_weights` | M x G | `p_weights` (P = ln W) |
+//! | `p_weights` | M x G (in memory gene by gene, G x M) | `p_weights` (P = ln W) |
 //! | `cl_layer_norm.{weight,bias}` | M | `cl_layer_norm` |
 //! | `encoder.{0,1}.{0,1}.*` | | `encoder` = two `full_block`s |
 //! | `px_decoder.0.{0,1}.*` | | `px_decoder` |

@@ -9,8 +9,10 @@
 //! libtorch's autograd cannot call a Rust backward function, so the product's output is a new
 //! leaf that requires a gradient ([`MacrogeneProduct`]): autograd stops there, and the optimiser
 //! ([`super::adam::Adam::backward_step`]) turns the leaf's gradient `dM` into `P`'s gradient
-//! `dP = W_s ⊙ (ln(1 + x)^T dM)^T` (`W_s = exp(P_s)`), added to what autograd gives `P` from the
-//! rest of the network.
+//! `dP_s^T = W_s^T ⊙ (ln(1 + x)^T dM)` (`W_s = exp(P_s)`), added to what autograd gives `P` from
+//! the rest of the network. The macrogene layer stores `P` gene by gene (`P^T` in memory), so
+//! `W_s^T` and that gradient are contiguous rows and nothing here is transposed but the sparse
+//! counts ([`SparseRows::transpose`]).
 
 use super::host::{cpu_f32, f32_data, f32_data_mut};
 use super::pool::map_parts;
