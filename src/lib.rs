@@ -41,6 +41,8 @@ pub mod de;
 pub mod sql;
 pub mod progress;
 
+mod kernels;
+
 pub mod error;
 
 pub use atlas::Atlas;

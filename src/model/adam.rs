@@ -10,10 +10,10 @@
 //! with `t` counted per parameter over the steps at which it had a gradient (a parameter the loss
 //! does not reach is skipped, as libtorch skips one whose gradient is none), and no weight decay.
 
-use super::host::{cpu_f32, f32_data, f32_data_mut};
-use super::pool::map_parts;
 use super::product::MacrogeneProduct;
-use super::simd::widest;
+use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut};
+use crate::kernels::pool::map_parts;
+use crate::kernels::simd::widest;
 use tch::{nn, Kind, Tensor};
 
 /// Entries per parallel part.

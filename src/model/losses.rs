@@ -4,10 +4,10 @@
 //! Pretraining uses [`anchored_regulariser_fused`], the regulariser with its gradient computed by
 //! hand in one pass, instead of the tensor form [`anchored_regulariser`].
 
-use super::host::{cpu_f32, f32_data, with_gradients};
-use super::pool::map_parts;
 use super::triplet::Triplet;
 use crate::index::distance::dot;
+use crate::kernels::host::{cpu_f32, f32_data, with_gradients};
+use crate::kernels::pool::map_parts;
 use ndarray::ArrayView2;
 use tch::{Kind, Tensor};
 

@@ -27,10 +27,6 @@ pub mod triplet;
 pub mod zinb;
 
 mod error;
-mod host;
-mod pool;
-mod simd;
-mod vmath;
 
 pub use embed::{embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};

@@ -20,10 +20,10 @@
 //! real species one-hot (upstream always set column 0).
 
 use super::error::{invalid, torch, ModelError, Result};
-use super::host::f32_data_mut;
-use super::pool::map_parts;
 use super::product::{MacrogeneProduct, SparseRows};
-use super::simd::widest;
+use crate::kernels::host::f32_data_mut;
+use crate::kernels::pool::map_parts;
+use crate::kernels::simd::widest;
 use crate::macrogene::CsrView;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};

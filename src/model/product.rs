@@ -14,9 +14,9 @@
 //! `W_s^T` and that gradient are contiguous rows and nothing here is transposed but the sparse
 //! counts ([`SparseRows::transpose`]).
 
-use super::host::{cpu_f32, f32_data, f32_data_mut};
-use super::pool::map_parts;
-use super::simd::widest;
+use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut};
+use crate::kernels::pool::map_parts;
+use crate::kernels::simd::widest;
 use crate::macrogene::CsrView;
 use std::sync::OnceLock;
 use tch::Tensor;

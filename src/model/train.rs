@@ -14,12 +14,12 @@
 
 use super::adam::{Adam, AdamConfig};
 use super::error::{invalid, torch, ModelError, Result};
-use super::host::{cpu_f32, f32_data};
 use super::losses::{anchored_regulariser_fused, triplet_loss, triplet_rows, UnitRows};
 use super::network::{check_counts, dense_rows, BatchPart, Encoder, MacrogeneLayer, Saturn};
 use super::product::{MacrogeneProduct, SparseRows};
 use super::triplet::mine_triplets;
 use super::zinb::zinb_nll_fused;
+use crate::kernels::host::{cpu_f32, f32_data};
 use crate::macrogene::CsrView;
 use ndarray::ArrayView2;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};

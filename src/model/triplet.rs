@@ -17,7 +17,7 @@
 //! caller as uniforms in `[0, 1)`, index `floor(u * len)`, in exactly the order above: the
 //! training loop passes a seeded RNG, the parity test the draws of the Python reference.
 
-use super::pool::map_parts;
+use crate::kernels::pool::map_parts;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 

@@ -7,10 +7,10 @@
 //! and `pi`, instead of some fifty tensor operations and their autograd graph. Counts are mostly
 //! zero, and a zero needs neither `lgamma` nor `digamma`.
 
-use super::host::{cpu_f32, f32_data, with_gradients};
-use super::pool::map_parts;
-use super::simd::widest;
-use super::vmath;
+use crate::kernels::host::{cpu_f32, f32_data, with_gradients};
+use crate::kernels::pool::map_parts;
+use crate::kernels::simd::widest;
+use crate::kernels::vmath;
 use tch::{Kind, Tensor};
 
 /// The `eps` scvi-tools uses inside the logarithms.

@@ -1,12 +1,12 @@
-//! Branch-free `f32` exponential and logarithm for the hand-written loss kernels
-//! ([`super::zinb::zinb_nll_fused`]): plain arithmetic and bit operations that the compiler
-//! vectorises inside a loop, where glibc's `expf` / `logf` are calls, one element at a time.
+//! Branch-free `f32` exponential and logarithm for the hand-written kernels
+//! ([`crate::model::zinb::zinb_nll_fused`], the ESM-2 attention's softmax): plain arithmetic and
+//! bit operations that the compiler vectorises inside a loop, where glibc's `expf` / `logf` are calls, one element at a time.
 //! Cephes' polynomials (`expf.c`, `logf.c`); within 2 ulp of the exact values on their domains.
 //! Integer steps wrap explicitly: an overflow check (debug assertions) would stop vectorisation.
 
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const EXP_POLY: [f32; 6] = [
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const EXP_POLY: [f32; 6] = [
     1.987_569_1e-4,
     1.398_2e-3,
     8.333_452e-3,

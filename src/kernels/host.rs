@@ -1,6 +1,6 @@
-//! Glue for the losses computed by hand on the CPU ([`super::zinb::zinb_nll_fused`],
-//! [`super::losses::anchored_regulariser_fused`], [`super::adam`]): reading and writing a
-//! tensor's data without a copy, and handing an analytically computed gradient back to autograd.
+//! Glue for the kernels computed by hand on the CPU ([`crate::model::zinb::zinb_nll_fused`],
+//! [`crate::model::losses::anchored_regulariser_fused`], [`crate::model::adam`], the ESM-2
+//! attention of [`crate::protein`]): reading and writing a tensor's data without a copy, and handing an analytically computed gradient back to autograd.
 
 use tch::{Device, Kind, Tensor};
 
