@@ -165,14 +165,15 @@ struct EmbedProteins {
     /// Layer to pool (default: the last, after the final layer norm).
     #[arg(long)]
     layer: Option<usize>,
-    /// Padded tokens per forward batch.
+    /// Batch size bound: proteins per batch x the longest one's tokens, as fair-esm's
+    /// --toks_per_batch (a batch's proteins are packed; no padding is computed).
     #[arg(long, default_value_t = 4096)]
     tokens_per_batch: usize,
     /// Threads (default: one per physical core), used by libtorch within each batch.
     #[arg(long)]
     threads: Option<usize>,
     /// Run whole batches concurrently instead, one per thread with one libtorch thread each:
-    /// about 2x slower on an idle machine, but 2x faster on one other processes load.
+    /// about as fast on an idle machine, 2x faster on one other processes load.
     #[arg(long)]
     batch_workers: bool,
     /// Embed only the proteins of the species' N Seurat v3 highly variable genes (over all its

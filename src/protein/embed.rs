@@ -5,13 +5,15 @@
 //! (fair-esm `extract.py --include mean --repr_layers <last>`, transformers `last_hidden_state`).
 //! A gene's embedding is the mean of its proteins' embeddings.
 //!
-//! Proteins are sorted by length and cut into batches bounded by a token budget (padding included),
-//! like fair-esm's `FastaBatchedDataset.get_batch_indices`, so little compute goes to padding.
+//! Proteins are sorted by length and cut into batches bounded by a token budget (`batch size x
+//! longest`), like fair-esm's `FastaBatchedDataset.get_batch_indices`; a batch's proteins are
+//! packed one after another into one token matrix ([`Esm2::forward_packed`]), so no compute goes
+//! to padding.
 //! [`embed_chunk`] works on one chunk of `(id, sequence)` pairs at a time, so a caller can stream a
 //! proteome through it, skip ids it already has, and store results as they come; [`GeneMeans`]
 //! accumulates gene means across chunks.
 
-use super::{Encoded, Esm2, ProteinError, Truncation};
+use super::{Encoded, Esm2, ProteinError, Segment, Truncation};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
@@ -32,8 +34,8 @@ pub struct EmbedOptions {
 
 /// How batches use the CPU cores (`scripts/bench_esm2.sh` measures both side by side).
 ///
-/// On an idle machine libtorch's intra-op threads are about twice as fast as concurrent batch
-/// workers (measured 7,327 vs 3,676 tokens/s on 2 cores with the t6 model). On a machine other
+/// On an idle machine the two were about as fast (9,259 intra-op vs 9,403 tokens/s on 2 cores with
+/// the t6 model, 2026-12-05; 7,327 vs 3,676 in one run of 2026-11-25). On a machine other
 /// processes load, intra-op threads spin and wait for each other, and batch workers were 2.1x
 /// faster (1,242 vs 595 tokens/s at load 17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,34 +172,27 @@ fn embed_batch(
     batch: &[usize],
     repr_layer: usize,
 ) -> Result<Vec<Vec<f32>>, ProteinError> {
-    let width = batch
-        .iter()
-        .map(|&i| encoded[i].ids.len())
-        .max()
-        .unwrap_or(0);
-    let pad = model.alphabet().pad_id();
-    let mut ids = Vec::with_capacity(batch.len() * width);
-    let mut attention = Vec::with_capacity(batch.len() * width);
-    let mut residues = Vec::with_capacity(batch.len() * width);
+    let mut ids = Vec::new();
+    let mut segments = Vec::with_capacity(batch.len());
     for &i in batch {
-        let e = &encoded[i];
-        ids.extend(e.ids.iter().copied());
-        ids.extend(std::iter::repeat_n(pad, width - e.ids.len()));
-        attention.extend((0..width).map(|p| i64::from(p < e.ids.len())));
-        residues.extend((0..width).map(|p| f32::from(u8::from((1..=e.n_residues).contains(&p)))));
+        segments.push(Segment::packed(ids.len(), encoded[i].ids.len()));
+        ids.extend(encoded[i].ids.iter().copied());
     }
-    let shape = [batch.len() as i64, width as i64];
-    let device = model.device();
-    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
-    let attention = Tensor::from_slice(&attention).view(shape).to_device(device);
-    let residues = Tensor::from_slice(&residues).view(shape).to_device(device);
+    let ids = Tensor::from_slice(&ids).to_device(model.device());
     let pooled = tch::no_grad(|| {
         let hidden = model
-            .forward(&ids, &attention, repr_layer)
+            .forward_packed(&ids, &segments, repr_layer)
             .to_kind(Kind::Float);
-        // Mean over residue positions only: sum(h * mask) / n_residues.
-        let sums = (hidden * residues.unsqueeze(-1)).sum_dim_intlist(1, false, None);
-        sums / residues.sum_dim_intlist(1, true, None)
+        // Mean over residue positions only (after `<cls>`, before `<eos>`).
+        let means: Vec<Tensor> = segments
+            .iter()
+            .zip(batch)
+            .map(|(s, &i)| {
+                let residues = hidden.narrow(0, s.start as i64 + 1, encoded[i].n_residues as i64);
+                residues.mean_dim(0, false, Kind::Float)
+            })
+            .collect();
+        Tensor::stack(&means, 0)
     });
     let dim = pooled.size()[1] as usize;
     let flat = Vec::<f32>::try_from(pooled.flatten(0, -1).to_device(tch::Device::Cpu))

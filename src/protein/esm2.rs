@@ -10,6 +10,11 @@
 //! heads they add (`lm_head`, `classifier`, `contact_head`) are ignored. Any ESM-2 size loads with no
 //! code change: the shapes come from `config.json`.
 //!
+//! The model runs on *packed* sequences: a batch's proteins one after another in one `[tokens,
+//! hidden]` matrix ([`Esm2::forward_packed`]), so the projections, layer norms and feed-forward
+//! blocks never compute padding, and the attention core ([`super::attention`], by hand) attends
+//! within each sequence. [`Esm2::forward`] takes a padded batch as transformers does.
+//!
 //! fair-esm `.pt` checkpoints (`esm2_t33_650M_UR50D.pt`, as `esm.pretrained` downloads them) load
 //! into the same model: `fair_esm` reads them without Python and renames their tensors to these
 //! keys ([`Esm2::load_fair_esm`]; [`Esm2::open`] takes either form).
@@ -18,6 +23,7 @@
 //! `scripts/reference/esm2_reference.py`) and against fair-esm in `tests/fair_esm.rs` (reference:
 //! `scripts/reference/fair_esm_reference.py`).
 
+use super::attention::{attention, check_segments, RotaryTables, Segment};
 use super::{Alphabet, Esm2Config, ProteinError};
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,29 +86,46 @@ impl EsmEmbeddings {
         }
     }
 
-    /// `input_ids`, `attention_mask`: `[batch, tokens]` (mask 1 on real tokens, 0 on padding).
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+    /// `input_ids`: int64 `[tokens]`, the sequences `segments` packed one after another.
+    pub fn forward(&self, input_ids: &Tensor, segments: &[Segment]) -> Tensor {
         let mut x = self.word_embeddings.forward(input_ids);
         if self.token_dropout {
             // modeling_esm.py EsmEmbeddings.forward: `<mask>` embeddings are zeroed and the rest
             // scaled by (1 - 0.15 * 0.8) / (1 - mask_ratio_observed), the expected share of tokens
-            // ESM-2 saw unmasked in training. With no `<mask>` in the input the factor is 0.88.
+            // ESM-2 saw unmasked in training, with mask_ratio_observed = a sequence's `<mask>`
+            // tokens / its attended tokens. With no `<mask>` in the input the factor is 0.88.
             let is_mask = input_ids.eq(self.mask_token_id);
+            let masks = Vec::<bool>::try_from(&is_mask).expect("a bool tensor");
             x = x.masked_fill(&is_mask.unsqueeze(-1), 0.0);
             let mask_ratio_train = 0.15 * 0.8;
-            let src_lengths = attention_mask.sum_dim_intlist(-1, false, None);
-            let mask_ratio_observed = is_mask
-                .sum_dim_intlist(-1, false, None)
-                .to_kind(Kind::Float)
-                / src_lengths;
-            let unmasked = (1f64 - mask_ratio_observed).view([-1, 1, 1]);
+            let unmasked: Vec<f32> = segments
+                .iter()
+                .flat_map(|s| {
+                    let masked = masks[s.start..s.start + s.queries].iter().filter(|&&m| m);
+                    let ratio = masked.count() as f32 / s.keys as f32;
+                    std::iter::repeat_n(1.0 - ratio, s.queries)
+                })
+                .collect();
+            let unmasked = Tensor::from_slice(&unmasked)
+                .to_device(x.device())
+                .view([-1, 1]);
             x = (x * (1.0 - mask_ratio_train) / unmasked).to_kind(self.kind());
         }
         if let Some(ln) = &self.layer_norm {
             x = ln.forward(&x);
         }
-        // Padding positions are zeroed before the first layer.
-        x * attention_mask.unsqueeze(-1).to_kind(self.kind())
+        // Padding positions (past a sequence's attended tokens) are zeroed before the first layer.
+        if segments.iter().any(|s| s.keys < s.queries) {
+            let attended: Vec<f32> = segments
+                .iter()
+                .flat_map(|s| (0..s.queries).map(move |i| f32::from(u8::from(i < s.keys))))
+                .collect();
+            let attended = Tensor::from_slice(&attended)
+                .to_device(x.device())
+                .view([-1, 1]);
+            x *= attended.to_kind(self.kind());
+        }
+        x
     }
 
     fn kind(&self) -> Kind {
@@ -111,8 +134,9 @@ impl EsmEmbeddings {
 }
 
 /// `RotaryEmbedding` (Su et al., RoFormer, arXiv:2104.09864), as in modeling_esm.py: frequencies
-/// `1 / rope_theta^(2i / head_dim)` (`rope_theta` = 10000 for ESM-2), the angle table `cat(freqs, freqs)`, and
-/// `x * cos + rotate_half(x) * sin` on queries and keys.
+/// `1 / rope_theta^(2i / head_dim)` (`rope_theta` = 10000 for ESM-2) and the angle table
+/// `cat(freqs, freqs)`; [`attention`] applies `x * cos + rotate_half(x) * sin` to queries and
+/// keys.
 #[derive(Debug)]
 pub struct RotaryEmbedding {
     inv_freq: Tensor,
@@ -137,21 +161,13 @@ impl RotaryEmbedding {
         Self { inv_freq }
     }
 
-    /// `(cos, sin)` tables, `[1, 1, tokens, head_dim]`, in `kind`.
-    pub fn tables(&self, tokens: i64, kind: Kind) -> (Tensor, Tensor) {
+    /// The `cos` and `sin` tables of positions `0 .. tokens`, `[tokens, head_dim]` each, in
+    /// `kind` (transformers casts them to the hidden states' kind).
+    pub fn tables(&self, tokens: i64, kind: Kind) -> RotaryTables {
         let t = Tensor::arange(tokens, (Kind::Float, self.inv_freq.device()));
         let freqs = t.outer(&self.inv_freq);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        let cos = emb.cos().to_kind(kind).unsqueeze(0).unsqueeze(0);
-        let sin = emb.sin().to_kind(kind).unsqueeze(0).unsqueeze(0);
-        (cos, sin)
-    }
-
-    /// Rotates `x` (`[batch, heads, tokens, head_dim]`).
-    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        let halves = x.chunk(2, -1);
-        let rotated = Tensor::cat(&[&(-&halves[1]), &halves[0]], -1);
-        x * cos + rotated * sin
+        RotaryTables::new(&emb.cos().to_kind(kind), &emb.sin().to_kind(kind))
     }
 }
 
@@ -161,8 +177,8 @@ pub struct EsmSelfAttention {
     query: nn::Linear,
     key: nn::Linear,
     value: nn::Linear,
-    heads: i64,
-    head_dim: i64,
+    heads: usize,
+    head_dim: usize,
 }
 
 impl EsmSelfAttention {
@@ -173,36 +189,22 @@ impl EsmSelfAttention {
             query: linear(&path / "query", d, d),
             key: linear(&path / "key", d, d),
             value: linear(&path / "value", d, d),
-            heads: cfg.num_attention_heads as i64,
-            head_dim: cfg.head_dim() as i64,
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
         }
     }
 
-    /// `x`: `[batch, tokens, hidden]`; `key_mask`: bool `[batch, 1, 1, tokens]`, true where a key
-    /// may be attended to; `cos`/`sin` from [`RotaryEmbedding::tables`].
-    pub fn forward(&self, x: &Tensor, key_mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        let (b, t, d) = x
-            .size3()
-            .expect("hidden states are [batch, tokens, hidden]");
-        let split = |y: Tensor| y.view([b, t, self.heads, self.head_dim]).transpose(1, 2);
+    /// `x`: packed hidden states `[tokens, hidden]` of the sequences `segments`; `rotary` from
+    /// [`RotaryEmbedding::tables`]. The attention core runs by hand on the CPU ([`attention`]).
+    pub fn forward(&self, x: &Tensor, segments: &[Segment], rotary: &RotaryTables) -> Tensor {
         // modeling_esm.py scales the queries by head_dim^-0.5 *before* the rotation.
-        let q = split(self.query.forward(x)) * (self.head_dim as f64).powf(-0.5);
-        let k = split(self.key.forward(x));
-        let v = split(self.value.forward(x));
-        let q = RotaryEmbedding::apply(&q, cos, sin);
-        let k = RotaryEmbedding::apply(&k, cos, sin);
-        // softmax(q k^T + mask) v; the queries are already scaled, hence scale 1.
-        let context = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(key_mask),
-            0.0,
-            false,
-            1.0,
-            false,
+        let scale = (self.head_dim as f64).powf(-0.5) as f32;
+        let (q, k, v) = (
+            self.query.forward(x),
+            self.key.forward(x),
+            self.value.forward(x),
         );
-        context.transpose(1, 2).reshape([b, t, d])
+        attention(&q, &k, &v, self.heads, segments, rotary, scale).to_kind(x.kind())
     }
 }
 
@@ -226,9 +228,9 @@ impl EsmAttention {
     }
 
     /// `x + dense(self_attention(LayerNorm(x)))`.
-    pub fn forward(&self, x: &Tensor, key_mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    pub fn forward(&self, x: &Tensor, segments: &[Segment], rotary: &RotaryTables) -> Tensor {
         let h = self.layer_norm.forward(x);
-        let h = self.self_attention.forward(&h, key_mask, cos, sin);
+        let h = self.self_attention.forward(&h, segments, rotary);
         self.output_dense.forward(&h) + x
     }
 }
@@ -255,8 +257,8 @@ impl EsmLayer {
     }
 
     /// One transformer layer.
-    pub fn forward(&self, x: &Tensor, key_mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        let a = self.attention.forward(x, key_mask, cos, sin);
+    pub fn forward(&self, x: &Tensor, segments: &[Segment], rotary: &RotaryTables) -> Tensor {
+        let a = self.attention.forward(x, segments, rotary);
         // EsmIntermediate uses the exact (erf) GELU whatever `hidden_act` says.
         let h = self
             .intermediate_dense
@@ -293,13 +295,13 @@ impl EsmEncoder {
 
     /// Runs the first `repr_layer` layers; when that is all of them, the final layer norm too
     /// (fair-esm's `representations[num_layers]`, transformers' `last_hidden_state`).
-    pub fn forward(&self, x: Tensor, attention_mask: &Tensor, repr_layer: usize) -> Tensor {
-        let tokens = x.size()[1];
-        let (cos, sin) = self.rotary.tables(tokens, x.kind());
-        let key_mask = attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+    /// `x`: packed hidden states `[tokens, hidden]` of the sequences `segments`.
+    pub fn forward(&self, x: Tensor, segments: &[Segment], repr_layer: usize) -> Tensor {
+        let longest = segments.iter().map(|s| s.queries).max().unwrap_or(0);
+        let rotary = self.rotary.tables(longest as i64, x.kind());
         let mut x = x;
         for layer in &self.layers[..repr_layer] {
-            x = layer.forward(&x, &key_mask, &cos, &sin);
+            x = layer.forward(&x, segments, &rotary);
         }
         if repr_layer == self.layers.len() {
             x = self.emb_layer_norm_after.forward(&x);
@@ -457,19 +459,61 @@ impl Esm2 {
         self.vs.device()
     }
 
-    /// Hidden states `[batch, tokens, hidden]` after `repr_layer` layers (0 = the embedding
-    /// output, `num_hidden_layers` = the final representation, after `emb_layer_norm_after`).
-    /// `input_ids` and `attention_mask` are int64 `[batch, tokens]`; padding must be `<pad>` with
-    /// mask 0. Panics if the shapes disagree or `repr_layer > num_hidden_layers`; run it inside
-    /// [`tch::no_grad`].
+    /// Hidden states `[batch, tokens, hidden]` of a padded batch after `repr_layer` layers (0 =
+    /// the embedding output, `num_hidden_layers` = the final representation, after
+    /// `emb_layer_norm_after`), as transformers computes them, padding positions included.
+    /// `input_ids` and `attention_mask` are int64 `[batch, tokens]`; each row's mask is 1 on its
+    /// tokens and then 0 on its padding (`<pad>`). Panics if the shapes disagree, a row's mask is
+    /// not of that form or `repr_layer > num_hidden_layers`; run it inside [`tch::no_grad`].
     pub fn forward(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
         repr_layer: usize,
     ) -> Tensor {
-        let x = self.embeddings.forward(input_ids, attention_mask);
-        self.encoder.forward(x, attention_mask, repr_layer)
+        let (rows, width) = input_ids.size2().expect("input_ids are [batch, tokens]");
+        assert_eq!(
+            attention_mask.size(),
+            [rows, width],
+            "one mask value per token"
+        );
+        let mask = Vec::<i64>::try_from(attention_mask.flatten(0, -1)).expect("an int64 mask");
+        let width = width as usize;
+        let segments: Vec<Segment> = mask
+            .chunks_exact(width.max(1))
+            .enumerate()
+            .map(|(r, row)| {
+                let keys = row.iter().take_while(|&&m| m != 0).count();
+                assert!(
+                    row[keys..].iter().all(|&m| m == 0),
+                    "row {r} of attention_mask is not ones followed by zeros"
+                );
+                Segment {
+                    start: r * width,
+                    queries: width,
+                    keys,
+                }
+            })
+            .collect();
+        let hidden = self.forward_packed(&input_ids.flatten(0, -1), &segments, repr_layer);
+        hidden.view([rows, width as i64, -1])
+    }
+
+    /// Hidden states `[tokens, hidden]` after `repr_layer` layers of sequences packed one after
+    /// another with no padding: `input_ids` is int64 `[tokens]`, `segments` says where each
+    /// sequence is (see [`Segment`]). The same numbers as [`Self::forward`] on the sequences
+    /// padded into a batch, for their tokens, without computing any padding. Panics if the
+    /// segments do not tile the tokens or `repr_layer > num_hidden_layers`; run it inside
+    /// [`tch::no_grad`].
+    pub fn forward_packed(
+        &self,
+        input_ids: &Tensor,
+        segments: &[Segment],
+        repr_layer: usize,
+    ) -> Tensor {
+        check_segments(segments, input_ids.numel()).expect("segments that tile the tokens");
+        let x = self.embeddings.forward(input_ids, segments);
+        self.encoder.forward(x, segments, repr_layer)
     }
 }
 

@@ -4,7 +4,8 @@
 //! - [`config`]: the model's hyper-parameters from a Hugging Face `config.json`.
 //! - [`tokenizer`]: the ESM alphabet and SATURN's truncation rule.
 //! - [`esm2`]: the model, loaded from Hugging Face safetensors or a fair-esm `.pt` checkpoint
-//!   (names mapped by `fair_esm`).
+//!   (names mapped by `fair_esm`), run on packed sequences; [`attention`]: its attention core,
+//!   by hand.
 //! - [`embed`]: batched mean-pooled protein embeddings and per-gene means.
 //! - [`store`]: embeddings in the atlas (resumable ESM-2 runs, imports, reads).
 //!
@@ -18,6 +19,7 @@
 //! # Ok::<(), satlas::protein::ProteinError>(())
 //! ```
 
+pub mod attention;
 pub mod config;
 pub mod embed;
 pub mod esm2;
@@ -27,6 +29,7 @@ pub mod tokenizer;
 mod error;
 mod fair_esm;
 
+pub use attention::Segment;
 pub use config::Esm2Config;
 pub use embed::{
     embed_chunk, embed_proteins, gene_embeddings, EmbedOptions, GeneMeans, Parallelism,
