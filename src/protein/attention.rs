@@ -123,23 +123,36 @@ struct Rotation<'a> {
 }
 
 impl Rotation<'_> {
-    /// `x * cos + rotate_half(x) * sin` at `position`, with `rotate_half(x) = [-x2, x1]`.
-    /// (`x` scaled by `scale` first, as transformers scales the queries before the rotation.)
-    fn rotate(&self, x: &[f32], scale: f32, position: usize, out: &mut [f32]) {
+    /// `x * cos + rotate_half(x) * sin` at `position`, with `rotate_half(x) = [-x2, x1]` and `x`
+    /// scaled by `scale` first (transformers scales the queries before the rotation), written
+    /// transposed: dimension `c` to `out[c * stride + lane]`.
+    fn rotate_into(&self, x: &[f32], scale: f32, position: usize, out: &mut [f32], lane: usize) {
         let (d, half) = (self.head_dim, self.head_dim / 2);
+        let stride = out.len() / d;
         let (cos, sin) = (
             &self.cos[position * d..][..d],
             &self.sin[position * d..][..d],
         );
-        let (x1, x2) = x[..d].split_at(half);
-        let (out1, out2) = out[..d].split_at_mut(half);
-        let first = x1.iter().zip(x2).zip(cos.iter().zip(sin));
-        for (((&a, &b), (&c, &s)), o) in first.zip(out1) {
-            *o = (a * scale) * c + -(b * scale) * s;
-        }
-        let second = x1.iter().zip(x2).zip(cos[half..].iter().zip(&sin[half..]));
-        for (((&a, &b), (&c, &s)), o) in second.zip(out2) {
-            *o = (b * scale) * c + (a * scale) * s;
+        let ((x1, x2), (cos1, cos2), (sin1, sin2)) = (
+            x[..d].split_at(half),
+            cos.split_at(half),
+            sin.split_at(half),
+        );
+        let (out1, out2) = out.split_at_mut(half * stride);
+        let firsts = x1
+            .iter()
+            .zip(cos1)
+            .zip(sin1)
+            .zip(out1.chunks_exact_mut(stride));
+        let seconds = x2
+            .iter()
+            .zip(cos2)
+            .zip(sin2)
+            .zip(out2.chunks_exact_mut(stride));
+        for ((((&a, &c1), &s1), o1), (((&b, &c2), &s2), o2)) in firsts.zip(seconds) {
+            let (a, b) = (a * scale, b * scale);
+            o1[lane] = a * c1 + -b * s1;
+            o2[lane] = b * c2 + a * s2;
         }
     }
 }
@@ -216,19 +229,14 @@ fn attend(
                                                               // Panels, padded with zeros (see `Panels`): queries scaled and rotated, keys rotated, values.
     let mut q_panel = vec![0f32; queries * dims];
     let mut k_panel = vec![0f32; keys * dims];
-    let mut rotated = vec![0f32; d];
-    for i in 0..segment.queries {
-        rotary.rotate(&q[at(i)..], scale, i, &mut rotated);
-        let block = &mut q_panel[(i / LANES) * dims * LANES..];
-        for (c, &x) in rotated.iter().enumerate() {
-            block[c * LANES + i % LANES] = x;
+    for (b, block) in q_panel.chunks_exact_mut(dims * LANES).enumerate() {
+        for (l, i) in (b * LANES..segment.queries.min((b + 1) * LANES)).enumerate() {
+            rotary.rotate_into(&q[at(i)..], scale, i, &mut block[..d * LANES], l);
         }
     }
-    for j in 0..segment.keys {
-        rotary.rotate(&k[at(j)..], 1.0, j, &mut rotated);
-        let block = &mut k_panel[(j / KEYS) * dims * KEYS..];
-        for (c, &x) in rotated.iter().enumerate() {
-            block[c * KEYS + j % KEYS] = x;
+    for (b, block) in k_panel.chunks_exact_mut(dims * KEYS).enumerate() {
+        for (l, j) in (b * KEYS..segment.keys.min((b + 1) * KEYS)).enumerate() {
+            rotary.rotate_into(&k[at(j)..], 1.0, j, &mut block[..d * KEYS], l);
         }
     }
     // Values are read in place (rows `width` apart) when a head fills whole vectors.
