@@ -13,8 +13,8 @@
 //! dimensions at a time (one broadcast value times the queries' weights). Every key of a sequence
 //! fits in the cache, so the softmax is exact in two passes (scores and their maximum, then
 //! exponentials) instead of flash attention's running rescale. AVX-512 intrinsics where the CPU
-//! has them (`benches/esm2.rs`, `attention_core`, t6 shapes: 0.78x the time of the rotary by
-//! tensor operations + `scaled_dot_product_attention` for 1,022-token proteins, 0.90x for 128),
+//! has them (`benches/esm2.rs`, `attention_core`, t6 shapes: 0.70x the time of the rotary by
+//! tensor operations + `scaled_dot_product_attention` for 1,022-token proteins, 0.54x for 128),
 //! plain loops elsewhere.
 //!
 //! Sequences are *segments* of one token matrix: rows `start .. start + queries`, of which the

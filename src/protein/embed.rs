@@ -34,8 +34,8 @@ pub struct EmbedOptions {
 
 /// How batches use the CPU cores (`scripts/bench_esm2.sh` measures both side by side).
 ///
-/// On an idle machine the two were about as fast (9,259 intra-op vs 9,403 tokens/s on 2 cores with
-/// the t6 model, 2026-12-05; 7,327 vs 3,676 in one run of 2026-11-25). On a machine other
+/// On an idle machine the two were about as fast (10,500 intra-op vs 10,595 tokens/s on 2 cores
+/// with the t6 model, 2026-12-05; 7,327 vs 3,676 in one run of 2026-11-25). On a machine other
 /// processes load, intra-op threads spin and wait for each other, and batch workers were 2.1x
 /// faster (1,242 vs 595 tokens/s at load 17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
