@@ -301,6 +301,15 @@ fn bfloat16_stays_close() {
 }
 
 #[test]
+fn only_the_cpu_is_accepted() {
+    let err = Esm2::load_dir(&repo().join("fixtures/esm2/tiny"), Device::Cuda(0)).unwrap_err();
+    assert!(
+        matches!(&err, ProteinError::Options(m) if m.contains("runs on the CPU") && m.contains("Cuda(0)")),
+        "{err}"
+    );
+}
+
+#[test]
 fn embedding_errors_name_the_problem() {
     let model = tiny();
     let chunk = [("P1", "MKT"), ("EMPTY", "")];

@@ -6,7 +6,11 @@ use tch::{Device, Kind, Tensor};
 
 /// The tensor as a contiguous CPU float tensor (itself when it already is one).
 pub(crate) fn cpu_f32(t: &Tensor) -> Tensor {
-    assert_eq!(t.device(), Device::Cpu, "the fused losses run on the CPU");
+    assert_eq!(
+        t.device(),
+        Device::Cpu,
+        "satlas' hand-written kernels run on the CPU"
+    );
     t.to_kind(Kind::Float).contiguous()
 }
 

@@ -403,6 +403,12 @@ impl Esm2 {
             path: weights.into(),
             message,
         })?;
+        if device != Device::Cpu {
+            return Err(ProteinError::Options(format!(
+                "ESM-2 runs on the CPU in satlas (its attention is a CPU kernel), not on {device:?}: \
+                 load it with Device::Cpu"
+            )));
+        }
         if alphabet.len() != config.vocab_size
             || alphabet.mask_id() != config.mask_token_id
             || alphabet.pad_id() != config.pad_token_id
