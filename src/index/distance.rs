@@ -44,6 +44,7 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `a·b`.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let [ab] = sums(a, b, |x, y| [x * y]);
     ab

@@ -43,15 +43,21 @@ pub(crate) unsafe fn f32_data_mut(t: &mut Tensor) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
 }
 
+/// A new contiguous float32 CPU tensor of shape `shape`, its entries written by `fill` (which
+/// must write every one: the storage starts uninitialised).
+pub(crate) fn new_f32(shape: &[i64], fill: impl FnOnce(&mut [f32])) -> Tensor {
+    let mut t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+    // SAFETY: `t` is a new contiguous float32 CPU tensor that nothing else refers to yet.
+    fill(unsafe { f32_data_mut(&mut t) });
+    t
+}
+
 /// A scalar with the value `value` whose backward pass adds `grad` to the gradient of each
 /// `input` (same number of elements): `sum(input * grad)` minus its own value, plus `value`.
-pub(crate) fn with_gradients(value: f64, parts: &[(&Tensor, &[f32])]) -> Tensor {
+pub(crate) fn with_gradients(value: f64, parts: &[(&Tensor, Tensor)]) -> Tensor {
     let linear = parts
         .iter()
-        .map(|(input, grad)| {
-            let grad = Tensor::from_slice(grad);
-            input.reshape([-1]).dot(&grad)
-        })
+        .map(|(input, grad)| input.reshape([-1]).dot(&grad.reshape([-1])))
         .reduce(|a, b| a + b)
         .expect("at least one input");
     &linear - linear.detach() + value

@@ -6,8 +6,9 @@
 
 use super::triplet::Triplet;
 use crate::index::distance::dot;
-use crate::kernels::host::{cpu_f32, f32_data, with_gradients};
+use crate::kernels::host::{cpu_f32, f32_data, new_f32, with_gradients};
 use crate::kernels::pool::map_parts;
+use crate::kernels::simd::widest;
 use ndarray::ArrayView2;
 use tch::{Kind, Tensor};
 
@@ -65,62 +66,113 @@ impl UnitRows {
     }
 }
 
-/// [`anchored_regulariser`] with its gradient with respect to `q` computed by hand in one pass
-/// over the anchors (what pretraining and `add-species` use): `e` is the protein embeddings as
-/// [`UnitRows`], `partners` the partner `j(g)` of each anchor `first + i`. With `c = cos(Q_a, Q_b)`
-/// and `d = c - cos(E_a, E_b)`, each pair adds `d^2` to `R` and
+/// [`anchored_regulariser`] with its gradient with respect to `q` computed by hand (what
+/// pretraining and `add-species` use): `e` is the protein embeddings as [`UnitRows`], `partners`
+/// the partner `j(g)` of each anchor `first + i`. With `c = cos(Q_a, Q_b)` and
+/// `d = c - cos(E_a, E_b)`, each pair adds `d^2` to `R` and
 ///
 /// ```text
 /// dR/dQ_a += 2 d (Q_b / (|Q_a| |Q_b|) - c Q_a / |Q_a|^2)      (and symmetrically to Q_b)
 /// ```
 /// Norms below `1e-8` are clamped as in `cosine_similarity` and then treated as constants.
+///
+/// Both passes run in parallel and are deterministic: the cosines part by part of the pairs, then
+/// the gradient part by part of its rows, each part adding the pairs' terms to its rows in pair
+/// order (the order of one serial pass), so no two threads write one row and the sums do not
+/// depend on the number of threads.
 pub fn anchored_regulariser_fused(
     q: &Tensor,
     e: &UnitRows,
     first: usize,
     partners: &[i64],
 ) -> Tensor {
-    let (_, width) = q.size2().expect("gene vectors are genes x hidden");
+    let (n_rows, width) = q.size2().expect("gene vectors are genes x hidden");
+    let width = width as usize;
     let q_data = cpu_f32(q);
-    let rows: Vec<&[f32]> = f32_data(&q_data).chunks(width as usize).collect();
-    let norms: Vec<f32> = rows.iter().map(|r| dot(r, r).sqrt().max(COS_EPS)).collect();
-    // the dot products in parallel; the sums below in pair order, so the result is deterministic
+    let rows: Vec<&[f32]> = f32_data(&q_data).chunks(width).collect();
+    let norms: Vec<f32> = rows.iter().map(|r| row_norm(r)).collect();
     let chunks: Vec<(usize, &[i64])> = partners
         .chunks(PAIRS_PER_PART)
         .enumerate()
         .map(|(k, c)| (first + k * PAIRS_PER_PART, c))
         .collect();
-    let cosines: Vec<Vec<(f32, f32)>> = map_parts(chunks, |_, (first, partners)| {
-        let pairs = partners
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| (first + i, b as usize));
-        pairs
-            .map(|(a, b)| {
-                let cos = dot(rows[a], rows[b]) / (norms[a] * norms[b]);
-                (cos, cos - dot(e.row(a), e.row(b)))
-            })
-            .collect()
-    });
-    let mut grad = vec![0f32; rows.len() * width as usize];
-    let mut value = 0f64;
-    let pairs = partners
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| (first + i, b as usize));
-    for ((a, b), (cos, d)) in pairs.zip(cosines.into_iter().flatten()) {
-        let (norm_a, norm_b) = (norms[a], norms[b]);
-        value += f64::from(d * d);
-        let (cross, own) = (2.0 * d / (norm_a * norm_b), 2.0 * d * cos);
-        for (row, other, norm) in [(a, b, norm_a), (b, a, norm_b)] {
-            let own = own / (norm * norm);
-            let target = &mut grad[row * width as usize..(row + 1) * width as usize];
-            for ((t, &o), &s) in target.iter_mut().zip(rows[other]).zip(rows[row]) {
-                *t += cross * o - own * s;
+    let pairs: Vec<Pair> = map_parts(chunks, |_, (first, partners)| {
+        let anchors = first..first + partners.len();
+        anchors
+            .zip(partners)
+            .map(|(a, &b)| Pair::new(a, b as usize, &rows, &norms, e))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    let value: f64 = pairs.iter().map(|p| f64::from(p.d * p.d)).sum();
+    let grad = new_f32(&[n_rows, width as i64], |grad| {
+        let blocks = grad.chunks_mut(ROWS_PER_PART * width).collect();
+        map_parts(blocks, |k, block: &mut [f32]| {
+            block.fill(0.0);
+            let own = k * ROWS_PER_PART..k * ROWS_PER_PART + block.len() / width;
+            for p in &pairs {
+                for (row, other) in [(p.a, p.b), (p.b, p.a)] {
+                    if own.contains(&row) {
+                        let target = &mut block[(row - own.start) * width..][..width];
+                        let (cross, scaled_own) = p.coefficients(row, &norms);
+                        add_pair_term(target, rows[other], rows[row], cross, scaled_own);
+                    }
+                }
             }
+        });
+    });
+    with_gradients(value, &[(q, grad)])
+}
+
+/// Gradient rows per parallel part of [`anchored_regulariser_fused`].
+const ROWS_PER_PART: usize = 256;
+
+/// One gene pair of the regulariser: anchor `a`, partner `b`, the cosine `cos` of their gene
+/// vectors and its difference `d` from their protein embeddings' cosine.
+struct Pair {
+    a: usize,
+    b: usize,
+    cos: f32,
+    d: f32,
+}
+
+impl Pair {
+    fn new(a: usize, b: usize, rows: &[&[f32]], norms: &[f32], e: &UnitRows) -> Self {
+        let cos = lane_dot(rows[a], rows[b]) / (norms[a] * norms[b]);
+        let d = cos - lane_dot(e.row(a), e.row(b));
+        Self { a, b, cos, d }
+    }
+
+    /// The factors of the pair's term in the gradient of `row` (`a` or `b`):
+    /// `2 d / (|Q_a| |Q_b|)` for the other row and `2 d c / |Q_row|^2` for its own.
+    fn coefficients(&self, row: usize, norms: &[f32]) -> (f32, f32) {
+        let cross = 2.0 * self.d / (norms[self.a] * norms[self.b]);
+        let norm = norms[row];
+        (cross, 2.0 * self.d * self.cos / (norm * norm))
+    }
+}
+
+/// `|v|`, at least [`COS_EPS`].
+fn row_norm(v: &[f32]) -> f32 {
+    lane_dot(v, v).sqrt().max(COS_EPS)
+}
+
+widest! {
+    /// `a . b` ([`dot`], compiled for the widest vectors).
+    fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+}
+
+widest! {
+    /// `target += cross * other - own * row`, entry by entry.
+    fn add_pair_term(target: &mut [f32], other: &[f32], row: &[f32], cross: f32, own: f32) {
+        for ((t, &o), &s) in target.iter_mut().zip(other).zip(row) {
+            *t += cross * o - own * s;
         }
     }
-    with_gradients(value, &[(q, &grad)])
 }
 
 /// Triplet margin loss on cosine similarities of L2-normalised embeddings `z` (B x d):
@@ -212,5 +264,18 @@ mod tests {
         assert!((got - want).abs() <= 1e-5 * want.abs(), "R {got} vs {want}");
         let err = (&got_d - &want_d).abs().max().double_value(&[]);
         assert!(err <= 1e-5, "dR/dQ: max error {err}");
+        // rows are summed in pair order by one part each: one thread and four give the same bits
+        let before = tch::get_num_threads();
+        let run = |threads| {
+            tch::set_num_threads(threads); // the OpenMP threads the parts run on
+            grad(anchored_regulariser_fused(&q, &e_unit, first, &partners))
+        };
+        let ((one, one_d), (four, four_d)) = (run(1), run(4));
+        tch::set_num_threads(before);
+        assert_eq!(one.to_bits(), four.to_bits());
+        assert!(
+            one_d.equal(&four_d),
+            "the gradient depends on the thread count"
+        );
     }
 }

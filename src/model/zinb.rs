@@ -86,7 +86,11 @@ pub fn zinb_nll_fused(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> T
     );
     with_gradients(
         value,
-        &[(mu, &grads.mu), (theta, &grads.theta), (pi, &grads.pi)],
+        &[
+            (mu, Tensor::from_slice(&grads.mu)),
+            (theta, Tensor::from_slice(&grads.theta)),
+            (pi, Tensor::from_slice(&grads.pi)),
+        ],
     )
 }
 
