@@ -6,9 +6,9 @@ Run with the reference environment (scripts/refenv.sh):
     ~/.cache/satlas/refenv/bin/python scripts/reference/saturn_reference.py
 
 Writes safetensors files to fixtures/reference/ (all seeded: torch.manual_seed / numpy default_rng):
-  zinb.safetensors        x, mu, theta, pi -> ll; in float64: ll_f64 and d_mu, d_theta, d_pi =
-                          the gradients of -sum(ll_f64)
-                          (scvi-tools log_zinb_positive, eps 1e-8)
+  zinb.safetensors        x, mu, theta, pi -> ll (scvi-tools log_zinb_positive, eps 1e-8); and
+                          logits = ln mu -> in float64 nll_f64 = -sum(ll) at
+                          mu = x.sum() * softmax(logits), d_logits, d_theta, d_pi its gradients
   rank_weights.safetensors distances (with ties) -> ranks, w_default, w_one_hot, w_smoothed (M x G)
   forward_weights.safetensors  every parameter of a small network, named as in src/model/network.rs
   forward_io.safetensors  counts of species 1 -> m, z, px, mu, pi, theta, zinb, q, partners, e, reg
@@ -50,13 +50,18 @@ def zinb_fixture():
     mu = torch.tensor([0.5, 20.0, 1e-4, 1.0, 2.5, 30.0, 80.0, 1000.0, 7.0, 2000.0, 1e-3, 3.0])
     theta = torch.tensor([1e-3, 5.0, 1e4, 0.1, 1.0, 50.0, 1e4, 2e-2, 1e3, 10.0, 0.5, 1.0])
     pi = torch.tensor([-3.0, 0.0, 2.0, -1.0, 4.0, -10.0, 0.5, -0.2, 1.5, 0.0, 3.0, -5.0])
-    # the same in float64, with the gradients of the negative log-likelihood (what training sees)
-    params = [t.double().requires_grad_() for t in (mu, theta, pi)]
-    ll_f64 = log_zinb_positive(x.double(), *params)
-    (-ll_f64.sum()).backward()
-    grads = {f"d_{name}": t.grad for name, t in zip(("mu", "theta", "pi"), params)}
+    # what training computes, in float64: the decoder's logits (here ln mu) give
+    # mu = library * softmax(logits) with library = x.sum(); the negative log-likelihood and its
+    # gradients with respect to logits, theta and pi
+    logits = torch.log(mu)
+    params = [t.double().requires_grad_() for t in (logits, theta, pi)]
+    x64 = x.double()
+    mu64 = x64.sum() * torch.softmax(params[0], -1)
+    nll_f64 = -log_zinb_positive(x64, mu64, *params[1:]).sum()
+    nll_f64.backward()
+    grads = {f"d_{name}": t.grad for name, t in zip(("logits", "theta", "pi"), params)}
     save_file({"x": x, "mu": mu, "theta": theta, "pi": pi, "ll": log_zinb_positive(x, mu, theta, pi),
-               "ll_f64": ll_f64.detach(), **grads},
+               "logits": logits, "nll_f64": nll_f64.detach().reshape(1), **grads},
               os.path.join(OUT, "zinb.safetensors"))
 
 

@@ -394,10 +394,11 @@ pub struct Forward {
     /// The decoder's input (B x latent): the embedding (post-ReLU), or in the VAE variant its
     /// sample in training and `mu` otherwise ([`Latent`]).
     pub z: Tensor,
-    /// Expression proportions over the species' genes (B x G_s), rows sum to 1.
-    pub px: Tensor,
-    /// ZINB mean `library * px` (B x G_s).
-    pub mu: Tensor,
+    /// Logits of the expression proportions over the species' genes (B x G_s):
+    /// `px = softmax(px_logits)` ([`Forward::px`]).
+    pub px_logits: Tensor,
+    /// Each cell's library size, its total count (B x 1).
+    pub library: Tensor,
     /// Zero-inflation logits (B x G_s).
     pub pi: Tensor,
     /// Inverse dispersion per gene (G_s).
@@ -407,6 +408,19 @@ pub struct Forward {
     /// The macrogene-layer product's record, when `P` requires a gradient: pass it to
     /// [`super::adam::Adam::backward_step`] with the loss.
     pub product: Option<MacrogeneProduct>,
+}
+
+impl Forward {
+    /// Expression proportions over the species' genes (B x G_s), rows sum to 1.
+    pub fn px(&self) -> Tensor {
+        self.px_logits.softmax(-1, Kind::Float)
+    }
+
+    /// The ZINB mean `library * px` (B x G_s). Training does not form it: the fused loss
+    /// ([`super::zinb::zinb_nll_fused`]) takes the logits.
+    pub fn mu(&self) -> Tensor {
+        &self.library * self.px()
+    }
 }
 
 /// The SATURN network: one `VarStore` holding every parameter listed in the module doc.
@@ -666,15 +680,13 @@ impl Saturn {
                 let (z, h, c) = (rows(&z), rows(&h), rows(&c));
                 let kl = kl.as_ref().map(rows);
                 first += b;
-                let px = c.matmul(&p.w_t.tr()).softmax(-1, Kind::Float);
                 let library: Vec<f32> =
                     p.rows.iter().map(|&r| p.counts.row_sum(r) as f32).collect();
-                let mu = Tensor::from_slice(&library).reshape([b, 1]) * &px;
                 Forward {
                     macrogenes,
                     z,
-                    px,
-                    mu,
+                    px_logits: c.matmul(&p.w_t.tr()),
+                    library: Tensor::from_slice(&library).reshape([b, 1]),
                     pi: self.px_dropout_decoders[p.species].forward(&h),
                     theta: self.px_rs[p.species].exp(),
                     kl,
@@ -891,19 +903,6 @@ pub(crate) fn check_counts(species: &str, counts: &CsrView<'_>, genes: usize) ->
     Ok(())
 }
 
-/// Dense float tensor (rows.len() x n_cols) of the given CSR rows.
-pub(crate) fn dense_rows(counts: &CsrView<'_>, rows: &[usize]) -> Tensor {
-    let g = counts.n_cols();
-    let mut buf = vec![0f32; rows.len() * g];
-    for (r, &i) in rows.iter().enumerate() {
-        let (idx, val) = counts.row(i);
-        for (&j, &v) in idx.iter().zip(val) {
-            buf[r * g + j as usize] = v as f32;
-        }
-    }
-    Tensor::from_slice(&buf).reshape([rows.len() as i64, g as i64])
-}
-
 /// An `ndarray` matrix as a float tensor.
 pub(crate) fn dense_tensor(a: ArrayView2<'_, f32>) -> Tensor {
     let flat: Vec<f32> = a.iter().copied().collect();
@@ -977,7 +976,7 @@ mod tests {
             for (name, a, b) in [
                 ("macrogenes", &got.macrogenes, &want.macrogenes),
                 ("z", &got.z, &want.z),
-                ("mu", &got.mu, &want.mu),
+                ("mu", &got.mu(), &want.mu()),
                 ("pi", &got.pi, &want.pi),
                 ("theta", &got.theta, &want.theta),
             ] {

@@ -15,7 +15,7 @@
 use super::adam::{Adam, AdamConfig};
 use super::error::{invalid, torch, ModelError, Result};
 use super::losses::{anchored_regulariser_fused, triplet_loss, triplet_rows, UnitRows};
-use super::network::{check_counts, dense_rows, BatchPart, Encoder, MacrogeneLayer, Saturn};
+use super::network::{check_counts, BatchPart, Encoder, MacrogeneLayer, Saturn};
 use super::product::{MacrogeneProduct, SparseRows};
 use super::triplet::mine_triplets;
 use super::zinb::zinb_nll_fused;
@@ -360,7 +360,7 @@ fn zinb_training<E: From<ModelError>>(
             let terms: Vec<Tensor> = forwards
                 .iter()
                 .zip(&parts)
-                .map(|(f, p)| zinb_nll_fused(&dense_rows(p.counts, p.rows), &f.mu, &f.theta, &f.pi))
+                .map(|(f, p)| zinb_nll_fused(p.counts, p.rows, &f.px_logits, &f.theta, &f.pi))
                 .collect();
             let zinb = Tensor::stack(&terms, 0).sum(Kind::Float);
             // VAE variant: + w(epoch) * (mean KL over each species' cells)

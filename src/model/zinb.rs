@@ -3,15 +3,17 @@
 //!
 //! Two forms of the same function: [`zinb_log_likelihood`] / [`zinb_nll`] as tensor operations
 //! (the formula, for checks and small inputs), and [`zinb_nll_fused`], which training uses: one
-//! pass over the batch computes the loss and its analytic gradient with respect to `mu`, `theta`
-//! and `pi`, instead of some fifty tensor operations and their autograd graph. Counts are mostly
-//! zero, and a zero needs neither `lgamma` nor `digamma`.
+//! pass over the batch's sparse counts computes the decoder's softmax, the means, the loss and its
+//! analytic gradient with respect to the decoder's logits, `theta` and `pi`, instead of some fifty
+//! tensor operations and their autograd graph. Counts are mostly zero, and a zero needs neither
+//! `lgamma` nor `digamma`.
 
-use crate::kernels::host::{cpu_f32, f32_data, with_gradients};
+use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut, with_gradients};
 use crate::kernels::pool::map_parts;
 use crate::kernels::simd::widest;
 use crate::kernels::vmath;
-use tch::{Kind, Tensor};
+use crate::macrogene::CsrView;
+use tch::{Device, Kind, Tensor};
 
 /// The `eps` scvi-tools uses inside the logarithms.
 pub const ZINB_EPS: f64 = 1e-8;
@@ -56,12 +58,17 @@ pub fn zinb_nll(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> Tensor 
         .mean(Kind::Float)
 }
 
-/// [`zinb_nll`] with its gradient computed analytically in one pass over the batch (blocks of
-/// cells on libtorch's threads, [`super::pool`]). The result is a scalar with the value of [`zinb_nll`] whose backward pass hands
-/// `d nll / d mu`, `d nll / d theta` and `d nll / d pi` to the graphs of `mu`, `theta` and `pi`.
+/// [`zinb_nll`] of the decoder's output as training computes it, `mu = library * softmax(logits)`,
+/// with its gradient computed analytically in one pass over the batch (blocks of cells on
+/// libtorch's threads, [`crate::kernels::pool`]): the softmax, the means, the loss and its
+/// gradients with respect to `logits`, `theta` and `pi`, instead of some fifty tensor operations
+/// and their autograd graph. The result is a scalar whose backward pass hands those gradients to
+/// the graphs of `logits`, `theta` and `pi`.
 ///
-/// `x`, `mu`, `pi`: B x G; `theta`: G. Per entry, with `s(y) = sigmoid(y)`, `t = theta`,
-/// `m = mu`, `p = pi`, `r = t + m + eps` and `ptl` as in [`zinb_log_likelihood`]:
+/// `counts`' rows `rows` are the cells (their sums are the library sizes; a column stored twice
+/// in a row adds up, as in the macrogene layer), read sparse; `logits`, `pi`: B x G; `theta`: G.
+/// Per entry, with `s(y) = sigmoid(y)`, `t = theta`, `m = mu`, `p = pi`, `r = t + m + eps` and
+/// `ptl` as in [`zinb_log_likelihood`]:
 ///
 /// ```text
 /// ptl = -p - t ln(1 + m / (t + eps))
@@ -69,36 +76,56 @@ pub fn zinb_nll(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> Tensor 
 /// x = 0: dll/dp = s(-p) - s(ptl),  dll/dm = s(ptl) dptl/dm,  dll/dt = s(ptl) dptl/dt
 /// x > 0: dll/dp = s(-p) - 1,       dll/dm = (t / r) (x / (m + eps) - 1),
 ///        dll/dt = dptl/dt - x / r + digamma(x + t) - digamma(t)
+/// and through the softmax, with q = softmax(logits) and L the library size:
+///        dll/dlogits_j = L q_j (dll/dm_j - sum_g q_g dll/dm_g)
 /// ```
 /// Elementwise terms are evaluated in f32, the gamma-function terms and all sums in f64: more
 /// precise than the tensor form in f32 (whose `lgamma(2501)` alone is off by ~1e-3). Tensors must
 /// be on the CPU.
-pub fn zinb_nll_fused(x: &Tensor, mu: &Tensor, theta: &Tensor, pi: &Tensor) -> Tensor {
-    let (b, g) = x.size2().expect("counts are cells x genes");
-    let (x, mu_data, theta_data, pi_data) = (cpu_f32(x), cpu_f32(mu), cpu_f32(theta), cpu_f32(pi));
-    let (value, grads) = zinb_nll_grad(
-        f32_data(&x),
-        f32_data(&mu_data),
-        f32_data(&theta_data),
-        f32_data(&pi_data),
-        b as usize,
-        g as usize,
+pub fn zinb_nll_fused(
+    counts: &CsrView<'_>,
+    rows: &[usize],
+    logits: &Tensor,
+    theta: &Tensor,
+    pi: &Tensor,
+) -> Tensor {
+    let (b, g) = logits.size2().expect("logits are cells x genes");
+    assert_eq!(
+        (rows.len(), counts.n_cols()),
+        (b as usize, g as usize),
+        "one row of logits per cell and one column per gene"
     );
+    let (logits_data, theta_data, pi_data) = (cpu_f32(logits), cpu_f32(theta), cpu_f32(pi));
+    let batch = Batch {
+        counts,
+        rows,
+        logits: f32_data(&logits_data),
+        pi: f32_data(&pi_data),
+    };
+    let opts = (Kind::Float, Device::Cpu);
+    let (mut d_logits, mut d_pi) = (Tensor::empty([b, g], opts), Tensor::empty([b, g], opts));
+    // SAFETY: two new contiguous float32 CPU tensors, not shared yet; `zinb_nll_grad` writes
+    // every entry of both.
+    let (nll, d_theta) = zinb_nll_grad(&batch, f32_data(&theta_data), unsafe {
+        (f32_data_mut(&mut d_logits), f32_data_mut(&mut d_pi))
+    });
     with_gradients(
-        value,
+        nll,
         &[
-            (mu, Tensor::from_slice(&grads.mu)),
-            (theta, Tensor::from_slice(&grads.theta)),
-            (pi, Tensor::from_slice(&grads.pi)),
+            (logits, d_logits),
+            (theta, Tensor::from_slice(&d_theta)),
+            (pi, d_pi),
         ],
     )
 }
 
-/// The gradients of the batch's negative log-likelihood.
-struct ZinbGrads {
-    mu: Vec<f32>,
-    theta: Vec<f32>,
-    pi: Vec<f32>,
+/// A batch's inputs to the fused loss: the cells' counts, and the decoder's logits and
+/// zero-inflation logits (row-major, cells x genes).
+struct Batch<'a> {
+    counts: &'a CsrView<'a>,
+    rows: &'a [usize],
+    logits: &'a [f32],
+    pi: &'a [f32],
 }
 
 /// What the entries of each gene need of its `theta`, one column per quantity (so that the loop
@@ -189,43 +216,122 @@ fn zinb_row(cell: Cell<'_>, genes: &GeneColumns, scale: f32, out: CellTerms<'_>)
     }
 }
 
+/// One cell's per-gene working rows in [`zinb_block`].
+struct Scratch {
+    /// Counts, dense; zero again after each cell ([`add_gamma_terms`] clears what it reads).
+    x: Vec<f32>,
+    /// `softmax(logits)`.
+    q: Vec<f32>,
+    mu: Vec<f32>,
+    ll: Vec<f32>,
+    d_mu: Vec<f32>,
+    d_theta: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(g: usize) -> Self {
+        let row = || vec![0f32; g];
+        Self {
+            x: row(),
+            q: row(),
+            mu: row(),
+            ll: row(),
+            d_mu: row(),
+            d_theta: row(),
+        }
+    }
+}
+
 widest! {
-    /// A block of whole cells (row-major, the genes' width): fills their `d_mu` and `d_pi`,
-    /// returns the sum of their log-likelihoods and their `d_theta` summed over the cells (in
-    /// f64).
+    /// The cells `cells` of the batch (a block of whole cells): fills their rows of `d_logits`
+    /// and `d_pi`, returns the sum of their log-likelihoods and their `d_theta` summed over the
+    /// cells (in f64).
     fn zinb_block(
-        cells: Cell<'_>,
+        batch: &Batch<'_>,
+        cells: std::ops::Range<usize>,
         genes: &GeneColumns,
         scale: f64,
-        d_mu: &mut [f32],
+        d_logits: &mut [f32],
         d_pi: &mut [f32],
     ) -> (f64, Vec<f64>) {
         let g = genes.theta.len();
         let (mut sum_ll, mut d_theta) = (0f64, vec![0f64; g]);
-        let (mut ll, mut d_theta_row) = (vec![0f32; g], vec![0f32; g]);
-        let mut non_zero = vec![0usize; g];
-        let rows = cells
-            .x
-            .chunks(g)
-            .zip(cells.mu.chunks(g))
-            .zip(cells.pi.chunks(g));
-        let outputs = d_mu.chunks_mut(g).zip(d_pi.chunks_mut(g));
-        for (((x, mu), pi), (d_mu, d_pi)) in rows.zip(outputs) {
+        let mut s = Scratch::new(g);
+        let outputs = d_logits.chunks_mut(g).zip(d_pi.chunks_mut(g));
+        for (c, (d_logits, d_pi)) in cells.zip(outputs) {
+            let (cols, counts) = batch.counts.row(batch.rows[c]);
+            for (&j, &v) in cols.iter().zip(counts) {
+                s.x[j as usize] += v as f32;
+            }
+            let library = counts.iter().map(|&v| u64::from(v)).sum::<u64>() as f32;
+            softmax(&batch.logits[c * g..][..g], &mut s.q);
+            for (m, &q) in s.mu.iter_mut().zip(&s.q) {
+                *m = library * q;
+            }
+            let cell = Cell {
+                x: &s.x,
+                mu: &s.mu,
+                pi: &batch.pi[c * g..][..g],
+            };
             let terms = CellTerms {
-                ll: &mut ll,
-                d_mu,
-                d_theta: &mut d_theta_row,
+                ll: &mut s.ll,
+                d_mu: &mut s.d_mu,
+                d_theta: &mut s.d_theta,
                 d_pi,
             };
-            zinb_row(Cell { x, mu, pi }, genes, scale as f32, terms);
-            sum_ll += sum_f64(&ll);
-            for (acc, &d) in d_theta.iter_mut().zip(&d_theta_row) {
+            zinb_row(cell, genes, scale as f32, terms);
+            let mean_d_mu = dot_f64(&s.q, &s.d_mu) as f32;
+            for ((dl, &q), &dm) in d_logits.iter_mut().zip(&s.q).zip(&s.d_mu) {
+                *dl = library * q * (dm - mean_d_mu);
+            }
+            sum_ll += sum_f64(&s.ll);
+            for (acc, &d) in d_theta.iter_mut().zip(&s.d_theta) {
                 *acc += f64::from(d);
             }
-            sum_ll += add_gamma_terms(x, &mut non_zero, genes, scale, &mut d_theta);
+            sum_ll += add_gamma_terms(cols, &mut s.x, genes, scale, &mut d_theta);
         }
         (sum_ll, d_theta)
     }
+}
+
+/// `q = softmax(logits)`: `exp(l - max)` over its sum (in f64), as libtorch's softmax.
+#[inline(always)]
+fn softmax(logits: &[f32], q: &mut [f32]) {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = logits.chunks_exact(16);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for chunk in chunks {
+        for (lane, &l) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(l);
+        }
+    }
+    let max = lanes.iter().fold(rest, |a, &b| a.max(b));
+    for (q, &l) in q.iter_mut().zip(logits) {
+        *q = vmath::exp(l - max);
+    }
+    let inv_sum = (1.0 / sum_f64(q)) as f32;
+    for q in q.iter_mut() {
+        *q *= inv_sum;
+    }
+}
+
+/// `a . b` in f64, in eight interleaved partial sums (so that it vectorises).
+#[inline(always)]
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f64 = (ca.remainder().iter().zip(cb.remainder()))
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    for (ca, cb) in ca.zip(cb) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+            *lane += f64::from(x) * f64::from(y);
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
 }
 
 /// The sum of `v` in f64, in eight interleaved partial sums (so that it vectorises).
@@ -247,25 +353,25 @@ const SMALL_COUNT: f64 = 16.0;
 
 /// The gamma-function terms of one cell's non-zero counts, in f64:
 /// `lgamma(x + t) - lgamma(t) - lgamma(x + 1)` (returned, summed) and
-/// `scale (digamma(x + t) - digamma(t))` (added to `d_theta`).
+/// `scale (digamma(x + t) - digamma(t))` (added to `d_theta`). `cols` are the cell's stored
+/// columns, `x` its dense counts, which this sets back to zero (each column is counted once).
 #[inline(always)]
 fn add_gamma_terms(
-    x: &[f32],
-    non_zero: &mut [usize],
+    cols: &[u32],
+    x: &mut [f32],
     genes: &GeneColumns,
     scale: f64,
     d_theta: &mut [f64],
 ) -> f64 {
-    let mut n = 0;
-    for (j, &x) in x.iter().enumerate() {
-        non_zero[n] = j; // kept only if the count is non-zero: no branch to mispredict
-        n += usize::from(x > ZINB_EPS as f32);
-    }
     let mut ll = 0.0;
-    for &j in &non_zero[..n] {
-        let (lgamma, digamma) = gamma_terms(f64::from(x[j]), j, genes);
-        ll += lgamma;
-        d_theta[j] += scale * digamma;
+    for &j in cols {
+        let j = j as usize;
+        let count = std::mem::take(&mut x[j]);
+        if count > ZINB_EPS as f32 {
+            let (lgamma, digamma) = gamma_terms(f64::from(count), j, genes);
+            ll += lgamma;
+            d_theta[j] += scale * digamma;
+        }
     }
     ll
 }
@@ -294,28 +400,25 @@ fn gamma_terms(x: f64, j: usize, genes: &GeneColumns) -> (f64, f64) {
 /// not depend on how many threads run them.
 const ZINB_BLOCK: usize = 16;
 
-/// `mean_c(-sum_g ll)` over a B x G batch and its gradients (row-major slices).
+/// `mean_c(-sum_g ll)` over a batch of B cells x G genes, its gradients with respect to the
+/// logits and `pi` written into `d_logits` and `d_pi` (row-major), and its gradient with respect
+/// to `theta` (returned).
 fn zinb_nll_grad(
-    x: &[f32],
-    mu: &[f32],
+    batch: &Batch<'_>,
     theta: &[f32],
-    pi: &[f32],
-    b: usize,
-    g: usize,
-) -> (f64, ZinbGrads) {
+    (d_logits, d_pi): (&mut [f32], &mut [f32]),
+) -> (f64, Vec<f32>) {
+    let (b, g) = (batch.rows.len(), theta.len());
     let genes = GeneColumns::new(theta);
     let scale = -1.0 / b.max(1) as f64;
-    let (mut d_mu, mut d_pi) = (vec![0f32; b * g], vec![0f32; b * g]);
     let block = ZINB_BLOCK * g.max(1);
-    let blocks = d_mu.chunks_mut(block).zip(d_pi.chunks_mut(block)).collect();
-    let partial = map_parts(blocks, |k, (d_mu, d_pi)| {
-        let cells = k * block..k * block + d_mu.len();
-        let inputs = Cell {
-            x: &x[cells.clone()],
-            mu: &mu[cells.clone()],
-            pi: &pi[cells],
-        };
-        zinb_block(inputs, &genes, scale, d_mu, d_pi)
+    let blocks = d_logits
+        .chunks_mut(block)
+        .zip(d_pi.chunks_mut(block))
+        .collect();
+    let partial = map_parts(blocks, |k, (d_logits, d_pi)| {
+        let cells = k * ZINB_BLOCK..k * ZINB_BLOCK + d_logits.len() / g.max(1);
+        zinb_block(batch, cells, &genes, scale, d_logits, d_pi)
     });
     let mut sum_ll = 0.0;
     let mut d_theta = vec![0f64; g];
@@ -323,12 +426,7 @@ fn zinb_nll_grad(
         sum_ll += ll;
         d_theta.iter_mut().zip(d).for_each(|(u, v)| *u += v);
     }
-    let grads = ZinbGrads {
-        mu: d_mu,
-        theta: d_theta.iter().map(|&v| v as f32).collect(),
-        pi: d_pi,
-    };
-    (scale * sum_ll, grads)
+    (scale * sum_ll, d_theta.iter().map(|&v| v as f32).collect())
 }
 
 /// `(softplus(y), sigmoid(y))` from one `exp`, stable for any `y`, branch-free.
@@ -401,60 +499,121 @@ mod tests {
         }
     }
 
+    /// Sparse rows of a dense count matrix (cells x genes, integer values), in CSR layout; the
+    /// first cell's first count is stored as two entries of the same column (which add up).
+    struct Sparse {
+        genes: usize,
+        indptr: Vec<u64>,
+        cols: Vec<u32>,
+        counts: Vec<u32>,
+    }
+
+    impl Sparse {
+        fn new(x: &Tensor) -> Self {
+            let (b, g) = x.size2().unwrap();
+            let dense = Vec::<f32>::try_from(&x.reshape([-1])).unwrap();
+            let (mut indptr, mut cols, mut counts) = (vec![0u64], vec![], vec![]);
+            for (c, row) in dense.chunks(g as usize).enumerate() {
+                for (j, &v) in row.iter().enumerate().filter(|(_, &v)| v > 0.0) {
+                    let v = v as u32;
+                    if c == 0 && cols.is_empty() && v > 1 {
+                        cols.push(j as u32);
+                        counts.push(1);
+                        cols.push(j as u32);
+                        counts.push(v - 1);
+                    } else {
+                        cols.push(j as u32);
+                        counts.push(v);
+                    }
+                }
+                indptr.push(cols.len() as u64);
+            }
+            assert_eq!(indptr.len(), b as usize + 1);
+            Self {
+                genes: g as usize,
+                indptr,
+                cols,
+                counts,
+            }
+        }
+
+        fn view(&self) -> CsrView<'_> {
+            CsrView::new(self.genes, &self.indptr, &self.cols, &self.counts).unwrap()
+        }
+    }
+
+    /// Counts like a training batch's (mostly zeros, a few large counts, every cell non-empty),
+    /// logits, theta and pi as leaves.
+    fn batch(b: i64, g: i64) -> (Tensor, [Tensor; 3]) {
+        let opts = (Kind::Float, Device::Cpu);
+        let keep = Tensor::rand([b, g], opts).lt(0.15).to_kind(Kind::Float);
+        let x = (Tensor::rand([b, g], opts) * 40.0).floor() * keep;
+        let _ = x.narrow(1, 0, 1).fill_(3.0);
+        let leaf = |t: Tensor| t.set_requires_grad(true);
+        let logits = leaf(Tensor::randn([b, g], opts) * 2.0);
+        let theta = leaf((Tensor::randn([g], opts) * 2.0).exp());
+        let pi = leaf(Tensor::randn([b, g], opts) * 3.0);
+        (x, [logits, theta, pi])
+    }
+
     /// Blocks are summed in a fixed order: one thread and four give the same bits.
     #[test]
     fn fused_gradients_do_not_depend_on_the_thread_count() {
+        let _rng = crate::model::torch_rng();
+        tch::manual_seed(4);
         let (b, g) = (100, 53);
-        let x: Vec<f32> = (0..b * g)
-            .map(|i| ((i * 7919) % 13) as f32 * ((i % 3) as f32))
-            .collect();
-        let mu: Vec<f32> = (0..b * g).map(|i| 0.01 + (i % 97) as f32 * 0.37).collect();
-        let pi: Vec<f32> = (0..b * g).map(|i| (i % 11) as f32 - 5.0).collect();
-        let theta: Vec<f32> = (0..g).map(|j| 0.05 * (j + 1) as f32).collect();
+        let (x, [logits, theta, pi]) = batch(b, g);
+        let sparse = Sparse::new(&x);
+        let counts = sparse.view();
+        let rows: Vec<usize> = (0..b as usize).rev().collect();
         let before = tch::get_num_threads();
         let run = |threads| {
             tch::set_num_threads(threads); // the OpenMP threads the blocks run on
-            let (nll, d) = zinb_nll_grad(&x, &mu, &theta, &pi, b, g);
-            (nll.to_bits(), d.mu, d.theta, d.pi)
+            let nll = zinb_nll_fused(&counts, &rows, &logits, &theta, &pi);
+            let grads = Tensor::run_backward(&[&nll], &[&logits, &theta, &pi], false, false);
+            (nll.double_value(&[]).to_bits(), grads)
         };
-        let (one, four) = (run(1), run(4));
+        let ((one, one_grads), (four, four_grads)) = (run(1), run(4));
         tch::set_num_threads(before);
         assert_eq!(one, four);
+        for (a, b) in one_grads.iter().zip(&four_grads) {
+            assert!(a.equal(b), "a gradient depends on the thread count");
+        }
     }
 
-    /// A batch like a training batch (mostly zeros, a few large counts): the fused loss and its
-    /// gradients against autograd through the tensor form.
+    /// The fused loss and its gradients against autograd through the tensor form of what it
+    /// replaces, `zinb_nll(x, library * softmax(logits), theta, pi)`, on cells taken out of order.
     #[test]
     fn fused_loss_and_gradients_match_autograd_of_the_formula() {
         let _rng = crate::model::torch_rng();
         tch::manual_seed(3);
         let (b, g) = (37, 211);
-        let opts = (Kind::Float, Device::Cpu);
-        let keep = Tensor::rand([b, g], opts).lt(0.15).to_kind(Kind::Float);
-        let x = (Tensor::rand([b, g], opts) * 40.0).floor() * keep;
-        let leaf = |t: Tensor| t.set_requires_grad(true);
-        let mu = leaf(Tensor::rand([b, g], opts) * 30.0 + 1e-3);
-        let theta = leaf((Tensor::randn([g], opts) * 2.0).exp());
-        let pi = leaf(Tensor::randn([b, g], opts) * 3.0);
+        let (x, [logits, theta, pi]) = batch(b, g);
+        let sparse = Sparse::new(&x);
+        let rows: Vec<usize> = (0..b as usize).map(|i| (i * 5) % b as usize).collect();
+        let index = Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
+        let x_rows = x.index_select(0, &index);
         let grads = |loss: Tensor| {
-            let g =
-                Tensor::run_backward(&[loss.shallow_clone()], &[&mu, &theta, &pi], false, false);
+            let inputs = [&logits, &theta, &pi];
+            let g = Tensor::run_backward(&[loss.shallow_clone()], &inputs, false, false);
             (loss.double_value(&[]), g)
         };
-        let (want, want_grads) = grads(zinb_nll(&x, &mu, &theta, &pi));
-        let (got, got_grads) = grads(zinb_nll_fused(&x, &mu, &theta, &pi));
+        let library = x_rows.sum_dim_intlist(1, true, Kind::Float);
+        let mu = library * logits.softmax(-1, Kind::Float);
+        let (want, want_grads) = grads(zinb_nll(&x_rows, &mu, &theta, &pi));
+        let (got, got_grads) = grads(zinb_nll_fused(&sparse.view(), &rows, &logits, &theta, &pi));
         assert!(
             (got - want).abs() <= 1e-5 * want.abs(),
             "nll {got} vs {want}"
         );
-        for (name, (a, w)) in ["mu", "theta", "pi"]
+        for (name, (a, w)) in ["logits", "theta", "pi"]
             .iter()
             .zip(got_grads.iter().zip(&want_grads))
         {
             let err = (a - w).abs().max().double_value(&[]);
             let scale = w.abs().max().double_value(&[]);
             assert!(
-                err <= 1e-4 * scale,
+                scale > 0.0 && err <= 1e-4 * scale,
                 "d/d{name}: max error {err} (max |grad| {scale})"
             );
         }
