@@ -10,7 +10,7 @@
 //! with `t` counted per parameter over the steps at which it had a gradient (a parameter the loss
 //! does not reach is skipped, as libtorch skips one whose gradient is none), and no weight decay.
 
-use super::product::MacrogeneProduct;
+use super::product::{MacrogeneProduct, WeightLeaves};
 use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut};
 use crate::kernels::pool::map_parts;
 use crate::kernels::simd::widest;
@@ -110,43 +110,39 @@ impl Adam {
     /// Back-propagates `loss` to the parameters that require a gradient and updates them.
     /// Gradients are computed afresh (not accumulated in the tensors' `.grad`), so a parameter
     /// the loss does not reach has none and is skipped, as libtorch skips a parameter whose
-    /// gradient `zero_grad` set to none. `products` are the macrogene-layer products of the
-    /// step, whose backward pass is by hand: autograd stops at their outputs, and each adds its
-    /// part of `P`'s gradient.
-    pub fn backward_step(&mut self, loss: &Tensor, products: &[MacrogeneProduct]) {
+    /// gradient `zero_grad` set to none. `weights` are the step's leaves of `W^T = exp(P)^T` and
+    /// `products` its macrogene-layer products, whose backward passes are by hand: autograd stops
+    /// at them, and [`WeightLeaves::parameter_gradient_t`] gives `P`'s gradient from theirs.
+    pub fn backward_step(
+        &mut self,
+        loss: &Tensor,
+        weights: Option<&WeightLeaves>,
+        products: &[MacrogeneProduct],
+    ) {
+        assert!(
+            weights.is_some() || products.is_empty(),
+            "macrogene products come with the leaves of the weights they read"
+        );
         let live: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].param.requires_grad())
             .collect();
         let mut inputs: Vec<&Tensor> = live.iter().map(|&i| &self.slots[i].param).collect();
+        let leaves = weights.map(WeightLeaves::leaves).unwrap_or_default();
+        let n_leaves = leaves.len();
+        inputs.extend(leaves);
         inputs.extend(products.iter().map(MacrogeneProduct::output));
         let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
-        let output_grads = grads.split_off(live.len());
-        for (product, output_grad) in products.iter().zip(&output_grads) {
-            if !output_grad.defined() {
-                continue; // the loss does not depend on this product
-            }
-            let param = product.parameter();
+        let output_grads = grads.split_off(live.len() + n_leaves);
+        let leaf_grads = grads.split_off(live.len());
+        if let Some(weights) = weights {
+            let param = weights.parameter();
             let k = live
                 .iter()
                 .position(|&i| self.slots[i].param.data_ptr() == param.data_ptr())
-                .expect("a product's parameter is one of the optimiser's, requiring a gradient");
-            let shared = |g: &Tensor| {
-                grads
-                    .iter()
-                    .enumerate()
-                    .any(|(j, o)| j != k && o.defined() && o.data_ptr() == g.data_ptr())
-            };
-            // P^T's gradient (G x M, contiguous), a tensor of its own, written in place
-            let grad = &grads[k];
-            let mut grad_t = if !grad.defined() {
-                Tensor::zeros_like(&param.tr().contiguous())
-            } else if grad.tr().is_contiguous() && !shared(grad) {
-                grad.tr()
-            } else {
-                grad.tr().contiguous().copy()
-            };
-            product.add_gradient(output_grad, &mut grad_t);
-            grads[k] = grad_t.tr();
+                .expect("the weights' parameter is one of the optimiser's, requiring a gradient");
+            let products: Vec<(&MacrogeneProduct, &Tensor)> =
+                products.iter().zip(&output_grads).collect();
+            grads[k] = weights.parameter_gradient_t(&leaf_grads, &products).tr();
         }
         for (i, grad) in live.into_iter().zip(grads) {
             if grad.defined() {
@@ -273,7 +269,7 @@ mod tests {
         };
         for step in 0..6 {
             reference.backward_step(&loss(&a_ref, &b_ref, step));
-            fused.backward_step(&loss(&a, &b, step), &[]);
+            fused.backward_step(&loss(&a, &b, step), None, &[]);
         }
         let want = vs_ref.variables();
         for (name, got) in vs.variables() {
@@ -298,7 +294,7 @@ mod tests {
         let mut adam = Adam::new(&vs, AdamConfig::new(0.1));
         adam.mask(&w, mask.shallow_clone());
         for _ in 0..3 {
-            adam.backward_step(&w.sin().sum(Kind::Float), &[]);
+            adam.backward_step(&w.sin().sum(Kind::Float), None, &[]);
         }
         let changed = w.ne_tensor(&before).to_kind(Kind::Float);
         assert!(changed.equal(&mask), "only the unmasked entries moved");

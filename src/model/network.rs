@@ -20,7 +20,7 @@
 //! real species one-hot (upstream always set column 0).
 
 use super::error::{invalid, torch, ModelError, Result};
-use super::product::{MacrogeneProduct, SparseRows};
+use super::product::{MacrogeneProduct, SparseRows, WeightLeaves};
 use crate::kernels::host::f32_data_mut;
 use crate::kernels::pool::map_parts;
 use crate::kernels::simd::widest;
@@ -348,17 +348,18 @@ impl MacrogeneLayer {
         self.p_weights.tr().exp()
     }
 
-    /// Every species' block `W_s^T` of `w_t` (G x M, from [`MacrogeneLayer::weights_t`]), in
-    /// species order: views made by one split, whose backward pass assembles `w_t`'s gradient in
-    /// one go.
-    pub fn blocks_t(&self, w_t: &Tensor) -> Vec<Tensor> {
-        w_t.split_with_sizes(&self.genes, 0)
+    /// `W^T = exp(P)^T` of a training step as autograd leaves (the whole matrix and each
+    /// species' block), whose gradients and the step's products' give `P`'s
+    /// ([`super::adam::Adam::backward_step`]).
+    pub fn weight_leaves(&self) -> WeightLeaves {
+        WeightLeaves::new(&self.p_weights, &self.genes)
     }
 
     /// `m = Dropout(ReLU(LayerNorm(ln(1 + x) W_s^T)))` for the counts `x` of some cells and
     /// `w_t` = `W_s^T` (G_s x M); dropout only when `train` (FIX). When `w_t` requires a
-    /// gradient, `species` says which block of `P` it is, and the product's record comes back
-    /// too: its gradient reaches `P` only through [`super::adam::Adam::backward_step`].
+    /// gradient (a block of [`MacrogeneLayer::weight_leaves`]), `species` says which block it is,
+    /// and the product's record comes back too: its gradient reaches `P` only through
+    /// [`super::adam::Adam::backward_step`].
     pub fn forward_t(
         &self,
         counts: SparseRows,
@@ -366,8 +367,8 @@ impl MacrogeneLayer {
         species: Option<usize>,
         train: bool,
     ) -> (Tensor, Option<MacrogeneProduct>) {
-        let block = species.map(|s| (&self.p_weights, self.offsets[s]));
-        let (product, record) = MacrogeneProduct::new(counts, w_t, block);
+        let first_gene = species.map(|s| self.offsets[s] as usize);
+        let (product, record) = MacrogeneProduct::new(counts, w_t, first_gene);
         let m = dropout(&self.norm.forward(&product).relu(), self.dropout, train);
         (m, record)
     }
@@ -382,7 +383,8 @@ pub struct BatchPart<'a> {
     pub counts: &'a CsrView<'a>,
     /// The cells (rows of `counts`) in the batch.
     pub rows: &'a [usize],
-    /// `W_s^T`, a block of [`MacrogeneLayer::weights_t`] (or [`MacrogeneLayer::species_weights_t`]).
+    /// `W_s^T`: in training a block of [`MacrogeneLayer::weight_leaves`], otherwise e.g.
+    /// [`MacrogeneLayer::species_weights_t`].
     pub w_t: Tensor,
 }
 
@@ -405,8 +407,9 @@ pub struct Forward {
     pub theta: Tensor,
     /// VAE variant: each cell's KL divergence from N(0, I) (B); see [`Latent`].
     pub kl: Option<Tensor>,
-    /// The macrogene-layer product's record, when `P` requires a gradient: pass it to
-    /// [`super::adam::Adam::backward_step`] with the loss.
+    /// The macrogene-layer product's record, when `W_s^T` is a leaf of
+    /// [`MacrogeneLayer::weight_leaves`]: pass it to [`super::adam::Adam::backward_step`] with
+    /// the loss and the leaves.
     pub product: Option<MacrogeneProduct>,
 }
 
@@ -622,7 +625,9 @@ impl Saturn {
         to_array(&tch::no_grad(|| self.macrogenes.weights_t().tr()))
     }
 
-    /// The forward pass of cells `rows` of `counts` (species `species`).
+    /// The forward pass of cells `rows` of `counts` (species `species`). `P` gets no gradient
+    /// from it (training passes the leaves of [`MacrogeneLayer::weight_leaves`] to
+    /// [`Saturn::forward_parts`]).
     pub fn forward_t(
         &self,
         species: usize,
@@ -630,7 +635,7 @@ impl Saturn {
         rows: &[usize],
         train: bool,
     ) -> Forward {
-        let w_t = self.macrogenes.species_weights_t(species);
+        let w_t = tch::no_grad(|| self.macrogenes.species_weights_t(species));
         let part = BatchPart {
             species,
             counts,
@@ -641,8 +646,8 @@ impl Saturn {
     }
 
     /// The forward pass of a batch holding cells of several species, one [`BatchPart`] per
-    /// species (`W_s^T` a block of `W^T = exp(P)^T`, [`MacrogeneLayer::blocks_t`], so that a
-    /// training step takes `exp` of `P` once). The macrogene layer and the decoder's heads run
+    /// species (in training `W_s^T` a block of [`MacrogeneLayer::weight_leaves`], so that a
+    /// step takes `exp` of `P` once). The macrogene layer and the decoder's heads run
     /// per part; the encoder and the decoder's trunk, which act row by row, run once over all
     /// the batch's rows (their dropout masks drawn once for all rows).
     pub fn forward_parts(&self, parts: &[BatchPart<'_>], train: bool) -> Vec<Forward> {
@@ -953,9 +958,11 @@ mod tests {
         let xa = CsrView::new(7, &a.0, &a.1, &a.2).unwrap();
         let xb = CsrView::new(4, &b.0, &b.1, &b.2).unwrap();
         let (ra, rb): (Vec<usize>, Vec<usize>) = ((0..3).collect(), (0..5).collect());
-        let layer = model.macrogene_layer();
-        let w_t = layer.weights_t();
-        let [wa, wb] = <[Tensor; 2]>::try_from(layer.blocks_t(&w_t)).unwrap();
+        let leaves = model.macrogene_layer().weight_leaves();
+        let (wa, wb) = (
+            leaves.block(0).shallow_clone(),
+            leaves.block(1).shallow_clone(),
+        );
         let parts = [
             BatchPart {
                 species: 1,

@@ -7,14 +7,17 @@
 //! rows of a sparse matrix times a dense matrix, on libtorch's threads ([`super::pool`]).
 //!
 //! libtorch's autograd cannot call a Rust backward function, so the product's output is a new
-//! leaf that requires a gradient ([`MacrogeneProduct`]): autograd stops there, and the optimiser
-//! ([`super::adam::Adam::backward_step`]) turns the leaf's gradient `dM` into `P`'s gradient
-//! `dP_s^T = W_s^T ⊙ (ln(1 + x)^T dM)` (`W_s = exp(P_s)`), added to what autograd gives `P` from
-//! the rest of the network. The macrogene layer stores `P` gene by gene (`P^T` in memory), so
-//! `W_s^T` and that gradient are contiguous rows and nothing here is transposed but the sparse
-//! counts ([`SparseRows::transpose`]).
+//! leaf that requires a gradient ([`MacrogeneProduct`]): autograd stops there. A training step's
+//! `W^T = exp(P)^T` is made of leaves too ([`WeightLeaves`]: the whole matrix, which the
+//! regulariser's gene vectors read, and each species' block, which its decoder reads), and the
+//! optimiser ([`super::adam::Adam::backward_step`]) forms `P`'s gradient from all of theirs in
+//! one pass: `dP^T = W^T ⊙ dW^T`, `dW^T` being the leaves' gradients plus each product's
+//! `ln(1 + x)^T dM` in its species' rows. Autograd's own `exp`, `split` and sums over the G x M
+//! matrix are not run. The macrogene layer stores `P` gene by gene (`P^T` in memory), so `W^T`,
+//! its blocks and these gradients are contiguous rows and nothing here is transposed but the
+//! sparse counts ([`SparseRows::transpose`]).
 
-use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut};
+use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut, new_f32};
 use crate::kernels::pool::map_parts;
 use crate::kernels::simd::widest;
 use crate::macrogene::CsrView;
@@ -238,17 +241,10 @@ impl Panels {
         t
     }
 
-    /// The entries of row `r` in columns `first..first + out.len()` of one panel, added
-    /// element-wise times `w` into `out`: `out[i] += w[i] * self[r][first + i]`.
-    fn add_weighted_row(&self, r: usize, out: &mut [f32], w: &[f32]) {
-        for (p, (out, w)) in out
-            .chunks_mut(COLUMN_BLOCK)
-            .zip(w.chunks(COLUMN_BLOCK))
-            .enumerate()
-        {
-            for ((o, w), d) in out.iter_mut().zip(w).zip(&self.panel(p)[r]) {
-                *o += w * d;
-            }
+    /// Adds row `r` to `out` (the matrix's width).
+    fn add_row(&self, r: usize, out: &mut [f32]) {
+        for (p, out) in out.chunks_mut(COLUMN_BLOCK).enumerate() {
+            add_into(out, &self.panel(p)[r][..out.len()]);
         }
     }
 
@@ -267,22 +263,19 @@ impl Panels {
 #[derive(Debug)]
 pub struct MacrogeneProduct {
     output: Tensor,
-    parameter: Tensor,
-    first_gene: i64,
-    weights_t: Tensor,
+    first_gene: usize,
     inputs: SparseRows,
 }
 
 impl MacrogeneProduct {
-    /// `ln(1 + x) W_s^T` for the rows `inputs` and `w_t` = `W_s^T` (G_s x M, contiguous: a block
-    /// of rows of `W^T`, [`super::network::MacrogeneLayer::weights_t`]). When `w_t` requires a
-    /// gradient, `block` must say which parameter `P` (stored as `P^T`, G x M) and which of its
-    /// genes (first gene) it is the `exp` of, and the product comes back with its record, whose
-    /// gradient [`MacrogeneProduct::add_gradient`] adds to `P`'s.
+    /// `ln(1 + x) W_s^T` for the rows `inputs` and `w_t` = `W_s^T` (G_s x M, contiguous). When
+    /// `w_t` requires a gradient (a block of [`WeightLeaves`]), `first_gene` must say where its
+    /// rows start in `W^T`, and the product comes back with its record, whose gradient
+    /// [`WeightLeaves::parameter_gradient_t`] adds to `P`'s.
     pub fn new(
         inputs: SparseRows,
         w_t: &Tensor,
-        block: Option<(&Tensor, i64)>,
+        first_gene: Option<usize>,
     ) -> (Tensor, Option<Self>) {
         let weights_t = cpu_f32(&w_t.detach());
         let (g, m) = (weights_t.size()[0] as usize, weights_t.size()[1] as usize);
@@ -292,14 +285,12 @@ impl MacrogeneProduct {
         if !w_t.requires_grad() {
             return (output, None);
         }
-        let (parameter, first_gene) =
-            block.expect("weights that require a gradient come with their block of P");
+        let first_gene =
+            first_gene.expect("weights that require a gradient come with their place in W^T");
         let output = output.set_requires_grad(true);
         let record = Self {
             output: output.shallow_clone(),
-            parameter: parameter.shallow_clone(),
             first_gene,
-            weights_t,
             inputs,
         };
         (output, Some(record))
@@ -310,36 +301,146 @@ impl MacrogeneProduct {
         &self.output
     }
 
-    /// The parameter `P` whose gradient the product adds to.
+    /// The product's gradient with respect to `W_s^T`, `ln(1 + x)^T dM` (G_s x M, as panels),
+    /// `dM` being the output's gradient.
+    fn weights_gradient(&self, output_grad: &Tensor) -> Panels {
+        let m = self.output.size()[1] as usize;
+        let d_out = cpu_f32(output_grad);
+        let d_out = Panels::from_rows(f32_data(&d_out), self.inputs.n_rows(), m);
+        self.inputs.transpose().times(&d_out)
+    }
+}
+
+/// `W^T = exp(P)^T` (G x M) of one training step as autograd leaves: the whole matrix and each
+/// species' block, views of one tensor computed without a graph. Autograd stops at them;
+/// [`WeightLeaves::parameter_gradient_t`] turns their gradients and the step's products' into
+/// `P`'s.
+#[derive(Debug)]
+pub struct WeightLeaves {
+    parameter: Tensor,
+    weights_t: Tensor,
+    all: Tensor,
+    blocks: Vec<Tensor>,
+    first_genes: Vec<usize>,
+}
+
+impl WeightLeaves {
+    /// The leaves of `exp(P)^T` for `P` (M x G, stored as `P^T`) whose species' blocks of genes
+    /// have the sizes `genes`.
+    pub fn new(parameter: &Tensor, genes: &[i64]) -> Self {
+        let weights_t = tch::no_grad(|| parameter.tr().exp());
+        assert!(weights_t.is_contiguous(), "P is stored as P^T");
+        let leaf = |t: Tensor| t.detach().set_requires_grad(true);
+        let mut first_genes = Vec::with_capacity(genes.len());
+        let mut first = 0;
+        let blocks = genes
+            .iter()
+            .map(|&g| {
+                first_genes.push(first as usize);
+                first += g;
+                leaf(weights_t.narrow(0, first - g, g))
+            })
+            .collect();
+        Self {
+            parameter: parameter.shallow_clone(),
+            all: leaf(weights_t.shallow_clone()),
+            weights_t,
+            blocks,
+            first_genes,
+        }
+    }
+
+    /// `P`, whose gradient the leaves give.
     pub fn parameter(&self) -> &Tensor {
         &self.parameter
     }
 
-    /// Adds `W_s ⊙ (ln(1 + x)^T dM)^T` to the species' columns of `grad_t`, `P^T`'s gradient
-    /// (G x M, contiguous float32, not shared), `dM` being the output's gradient: row by row,
-    /// `dP^T_s += W_s^T ⊙ (ln(1 + x)^T dM)`.
-    pub fn add_gradient(&self, output_grad: &Tensor, grad_t: &mut Tensor) {
-        let (g, m) = (
-            self.weights_t.size()[0] as usize,
-            self.weights_t.size()[1] as usize,
-        );
-        assert_eq!(grad_t.size()[1] as usize, m, "P^T's gradient is G x M");
-        let d_out = cpu_f32(output_grad);
-        let d_out = Panels::from_rows(f32_data(&d_out), self.inputs.n_rows(), m);
-        let d_wt = self.inputs.transpose().times(&d_out); // G_s x M
+    /// `W^T` (G x M), for what reads every gene (the regulariser's gene vectors).
+    pub fn all(&self) -> &Tensor {
+        &self.all
+    }
+
+    /// `W_s^T` (G_s x M), for what reads species `species`' genes.
+    pub fn block(&self, species: usize) -> &Tensor {
+        &self.blocks[species]
+    }
+
+    /// Where species `species`' rows start in `W^T`.
+    pub fn first_gene(&self, species: usize) -> usize {
+        self.first_genes[species]
+    }
+
+    /// The leaves, in the order [`WeightLeaves::parameter_gradient_t`] takes their gradients:
+    /// the whole matrix, then the blocks.
+    pub fn leaves(&self) -> Vec<&Tensor> {
+        std::iter::once(&self.all).chain(&self.blocks).collect()
+    }
+
+    /// `P^T`'s gradient (G x M, contiguous): `W^T ⊙ dW^T`, `dW^T` summing, row by row, the
+    /// leaves' gradients (in [`WeightLeaves::leaves`]' order; undefined when the loss does not
+    /// reach a leaf) and each product's `ln(1 + x)^T dM` (its output's gradient `dM`, undefined
+    /// when the loss does not reach it).
+    pub fn parameter_gradient_t(
+        &self,
+        leaf_grads: &[Tensor],
+        products: &[(&MacrogeneProduct, &Tensor)],
+    ) -> Tensor {
+        let (g, m) = self.weights_t.size2().expect("W^T is G x M");
+        let (g, m) = (g as usize, m as usize);
+        // every term as (first gene, rows x M row-major or panels)
+        let dense: Vec<(usize, Tensor)> = leaf_grads
+            .iter()
+            .zip(std::iter::once(0).chain(self.first_genes.iter().copied()))
+            .filter(|(grad, _)| grad.defined())
+            .map(|(grad, first)| (first, cpu_f32(grad)))
+            .collect();
+        let dense: Vec<(usize, &[f32])> = dense.iter().map(|(f, t)| (*f, f32_data(t))).collect();
+        let sparse: Vec<(usize, Panels)> = products
+            .iter()
+            .filter(|(_, grad)| grad.defined())
+            .map(|(p, grad)| (p.first_gene, p.weights_gradient(grad)))
+            .collect();
         let w_t = f32_data(&self.weights_t);
-        // SAFETY: the caller's contract: P^T's gradient, contiguous float32, not shared.
-        let grad = unsafe { f32_data_mut(grad_t) };
-        let first = self.first_gene as usize * m;
-        let block = &mut grad[first..first + g * m];
-        const GENES_PER_PART: usize = 64;
-        let parts: Vec<&mut [f32]> = block.chunks_mut(GENES_PER_PART * m).collect();
-        map_parts(parts, |k, rows| {
-            for (j, row) in rows.chunks_exact_mut(m).enumerate() {
-                let gene = k * GENES_PER_PART + j;
-                d_wt.add_weighted_row(gene, row, &w_t[gene * m..(gene + 1) * m]);
-            }
-        });
+        new_f32(&[g as i64, m as i64], |out| {
+            const GENES_PER_PART: usize = 64;
+            let parts: Vec<&mut [f32]> = out.chunks_mut(GENES_PER_PART * m).collect();
+            map_parts(parts, |k, rows| {
+                for (j, row) in rows.chunks_exact_mut(m).enumerate() {
+                    let gene = k * GENES_PER_PART + j;
+                    row.fill(0.0);
+                    for &(first, grad) in &dense {
+                        let at = gene.checked_sub(first).map(|r| r * m..(r + 1) * m);
+                        if let Some(src) = at.and_then(|at| grad.get(at)) {
+                            add_into(row, src);
+                        }
+                    }
+                    for (first, panels) in &sparse {
+                        if let Some(r) = gene.checked_sub(*first).filter(|&r| r < panels.rows) {
+                            panels.add_row(r, row);
+                        }
+                    }
+                    scale_by(row, &w_t[gene * m..(gene + 1) * m]);
+                }
+            });
+        })
+    }
+}
+
+widest! {
+    /// `out += src`, entry by entry.
+    fn add_into(out: &mut [f32], src: &[f32]) {
+        for (o, s) in out.iter_mut().zip(src) {
+            *o += s;
+        }
+    }
+}
+
+widest! {
+    /// `out *= w`, entry by entry.
+    fn scale_by(out: &mut [f32], w: &[f32]) {
+        for (o, w) in out.iter_mut().zip(w) {
+            *o *= w;
+        }
     }
 }
 
@@ -409,38 +510,57 @@ mod tests {
         assert_close(&got, &dense(&x).tr().matmul(&c), "x^T c");
     }
 
+    /// `P`'s gradient by hand, from the leaves' gradients and a product's, against autograd
+    /// through `exp` and the dense product. Two species (60 and 90 genes); the loss reads the
+    /// whole `W` (as the regulariser does), species 0's block (as its decoder does) and species
+    /// 1's through the product; a second product whose output the loss ignores adds nothing.
     #[test]
-    fn product_gradient_equals_autograd_of_the_dense_product() {
+    fn parameter_gradient_equals_autograd_of_the_dense_product() {
         let _rng = crate::model::torch_rng();
+        tch::manual_seed(8);
         let (indptr, cols, data) = random_counts(40, 90, 2);
         let counts = CsrView::new(90, &indptr, &cols, &data).unwrap();
         let rows: Vec<usize> = (0..40).collect();
+        let opts = (Kind::Float, Device::Cpu);
         // P stored transposed (150 genes x 33 macrogenes), as the macrogene layer stores it
-        let p_t = Tensor::randn([150, 33], (Kind::Float, Device::Cpu)) * 0.5;
-        let p = p_t.tr().set_requires_grad(true); // M x G, strides (1, M)
-        let (first, target) = (60, Tensor::randn([40, 33], (Kind::Float, Device::Cpu)));
-        let w = p.narrow(1, first, 90).exp();
-        // the reference: autograd through the dense product, plus another use of W
+        let p = (Tensor::randn([150, 33], opts) * 0.5)
+            .tr()
+            .set_requires_grad(true);
+        let (target, c) = (Tensor::randn([40, 33], opts), Tensor::randn([60, 33], opts));
+        // the reference: autograd through exp and the dense product
+        let w_t = p.tr().exp();
         let x = dense(&SparseRows::log1p_counts(&counts, &rows));
-        let reference = (x.matmul(&w.tr()) * &target).sum(Kind::Float) + w.sum(Kind::Float);
+        let reference = (x.matmul(&w_t.narrow(0, 60, 90)) * &target).sum(Kind::Float)
+            + w_t.square().sum(Kind::Float)
+            + (w_t.narrow(0, 0, 60) * &c).sum(Kind::Float);
         let want = Tensor::run_backward(&[&reference], &[&p], false, false).remove(0);
-        let w_t = p.tr().narrow(0, first, 90).exp(); // a new graph; G_s x M, contiguous
-        assert!(w_t.is_contiguous());
-        let (out, record) = MacrogeneProduct::new(
-            SparseRows::log1p_counts(&counts, &rows),
-            &w_t,
-            Some((&p, first)),
+
+        let leaves = WeightLeaves::new(&p, &[60, 90]);
+        assert_eq!(leaves.first_gene(1), 60);
+        assert!(leaves.block(1).is_contiguous() && leaves.block(1).requires_grad());
+        let product = |rows: &[usize]| {
+            let x = SparseRows::log1p_counts(&counts, rows);
+            let (out, record) = MacrogeneProduct::new(x, leaves.block(1), Some(60));
+            (out, record.expect("the block requires a gradient"))
+        };
+        let ((out, record), (_, ignored)) = (product(&rows), product(&rows[..7]));
+        assert_close(&out, &x.matmul(&w_t.narrow(0, 60, 90)), "the product");
+        let loss = (&out * &target).sum(Kind::Float)
+            + leaves.all().square().sum(Kind::Float)
+            + (leaves.block(0) * &c).sum(Kind::Float);
+        let mut inputs = leaves.leaves();
+        inputs.extend([record.output(), ignored.output()]);
+        let mut grads = Tensor::run_backward(&[&loss], &inputs, false, false);
+        let product_grads = grads.split_off(3);
+        assert!(
+            !grads[2].defined() && !product_grads[1].defined(),
+            "unused leaves"
         );
-        let record = record.expect("w requires a gradient");
-        assert_close(&out, &x.matmul(&w_t), "the product");
-        let loss = (&out * &target).sum(Kind::Float) + w_t.sum(Kind::Float);
-        let mut grads = Tensor::run_backward(&[&loss], &[&p, record.output()], false, false);
-        let d_out = grads.pop().unwrap();
-        let mut grad_t = grads.pop().unwrap().tr().contiguous();
-        record.add_gradient(&d_out, &mut grad_t);
-        assert_close(&grad_t.tr(), &want, "P's gradient");
+        let products = [(&record, &product_grads[0]), (&ignored, &product_grads[1])];
+        let got = leaves.parameter_gradient_t(&grads, &products);
+        assert_close(&got.tr(), &want, "P's gradient");
         let (_, none) = tch::no_grad(|| {
-            let w_t = p.tr().narrow(0, first, 90).exp();
+            let w_t = p.tr().narrow(0, 60, 90).exp();
             MacrogeneProduct::new(SparseRows::log1p_counts(&counts, &rows), &w_t, None)
         });
         assert!(none.is_none(), "no record without gradients");

@@ -340,16 +340,14 @@ fn zinb_training<E: From<ModelError>>(
                 groups.entry(d).or_default().push(r);
             }
             // one term per species present in the batch (FIX: absent species are skipped)
-            let layer = model.macrogene_layer();
-            let w_t = layer.weights_t(); // exp(P) once per step
-            let blocks = layer.blocks_t(&w_t);
+            let weights = model.macrogene_layer().weight_leaves(); // exp(P) once per step
             let parts: Vec<BatchPart<'_>> = groups
                 .iter()
                 .map(|(d, rows)| BatchPart {
                     species: species_of[*d],
                     counts: &data[*d].counts,
                     rows,
-                    w_t: blocks[species_of[*d]].shallow_clone(),
+                    w_t: weights.block(species_of[*d]).shallow_clone(),
                 })
                 .collect();
             let mut forwards = model.forward_parts(&parts, true);
@@ -370,16 +368,16 @@ fn zinb_training<E: From<ModelError>>(
                 .reduce(|a, b| a + b);
             let partners = Tensor::randint(n_genes as i64, [n_anchors], (Kind::Int64, Device::Cpu));
             let partners = Vec::<i64>::try_from(&partners).map_err(torch("drawing partners"))?;
-            let reg =
-                anchored_regulariser_fused(&model.gene_vectors(&w_t, true), &e, first, &partners);
+            let q = model.gene_vectors(weights.all(), true);
+            let reg = anchored_regulariser_fused(&q, &e, first, &partners);
             let mut loss = &zinb + params.regulariser_weight * &reg;
             if let Some(kl) = kl {
                 loss = &loss + kl * kl_weight(epoch);
             }
             if params.l1_penalty > 0.0 {
-                loss = &loss + w_t.sum(Kind::Float) * params.l1_penalty;
+                loss = &loss + weights.all().sum(Kind::Float) * params.l1_penalty;
             }
-            opt.backward_step(&loss, &products);
+            opt.backward_step(&loss, Some(&weights), &products);
             sum_loss += loss.double_value(&[]);
             sum_zinb += zinb.double_value(&[]);
             sum_reg += reg.double_value(&[]);
@@ -469,12 +467,14 @@ pub fn finetune<E: From<ModelError>>(
             let mut batch = chunk.to_vec();
             batch.sort_unstable(); // groups the batch by species, in a fixed order
             let mut products = Vec::new();
+            let mut weights = None;
             let m = match &source {
                 Source::Frozen(all) => all.index_select(
                     0,
                     &Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>()),
                 ),
                 Source::Trainable(layer) => {
+                    let leaves = weights.insert(layer.weight_leaves());
                     let mut parts = Vec::new();
                     let mut k = 0;
                     while k < batch.len() {
@@ -488,7 +488,7 @@ pub fn finetune<E: From<ModelError>>(
                         let s = species_of[d];
                         let (m, product) = layer.forward_t(
                             SparseRows::log1p_counts(&data[d].counts, &rows),
-                            &layer.species_weights_t(s),
+                            leaves.block(s),
                             Some(s),
                             true,
                         );
@@ -516,7 +516,7 @@ pub fn finetune<E: From<ModelError>>(
                 let rows = Tensor::from_slice(&rows);
                 let z = encoder.forward_masked(&m.index_select(0, &rows), &masks.rows(&rows));
                 let loss = triplet_loss(&unit_rows(&z), &triplets, params.margin);
-                opt.backward_step(&loss, &products);
+                opt.backward_step(&loss, weights.as_ref(), &products);
                 sum_loss += loss.double_value(&[]);
             }
             n_triplets += triplets.len();
