@@ -365,11 +365,6 @@ impl WeightLeaves {
         &self.blocks[species]
     }
 
-    /// Where species `species`' rows start in `W^T`.
-    pub fn first_gene(&self, species: usize) -> usize {
-        self.first_genes[species]
-    }
-
     /// The leaves, in the order [`WeightLeaves::parameter_gradient_t`] takes their gradients:
     /// the whole matrix, then the blocks.
     pub fn leaves(&self) -> Vec<&Tensor> {
@@ -387,7 +382,12 @@ impl WeightLeaves {
     ) -> Tensor {
         let (g, m) = self.weights_t.size2().expect("W^T is G x M");
         let (g, m) = (g as usize, m as usize);
-        // every term as (first gene, rows x M row-major or panels)
+        assert_eq!(
+            leaf_grads.len(),
+            1 + self.blocks.len(),
+            "one gradient per leaf"
+        );
+        // every term with its first gene: the leaves' (rows x M, row-major), the products' (panels)
         let dense: Vec<(usize, Tensor)> = leaf_grads
             .iter()
             .zip(std::iter::once(0).chain(self.first_genes.iter().copied()))
@@ -536,7 +536,6 @@ mod tests {
         let want = Tensor::run_backward(&[&reference], &[&p], false, false).remove(0);
 
         let leaves = WeightLeaves::new(&p, &[60, 90]);
-        assert_eq!(leaves.first_gene(1), 60);
         assert!(leaves.block(1).is_contiguous() && leaves.block(1).requires_grad());
         let product = |rows: &[usize]| {
             let x = SparseRows::log1p_counts(&counts, rows);
