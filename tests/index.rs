@@ -149,8 +149,13 @@ fn pancreas_like(atlas: &mut Atlas, rng: &mut StdRng) -> (i32, Vec<Vec<f32>>) {
     (run, centres)
 }
 
+/// Recall@10 of 200 queries against exact search on 5,000 uniform 64-d points (no cluster
+/// structure: a hard case for HNSW). hnsw_rs inserts in parallel, so the graph, and the recall,
+/// differ from build to build: at the defaults (ef_search 64) 0.949-0.959 over seven builds, so
+/// the floor there is 0.93; with ef_search 128, 0.994, at least 0.98. Filtered search over half the
+/// cells (exact below the filter threshold) finds every true neighbour.
 #[test]
-fn hnsw_recall_at_10_vs_brute_force_is_at_least_0_95() {
+fn hnsw_recall_at_10_vs_brute_force() {
     let mut rng = StdRng::seed_from_u64(7);
     let (n, dim) = (5000, 64);
     let vectors = random_vectors(&mut rng, n, dim);
@@ -160,17 +165,29 @@ fn hnsw_recall_at_10_vs_brute_force_is_at_least_0_95() {
         dim,
         values: vectors.concat(),
     };
-    let index = CellIndex::build(1, &embeddings, IndexParams::default().check().unwrap()).unwrap();
+    let mut index =
+        CellIndex::build(1, &embeddings, IndexParams::default().check().unwrap()).unwrap();
     let queries = random_vectors(&mut rng, 200, dim);
     let all = || (0..n).map(|i| (i as i64 + 1, embeddings.row(i)));
     let half: Vec<usize> = (1..=n).filter(|i| i % 2 == 0).collect();
-    let (mut found, mut found_half) = (0, 0);
+    let truth: Vec<HashSet<i64>> = queries
+        .iter()
+        .map(|q| ids_of(&exact_knn(all(), q, 10)).into_iter().collect())
+        .collect();
+    let recall = |index: &CellIndex| {
+        let found: usize = queries
+            .iter()
+            .zip(&truth)
+            .map(|(q, truth)| {
+                let hits = index.search(q, 10, &Candidates::All, None).unwrap();
+                assert_eq!(hits.len(), 10);
+                hits.iter().filter(|h| truth.contains(&h.cell_id)).count()
+            })
+            .sum();
+        found as f64 / (10 * queries.len()) as f64
+    };
+    let mut found_half = 0;
     for q in &queries {
-        let truth: HashSet<i64> = ids_of(&exact_knn(all(), q, 10)).into_iter().collect();
-        let hits = index.search(q, 10, &Candidates::All, None).unwrap();
-        assert_eq!(hits.len(), 10);
-        found += hits.iter().filter(|h| truth.contains(&h.cell_id)).count();
-
         let truth_half: HashSet<i64> =
             ids_of(&exact_knn(all().filter(|(id, _)| id % 2 == 0), q, 10))
                 .into_iter()
@@ -185,10 +202,19 @@ fn hnsw_recall_at_10_vs_brute_force_is_at_least_0_95() {
             .filter(|h| truth_half.contains(&h.cell_id))
             .count();
     }
-    let recall = found as f64 / (10 * queries.len()) as f64;
     let recall_half = found_half as f64 / (10 * queries.len()) as f64;
-    eprintln!("recall@10 = {recall:.3}, filtered (half the cells) = {recall_half:.3}");
-    assert!(recall >= 0.95, "recall@10 {recall}");
+    let at_defaults = recall(&index);
+    index.set_ef_search(128).unwrap();
+    let at_128 = recall(&index);
+    eprintln!(
+        "recall@10 = {at_defaults:.3} (ef_search 64), {at_128:.3} (ef_search 128), \
+         filtered (half the cells) = {recall_half:.3}"
+    );
+    assert!(
+        at_defaults >= 0.93,
+        "recall@10 at the defaults {at_defaults}"
+    );
+    assert!(at_128 >= 0.98, "recall@10 at ef_search 128 {at_128}");
     assert!(recall_half >= 0.95, "filtered recall@10 {recall_half}");
 }
 
