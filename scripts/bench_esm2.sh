@@ -8,8 +8,8 @@
 #
 # Needs ../shared/data and the reference environment (scripts/refenv.sh). By default the criterion
 # bench runs through `cargo test --bench esm2 -- --bench`, i.e. the dev profile, whose dependencies
-# are built at opt-level 2: the work happens inside the prebuilt libtorch, and `cargo bench` would
-# first build bundled DuckDB in release mode (~20 min). `--release` uses `cargo bench` anyway.
+# are built at opt-level 2: the work happens inside the prebuilt libtorch. `--release` uses
+# `cargo bench` (the release profile) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}

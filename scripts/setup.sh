@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # satlas setup: installs what a fresh machine of this kind lacks, idempotently.
 #   - Debian: libhdf5-dev (h5ad reader), pkg-config, clang-less C/C++ toolchain is already present.
+#   - DuckDB 1.5.6: the official prebuilt libduckdb.so (release build, Parquet built in) from the
+#     DuckDB project's npm package, checksum-verified (build.rs links it and checks the stamp).
 #   - libtorch for tch, assembled from PyPI wheels (torch-sys cannot download libtorch here):
 #     only the CPU libraries of the `torch` wheel plus the two CUDA runtime libraries that
 #     libtorch_cpu.so is linked against; libtorch.so is an empty stub (the real one only pulls in
@@ -13,8 +15,14 @@ CUDART_WHEEL=nvidia-cuda-runtime==13.0.96
 CUPTI_WHEEL=nvidia-cuda-cupti==13.0.85
 SATLAS_CACHE=${SATLAS_CACHE:-$HOME/.cache/satlas}
 LIBTORCH=${LIBTORCH:-$SATLAS_CACHE/libtorch-$TORCH_VERSION}
+DUCKDB_VERSION=1.5.6
+DUCKDB_NPM_PACKAGE=@duckdb/node-bindings-linux-x64@$DUCKDB_VERSION-r.1
+DUCKDB_NPM_SHA256=1b9f82478539bb9a1d1df44bd103121a12ae52142c07158dc52b97d2ec1d69ff
+DUCKDB_LIB_SHA256=3f4962cdd266eab2b479a5b5a4a6d063d279b2954ae814ed00385d553b747633
+DUCKDB_LIB_DIR=${DUCKDB_LIB_DIR:-$SATLAS_CACHE/duckdb-$DUCKDB_VERSION}
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 install_debian_packages() {
   local missing=()
@@ -76,5 +84,44 @@ PY
   say "libtorch ready: $(du -sh "$LIBTORCH" | cut -f1)"
 }
 
+# The stamp build.rs checks: the version and the library's verified checksum.
+duckdb_stamp() { echo "v$DUCKDB_VERSION $DUCKDB_LIB_SHA256"; }
+
+install_duckdb() {
+  local lib="$DUCKDB_LIB_DIR/libduckdb.so" stamp="$DUCKDB_LIB_DIR/satlas-duckdb.stamp"
+  if [ -f "$lib" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$(duckdb_stamp)" ] \
+     && echo "$DUCKDB_LIB_SHA256  $lib" | sha256sum --check --status; then
+    return 0
+  fi
+  command -v npm >/dev/null || die "npm is needed to fetch DuckDB's prebuilt library ($DUCKDB_NPM_PACKAGE); install Node.js (apt-get install npm)"
+  say "fetching DuckDB $DUCKDB_VERSION's prebuilt library ($DUCKDB_NPM_PACKAGE) into $DUCKDB_LIB_DIR"
+  local work; work=$(mktemp -d)
+  (cd "$work" && npm pack --silent "$DUCKDB_NPM_PACKAGE" >/dev/null) \
+    || die "npm could not fetch $DUCKDB_NPM_PACKAGE (is the npm registry reachable?)"
+  local tgz; tgz=$(ls "$work"/*.tgz)
+  echo "$DUCKDB_NPM_SHA256  $tgz" | sha256sum --check --status \
+    || die "$DUCKDB_NPM_PACKAGE has checksum $(sha256sum "$tgz" | cut -d' ' -f1), expected $DUCKDB_NPM_SHA256: not installing it"
+  tar -xzf "$tgz" -C "$work" package/libduckdb.so package/LICENSE
+  echo "$DUCKDB_LIB_SHA256  $work/package/libduckdb.so" | sha256sum --check --status \
+    || die "libduckdb.so in $DUCKDB_NPM_PACKAGE has an unexpected checksum: not installing it"
+  rm -rf "$DUCKDB_LIB_DIR" && mkdir -p "$DUCKDB_LIB_DIR"
+  mv "$work/package/libduckdb.so" "$work/package/LICENSE" "$DUCKDB_LIB_DIR/"
+  duckdb_stamp > "$DUCKDB_LIB_DIR/satlas-duckdb.stamp"
+  rm -rf "$work"
+  say "DuckDB ready: $lib"
+}
+
+# The PyPI duckdb client (the version satlas links), for the test that opens an atlas from Python.
+install_python_duckdb() {
+  local venv="$SATLAS_CACHE/python-duckdb-$DUCKDB_VERSION"
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import duckdb" 2>/dev/null && return 0
+  say "installing the PyPI duckdb==$DUCKDB_VERSION client under $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet "duckdb==$DUCKDB_VERSION"
+}
+
 install_debian_packages
 install_libtorch
+install_duckdb
+install_python_duckdb

@@ -104,6 +104,18 @@ pub enum AtlasError {
         /// What failed, and what to do.
         message: String,
     },
+    /// The DuckDB library loaded at run time is not the release satlas was built for.
+    #[error(
+        "satlas was built for DuckDB {expected} but loaded libduckdb {found}: run \
+         `bash scripts/setup.sh` and `source scripts/env.sh` (or unset LD_LIBRARY_PATH entries \
+         that point to another libduckdb.so), then rebuild"
+    )]
+    DuckDbVersion {
+        /// The version satlas was built for.
+        expected: &'static str,
+        /// The version of the loaded library.
+        found: String,
+    },
     /// A database operation failed.
     #[error("atlas database error while {context}: {source}")]
     Db {
@@ -169,6 +181,7 @@ impl Atlas {
 
     /// A fresh atlas that lives in memory only (tests, scratch work).
     pub fn in_memory() -> Result<Atlas, AtlasError> {
+        check_duckdb_library()?;
         let conn = Connection::open_in_memory().context("opening an in-memory database")?;
         schema::create(&conn)?;
         Atlas::wrap(conn, Path::new(":memory:"))
@@ -246,7 +259,28 @@ where
     Ok(value)
 }
 
+/// The DuckDB release satlas is built for (set by build.rs).
+pub const DUCKDB_VERSION: &str = env!("SATLAS_DUCKDB_VERSION");
+
+/// Refuses a libduckdb of another release than [`DUCKDB_VERSION`] (the file format and the C API
+/// the bindings were generated for differ between releases).
+pub fn check_duckdb_library() -> Result<(), AtlasError> {
+    // SAFETY: duckdb_library_version takes no arguments and returns a pointer to a static,
+    // NUL-terminated string owned by the library.
+    let found = unsafe { std::ffi::CStr::from_ptr(duckdb::ffi::duckdb_library_version()) };
+    let found = found.to_string_lossy();
+    if found == DUCKDB_VERSION {
+        Ok(())
+    } else {
+        Err(AtlasError::DuckDbVersion {
+            expected: DUCKDB_VERSION,
+            found: found.into_owned(),
+        })
+    }
+}
+
 fn connect(path: &Path, mode: AccessMode) -> Result<Connection, AtlasError> {
+    check_duckdb_library()?;
     let config = Config::default()
         .access_mode(mode)
         .and_then(|c| c.enable_autoload_extension(false))

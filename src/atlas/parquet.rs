@@ -1,16 +1,14 @@
-//! Atlas content out as Parquet files (arrow-rs `parquet`, zstd): the bundled DuckDB has no
-//! Parquet extension, so `COPY ... TO 'x.parquet'` is done here from DuckDB's Arrow results.
+//! Atlas content out as Parquet files, written by DuckDB itself (`COPY ... TO ... (FORMAT
+//! parquet, COMPRESSION zstd)`): query results directly ([`write_query`]), rows built in memory
+//! through a table of a scratch in-memory database ([`write_batches`]; the atlas itself may be
+//! open read-only).
 //!
 //! Files are written to a temporary file in the target's directory and renamed into place, so a
 //! failure never leaves a partial file behind.
 
 use super::{AtlasError, DbContext};
-use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, Params};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use std::path::Path;
 
 /// Writes the rows of `sql` (with `params`) to `path`; returns how many rows were written.
@@ -20,37 +18,44 @@ pub fn write_query(
     params: impl Params,
     path: &Path,
 ) -> Result<usize, AtlasError> {
-    let context = format!("querying the rows for {}", path.display());
-    let mut stmt = conn.prepare(sql).context(&context)?;
-    let stream = stmt.stream_arrow(params).context(&context)?;
-    let schema = stream.get_schema();
-    write_batches(path, schema, stream.map(|batch| batch.context(&context)))
-}
-
-/// Writes `batches` (all of `schema`) to `path`; returns how many rows were written. The first
-/// failed batch stops the write (and no file is left).
-pub fn write_batches(
-    path: &Path,
-    schema: SchemaRef,
-    batches: impl IntoIterator<Item = Result<RecordBatch, AtlasError>>,
-) -> Result<usize, AtlasError> {
-    let fail = |message: String| AtlasError::Output {
-        path: path.into(),
-        message,
-    };
-    let mut temp = super::temp_file_beside(path)?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let mut writer = ArrowWriter::try_new(temp.as_file_mut(), schema, Some(properties))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut rows = 0;
-    for batch in batches {
-        let batch = batch?;
-        rows += batch.num_rows();
-        writer.write(&batch).map_err(|e| fail(e.to_string()))?;
-    }
-    writer.close().map_err(|e| fail(e.to_string()))?;
+    let temp = super::temp_file_beside(path)?;
+    let target = sql_string(&temp.path().display().to_string());
+    let rows = conn
+        .execute(
+            &format!("COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd)"),
+            params,
+        )
+        .map_err(|e| AtlasError::Output {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     super::persist(temp, path)?;
     Ok(rows)
+}
+
+/// Writes `batches` to `path` through a table created with `columns` (SQL column definitions
+/// matching the batches' schema) in a scratch in-memory database; returns how many rows were
+/// written. The first failed batch stops the write (and no file is left).
+pub fn write_batches(
+    path: &Path,
+    columns: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch, AtlasError>>,
+) -> Result<usize, AtlasError> {
+    let context = format!("staging the rows of {}", path.display());
+    let scratch = Connection::open_in_memory().context(&context)?;
+    scratch
+        .execute_batch(&format!("CREATE TABLE staged ({columns})"))
+        .context(&context)?;
+    let mut appender = scratch.appender("staged").context(&context)?;
+    for batch in batches {
+        appender.append_record_batch(batch?).context(&context)?;
+    }
+    appender.flush().context(&context)?;
+    drop(appender);
+    write_query(&scratch, "SELECT * FROM staged", [], path)
+}
+
+/// `text` as an SQL string literal.
+pub fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }

@@ -124,7 +124,6 @@ pub fn read_matrix(conn: &Connection, run: i32, column: &str) -> Result<Matrix, 
     let mut values = Vec::new();
     let mut dim = None;
     for batch in stmt.stream_arrow([run]).context(&context)? {
-        let batch = batch.context(&context)?;
         let ids = batch.column(0).as_primitive::<Int64Type>();
         let lists = batch.column(1).as_list::<i32>();
         for row in 0..batch.num_rows() {

@@ -15,7 +15,6 @@ use crate::index::embeddings::resolve_run;
 use crate::macrogene::MacrogeneSet;
 use crate::model::runs::trained_macrogene_weights;
 use duckdb::arrow::array::{ArrayRef, Float32Array, Int32Array, RecordBatch, StringArray};
-use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use duckdb::Connection;
 use ndarray::Array2;
 use std::collections::HashMap;
@@ -70,18 +69,16 @@ fn write_macrogene_weights(conn: &Connection, run: i32, path: &Path) -> crate::R
     )?
     .into_iter()
     .collect();
-    let schema: SchemaRef = Arc::new(Schema::new(vec![
-        Field::new("species", DataType::Utf8, false),
-        Field::new("gene", DataType::Utf8, false),
-        Field::new("macrogene", DataType::Int32, false),
-        Field::new("weight", DataType::Float32, false),
-        Field::new("initial_weight", DataType::Float32, false),
-    ]));
     let genes = gene_columns(&set, &symbols)?;
     let batches = genes
         .chunks(GENES_PER_BATCH)
-        .map(|chunk| weight_batch(&schema, chunk, &trained, &set.weights));
-    Ok(write_batches(path, schema.clone(), batches)?)
+        .map(|chunk| weight_batch(chunk, &trained, &set.weights));
+    Ok(write_batches(
+        path,
+        "species VARCHAR NOT NULL, gene VARCHAR NOT NULL, macrogene INTEGER NOT NULL, \
+         weight FLOAT NOT NULL, initial_weight FLOAT NOT NULL",
+        batches,
+    )?)
 }
 
 /// One gene of the set: its column in the weight matrices, species and symbol.
@@ -114,7 +111,6 @@ fn gene_columns<'a>(
 
 /// The rows (gene x macrogene) of `genes`, from the macrogenes x genes matrices.
 fn weight_batch(
-    schema: &SchemaRef,
     genes: &[GeneColumn<'_>],
     trained: &Array2<f32>,
     initial: &Array2<f32>,
@@ -131,14 +127,20 @@ fn weight_batch(
         initial_weights.extend(initial.column(g.column).iter());
     }
     let macrogenes = genes.iter().flat_map(|_| 0..m as i32);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(species)),
-        Arc::new(StringArray::from(symbols)),
-        Arc::new(Int32Array::from_iter_values(macrogenes)),
-        Arc::new(Float32Array::from(weights)),
-        Arc::new(Float32Array::from(initial_weights)),
+    let columns: [(&str, ArrayRef); 5] = [
+        ("species", Arc::new(StringArray::from(species))),
+        ("gene", Arc::new(StringArray::from(symbols))),
+        (
+            "macrogene",
+            Arc::new(Int32Array::from_iter_values(macrogenes)),
+        ),
+        ("weight", Arc::new(Float32Array::from(weights))),
+        (
+            "initial_weight",
+            Arc::new(Float32Array::from(initial_weights)),
+        ),
     ];
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| AtlasError::Output {
+    RecordBatch::try_from_iter(columns).map_err(|e| AtlasError::Output {
         path: "macrogene_weights.parquet".into(),
         message: e.to_string(),
     })

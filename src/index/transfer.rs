@@ -328,9 +328,9 @@ pub fn write_labels(conn: &Connection, transfer_id: i32, path: &Path) -> Result<
         crate::atlas::parquet::write_query(conn, &rows, [], path)?;
         return Ok(());
     }
-    let target = path.display().to_string().replace('\'', "''");
+    let target = crate::atlas::parquet::sql_string(&path.display().to_string());
     conn.execute(
-        &format!("COPY ({rows}) TO '{target}' (HEADER, DELIMITER ',')"),
+        &format!("COPY ({rows}) TO {target} (HEADER, DELIMITER ',')"),
         [],
     )
     .map_err(|source| IndexError::Output {

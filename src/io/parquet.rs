@@ -1,20 +1,19 @@
-//! Gene embeddings from Parquet (arrow-rs `parquet` crate, built with the snappy and zstd codecs
-//! only; the bundled DuckDB has no Parquet extension).
+//! Gene embeddings from Parquet, read by DuckDB's `read_parquet` (every Parquet codec).
 //!
-//! The file needs two columns, one row per gene: `gene` (string: utf8, large utf8, utf8 view or
-//! dictionary-encoded) and `embedding` (list, large list or fixed-size list of float16, float32 or
-//! float64). Other columns are ignored. Rows are checked here for what only Parquet can get wrong
-//! (missing columns, wrong types, null genes, null embeddings, null values), each error naming
-//! the row (0-based) and gene; then the shared validation of every embedding format applies
-//! (one dimension for all, finite values, no gene twice).
+//! The file needs two columns, one row per gene: `gene` (string) and `embedding` (list or
+//! fixed-size list of float16, float32 or float64). Other columns are ignored. Rows are checked
+//! here for what only Parquet can get wrong (missing columns, wrong types, null genes, null
+//! embeddings, null values), each error naming the row (0-based) and gene; then the shared
+//! validation of every embedding format applies (one dimension for all, finite values, no gene
+//! twice).
 
 use super::embeddings::{validate, GeneEmbeddings};
 use super::ReadError;
+use crate::atlas::parquet::sql_string;
 use duckdb::arrow::array::{Array, AsArray, RecordBatch};
 use duckdb::arrow::compute::cast;
 use duckdb::arrow::datatypes::{DataType, Field, Float32Type, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
+use duckdb::Connection;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,58 +25,52 @@ pub const EMBEDDING_COLUMN: &str = "embedding";
 /// Reads a Parquet file of gene embeddings (columns [`GENE_COLUMN`], [`EMBEDDING_COLUMN`]), in
 /// row order.
 pub fn read_parquet_embeddings(path: &Path) -> Result<GeneEmbeddings, ReadError> {
-    let file = std::fs::File::open(path).map_err(|source| ReadError::Io {
+    std::fs::File::open(path).map_err(|source| ReadError::Io {
         path: path.into(),
         source,
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+    let unreadable = |e: duckdb::Error| {
         ReadError::malformed(
             path,
             0,
             format!("not a readable Parquet file ({e}); write it with pyarrow, pandas or DuckDB"),
         )
-    })?;
-    let schema = builder.schema().clone();
-    let gene = column(path, &schema, GENE_COLUMN, is_text, "strings")?;
-    let embedding = column(
+    };
+    let conn = Connection::open_in_memory().map_err(unreadable)?;
+    let file = format!("read_parquet({})", sql_string(&path.display().to_string()));
+    let mut probe = conn
+        .prepare(&format!("SELECT * FROM {file} LIMIT 0"))
+        .map_err(unreadable)?;
+    let schema = probe.query_arrow([]).map_err(unreadable)?.get_schema();
+    column(path, &schema, GENE_COLUMN, is_text, "strings")?;
+    column(
         path,
         &schema,
         EMBEDDING_COLUMN,
         is_float_list,
         "lists of float32 or float64",
     )?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [gene, embedding]);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| ReadError::malformed(path, 0, e.to_string()))?;
+    let mut rows = conn
+        .prepare(&format!(
+            "SELECT \"{GENE_COLUMN}\", \"{EMBEDDING_COLUMN}\" FROM {file}"
+        ))
+        .map_err(unreadable)?;
     let mut out = GeneEmbeddings::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| {
-            ReadError::malformed(
-                path,
-                0,
-                format!(
-                    "after row {}: {e} (satlas reads uncompressed, snappy- and zstd-compressed \
-                     Parquet)",
-                    out.len()
-                ),
-            )
-        })?;
+    for batch in rows.query_arrow([]).map_err(unreadable)? {
         append_rows(path, &batch, &mut out)?;
     }
     validate(path, &out)?;
     Ok(out)
 }
 
-/// The index of column `name`, checked by `accepts`.
+/// Checks that column `name` exists and holds what `accepts`.
 fn column(
     path: &Path,
     schema: &Schema,
     name: &str,
     accepts: fn(&DataType) -> bool,
     expected: &str,
-) -> Result<usize, ReadError> {
+) -> Result<(), ReadError> {
     let Ok(index) = schema.index_of(name) else {
         let present: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         return Err(ReadError::malformed(
@@ -98,7 +91,7 @@ fn column(
             format!("column {name:?} holds {found}, expected {expected}"),
         ));
     }
-    Ok(index)
+    Ok(())
 }
 
 fn is_text(ty: &DataType) -> bool {
@@ -128,7 +121,7 @@ fn append_rows(
     out: &mut GeneEmbeddings,
 ) -> Result<(), ReadError> {
     let convert = |name: &str, to: DataType| {
-        let column = batch.column_by_name(name).expect("projected column");
+        let column = batch.column_by_name(name).expect("selected column");
         cast(column, &to)
             .map_err(|e| ReadError::malformed(path, 0, format!("column {name:?}: {e}")))
     };
