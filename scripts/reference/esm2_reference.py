@@ -1,4 +1,4 @@
-"""Reference outputs of Hugging Face transformers' ESM-2 for tests/esm2_parity.rs.
+"""Reference outputs of Hugging Face transformers' ESM-2 for tests/integration/esm2_parity.rs.
 
 Run with the reference environment (scripts/refenv.sh), from the repository root:
 
@@ -92,7 +92,7 @@ def tiny():
     out_dir = os.path.join(FIX, "tiny")
     os.makedirs(out_dir, exist_ok=True)
     # The keys of the facebook/esm2_* hub checkpoints (transformers 5's save_pretrained would write
-    # LayerNorm.gamma/.beta instead; the Rust loader accepts both, see tests/esm2_parity.rs).
+    # LayerNorm.gamma/.beta instead; the Rust loader accepts both, see tests/integration/esm2_parity.rs).
     config.save_pretrained(out_dir)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})

@@ -1,4 +1,4 @@
-"""fair-esm `.pt` checkpoints and fair-esm's own outputs for tests/fair_esm.rs.
+"""fair-esm `.pt` checkpoints and fair-esm's own outputs for tests/integration/fair_esm.rs.
 
 Run with the reference environment (scripts/refenv.sh, which installs fair-esm 2.0.0), from the
 repository root:

@@ -5,7 +5,7 @@
 //!
 //! - [`wilcoxon`]: the tests (scanpy `rank_genes_groups(method="wilcoxon", tie_correct=True)`
 //!   semantics: z-score, two-sided p, Benjamini-Hochberg, log fold change), checked against scanpy
-//!   by `tests/de_reference.rs`.
+//!   by `tests/integration/de_reference.rs`.
 //! - this module: which cells (a run's embedded cells, optionally of one species or dataset), their
 //!   groups (the cell-type label, or an obs column), the reference (the rest, or one group), and the
 //!   top genes of a macrogene (the run's trained weights `W = exp(P)`, largest first).

@@ -16,7 +16,7 @@ pub struct IndexParams {
 
 impl Default for IndexParams {
     /// M = 16, ef_construction = 200, ef_search = 64: recall@10 0.949-0.959 on 5 000 uniform
-    /// 64-d points (`tests/index.rs`; the parallel build varies); 0.93 on 100 000 noisy-clustered 256-d points
+    /// 64-d points (`tests/integration/index.rs`; the parallel build varies); 0.93 on 100 000 noisy-clustered 256-d points
     /// (`benches/index.rs`), where ef_search = 256 buys 0.985 (but only 0.52 and 0.68 at 1M:
     /// see the README's index bench).
     fn default() -> Self {

@@ -5,7 +5,7 @@
 //! one that lowers the potential most is kept); iterations are exact Lloyd steps. Distances use
 //! `||x||^2 - 2 x.c + ||c||^2` as one libtorch matrix multiply per block of rows, which is what
 //! makes 40k genes x 5120 dims x 2000 clusters feasible on a laptop (linfa-clustering's KMeans
-//! computes distances row by row; see the timing test `tests/kmeans_timing.rs`).
+//! computes distances row by row; see the timing test `tests/integration/kmeans_timing.rs`).
 //!
 //! An empty cluster is moved to the point farthest from its centroid, so the inertia never rises.
 

@@ -19,8 +19,8 @@
 //! into the same model: `fair_esm` reads them without Python and renames their tensors to these
 //! keys ([`Esm2::load_fair_esm`]; [`Esm2::open`] takes either form).
 //!
-//! Numerics are tested against transformers in `tests/esm2_parity.rs` (reference:
-//! `scripts/reference/esm2_reference.py`) and against fair-esm in `tests/fair_esm.rs` (reference:
+//! Numerics are tested against transformers in `tests/integration/esm2_parity.rs` (reference:
+//! `scripts/reference/esm2_reference.py`) and against fair-esm in `tests/integration/fair_esm.rs` (reference:
 //! `scripts/reference/fair_esm_reference.py`).
 
 use super::attention::{attention, check_segments, RotaryTables, Segment};

@@ -3,9 +3,7 @@
 //! as a new species. Checks that only the species' parts train, existing cells do not move, the
 //! new cells are searchable, runs are reproducible, and refusals change nothing.
 
-mod common;
-
-use common::{add_baron, count, fill_atlas, TRAINING};
+use crate::common::{add_baron, count, failure, fill_atlas, TRAINING};
 use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
 use satlas::io::FastaOptions;
@@ -47,15 +45,6 @@ fn losses(atlas: &Atlas, sql: &str) -> Vec<(i64, f64)> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-/// The error of a query that must fail.
-fn failure(atlas: &Atlas, sql: &str) -> String {
-    let rows: duckdb::Result<Vec<i64>> = atlas.connection().prepare(sql).and_then(|mut s| {
-        s.query_map([], |r| r.get::<_, i64>(0))
-            .and_then(|rows| rows.collect())
-    });
-    rows.expect_err(sql).to_string()
 }
 
 /// `(cell_id, hash of embedding and macrogene expression)` of a run's cells of one species.
@@ -246,7 +235,8 @@ fn a_new_species_is_trained_alone_embedded_and_searchable() {
     let err = failure(
         &atlas,
         "SELECT count(*) FROM saturn_add_species(species := 'mouse', epochs := 1)",
-    );
+    )
+    .to_string();
     assert!(
         err.contains("already in model run") && err.contains(&format!("{run}")),
         "{err}"
@@ -338,12 +328,12 @@ fn refusals_name_what_is_missing_and_change_nothing() {
     add_proteome(
         &mut atlas,
         "rat",
-        &common::fixture("proteins/mouse_surrogate.fa.gz"),
+        &crate::common::fixture("proteins/mouse_surrogate.fa.gz"),
         &FastaOptions::default(),
     )
     .unwrap();
-    let mut rat = common::dataset_spec("rat", "rat_cells", "baron/human_10x");
-    rat.read.obs_file = Some(common::fixture("baron/human_10x/obs.csv"));
+    let mut rat = crate::common::dataset_spec("rat", "rat_cells", "baron/human_10x");
+    rat.read.obs_file = Some(crate::common::fixture("baron/human_10x/obs.csv"));
     add_dataset(&mut atlas, &rat).unwrap();
     let digest = atlas.content_digest().unwrap();
     for (species, expected) in [
@@ -367,7 +357,8 @@ fn refusals_name_what_is_missing_and_change_nothing() {
             &format!(
                 "SELECT count(*) FROM saturn_add_species(species := '{species}', epochs := 1)"
             ),
-        );
+        )
+        .to_string();
         for part in expected {
             assert!(err.contains(part), "{species}: {err:?} lacks {part:?}");
         }
@@ -376,7 +367,8 @@ fn refusals_name_what_is_missing_and_change_nothing() {
     let err = failure(
         &atlas,
         "SELECT count(*) FROM saturn_add_species(species := 'mouse', run := 99)",
-    );
+    )
+    .to_string();
     assert!(
         err.contains("model run 99 is not a finished finetune run"),
         "{err}"

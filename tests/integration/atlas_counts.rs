@@ -1,17 +1,11 @@
 //! What ingest writes to `counts` reads back exactly as the source matrix (the training read path).
 
+use crate::common::fixture;
 use satlas::atlas::counts::{read_counts, Cells};
 use satlas::atlas::species;
 use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
 use satlas::io::{read_dataset, FastaOptions, ReadOptions};
 use satlas::Atlas;
-use std::path::{Path, PathBuf};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
 
 #[test]
 fn counts_read_back_exactly_over_the_dataset_genes() {

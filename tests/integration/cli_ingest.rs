@@ -1,10 +1,8 @@
 //! End-to-end tests of the `satlas` binary on the bundled fixtures: ingest both species, check the
 //! atlas against the facts `scripts/make_fixtures.py` computed independently
-//! (`fixtures/expected.json`). Refused inputs are in `tests/bad_input.rs`.
+//! (`fixtures/expected.json`). Refused inputs are in `tests/integration/bad_input.rs`.
 
-mod common;
-
-use common::{fixture, satlas, satlas_ok as ok};
+use crate::common::{fixture, satlas, satlas_ok as ok};
 use satlas::Atlas;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

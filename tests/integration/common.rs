@@ -1,7 +1,6 @@
 //! Shared by the integration tests: fixture paths, running the `satlas` binary (to completion, or
 //! killed at a chosen moment), the bundled fixtures in a fresh in-memory atlas with synthetic gene
 //! embeddings, an atlas file ready for training, and the lock that makes training tests take turns.
-#![allow(dead_code)] // each test crate uses its own subset
 
 use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
@@ -19,6 +18,29 @@ pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(rel)
+}
+
+/// A file under `fixtures/reference/` (values computed by the reference implementations).
+pub fn reference(name: &str) -> PathBuf {
+    fixture("reference").join(name)
+}
+
+/// The tensors of a `.safetensors` file, by name.
+pub fn safetensors(path: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+/// The error `sql` fails with on `atlas` (the test fails if it succeeds).
+pub fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
+    let result = atlas.connection().prepare(sql).and_then(|mut stmt| {
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(())
+    });
+    result.expect_err(sql)
 }
 
 /// Runs `satlas --atlas ATLAS args...` (the binary under test).

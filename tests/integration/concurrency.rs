@@ -3,9 +3,7 @@
 //! everyone else, and whoever is refused is told clearly that the atlas is in use, with nothing
 //! changed.
 
-mod common;
-
-use common::{digest, fixture_arg, satlas, satlas_ok};
+use crate::common::{digest, fixture_arg, satlas, satlas_ok};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};

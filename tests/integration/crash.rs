@@ -2,11 +2,9 @@
 //! part-way through leaves an atlas that opens and holds the last committed state — exactly the
 //! state before the command, or the command's complete result — and the same command then
 //! succeeds. Each command is killed at several fractions of its uninterrupted run time, every
-//! time on a fresh copy of the atlas as it was before. (Training: `tests/resume.rs`.)
+//! time on a fresh copy of the atlas as it was before. (Training: `tests/integration/resume.rs`.)
 
-mod common;
-
-use common::{digest, fixture, satlas_killed, satlas_ok, training_ready_atlas, KillAt};
+use crate::common::{digest, fixture, satlas_killed, satlas_ok, training_ready_atlas, KillAt};
 use satlas::Atlas;
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -1,15 +1,13 @@
 //! `satlas_de` on a small in-memory atlas (the Baron fixtures, synthetic gene embeddings, a short
 //! pretraining and fine-tuning): the atlas plumbing around the Wilcoxon tests, whose numerics
-//! `tests/de_reference.rs` checks against scanpy.
+//! `tests/integration/de_reference.rs` checks against scanpy.
 //!
 //! Checked: the rows of every group (ranks, scores sorted, p_adj ≥ p), that scope and grouping
 //! select the right cells (statistics equal to the tests run on the matrix read with plain SQL),
 //! that listed genes are each species' largest trained weights, and the refusals (atlas
 //! unchanged).
 
-mod common;
-
-use common::{atlas_with_embeddings, count, TRAINING};
+use crate::common::{atlas_with_embeddings, count, TRAINING};
 use ndarray::Array2;
 use satlas::de::wilcoxon::{rank_sum_tests, Reference};
 use satlas::model::trained_weights;
@@ -39,10 +37,9 @@ fn de_rows(atlas: &Atlas, args: &str) -> Vec<Row> {
     .collect()
 }
 
-fn failure(atlas: &Atlas, args: &str) -> String {
+fn de_failure(atlas: &Atlas, args: &str) -> String {
     let sql = format!("SELECT count(*) FROM satlas_de({args})");
-    let result: duckdb::Result<i64> = atlas.connection().query_row(&sql, [], |r| r.get(0));
-    result.expect_err(&sql).to_string()
+    crate::common::failure(atlas, &sql).to_string()
 }
 
 /// The macrogene expression and cell types of a dataset's embedded, labelled cells, read with
@@ -217,7 +214,7 @@ fn de_reports_marker_macrogenes_and_refuses_bad_arguments() {
         ("species := 'zebrafish'", "unknown species \"zebrafish\""),
         ("run := 1", "model run 1 has no cell embeddings"),
     ] {
-        let error = failure(&atlas, args);
+        let error = de_failure(&atlas, args);
         assert!(error.contains(expected), "{args}: {error}");
     }
     assert_eq!(atlas.content_digest().unwrap(), before);

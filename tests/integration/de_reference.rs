@@ -6,19 +6,14 @@
 //! Tolerance: 1e-6 relative for scores, p-values, adjusted p-values and log fold changes (scanpy
 //! stores scores and fold changes as float32, so agreement is at best about 6e-8 relative).
 
+use crate::common::{reference, safetensors};
 use ndarray::Array2;
 use satlas::de::wilcoxon::{rank_sum_tests, GroupTest, Reference};
 use std::collections::HashMap;
-use std::path::Path;
 use tch::Tensor;
 
 fn fixture() -> HashMap<String, Tensor> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference/de_wilcoxon.safetensors");
-    Tensor::read_safetensors(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
+    safetensors(&reference("de_wilcoxon.safetensors"))
 }
 
 fn values_f64(t: &Tensor) -> Vec<f64> {

@@ -8,9 +8,7 @@
 //! the textbook formula by up to 7e-5; transformers loads it and so does satlas, which is what brings
 //! the difference from ~4e-4 down to ~1e-6.
 
-mod common;
-
-use common::assert_close;
+use crate::common::assert_close;
 use satlas::protein::{embed_chunk, EmbedOptions, Esm2, Parallelism, ProteinError, Truncation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,10 +23,7 @@ fn repo() -> PathBuf {
 }
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(repo().join("fixtures/esm2").join(name))
-        .unwrap()
-        .into_iter()
-        .collect()
+    crate::common::safetensors(&repo().join("fixtures/esm2").join(name))
 }
 
 fn json(name: &str) -> serde_json::Value {

@@ -6,9 +6,7 @@
 //! that every row exists, lies in [0, 1], that the maximum achievable accuracy bounds the
 //! accuracy, and that a refused call leaves the atlas unchanged.
 
-mod common;
-
-use common::{atlas_with_embeddings, count, TRAINING};
+use crate::common::{atlas_with_embeddings, count, failure, TRAINING};
 use satlas::Atlas;
 use std::collections::HashMap;
 
@@ -18,14 +16,6 @@ fn eval_rows(atlas: &Atlas, sql: &str) -> HashMap<(String, String), f64> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
-    let rows: duckdb::Result<Vec<String>> = atlas.connection().prepare(sql).and_then(|mut s| {
-        s.query_map([], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect())
-    });
-    rows.expect_err(sql)
 }
 
 /// `sql` fails with a message containing `needle` and leaves the atlas' digest at `before`.
@@ -162,7 +152,7 @@ fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
 fn ortholog_baseline_evaluates_without_a_run_and_refuses_bad_tables() {
     let atlas = atlas_with_embeddings();
     let before = atlas.content_digest().unwrap();
-    let table = common::fixture("reference/baseline_orthologs.csv");
+    let table = crate::common::reference("baseline_orthologs.csv");
     let sql = |extra: &str| {
         format!(
             "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', orthologs := '{}'{extra})",

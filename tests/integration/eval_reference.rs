@@ -10,11 +10,9 @@
 use satlas::eval::baseline::{ortholog_features, OrthologBaseline};
 use satlas::eval::logreg::{fit, FitOptions};
 
-mod common;
-
 /// A float64 reference array `fixtures/reference/NAME.npy`: (shape, values).
 fn read_f64(name: &str) -> (Vec<usize>, Vec<f64>) {
-    common::read_npy_f64(&common::fixture(&format!("reference/{name}.npy")))
+    crate::common::read_npy_f64(&crate::common::reference(&format!("{name}.npy")))
 }
 
 #[test]
@@ -71,8 +69,8 @@ fn logistic_regression_matches_scikit_learn() {
 /// 1.5e-3, so every component is well defined.
 #[test]
 fn ortholog_baseline_pca_matches_scanpy() {
-    let atlas = common::atlas_with_embeddings();
-    let table = common::fixture("reference/baseline_orthologs.csv");
+    let atlas = crate::common::atlas_with_embeddings();
+    let table = crate::common::reference("baseline_orthologs.csv");
     let params = OrthologBaseline { table, pcs: 50 };
     let features = ortholog_features(atlas.connection(), "human", "mouse", &params).unwrap();
 

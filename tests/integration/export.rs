@@ -1,15 +1,12 @@
 //! `satlas export` (h5ad and Parquet) and `satlas transfer --out x.parquet`, run as the binary on
-//! a trained file atlas; the files are read back with the hdf5 and parquet crates and compared
+//! a trained file atlas; the files are read back with the hdf5 crate and DuckDB's `read_parquet` and compared
 //! with the atlas tables (values, AnnData encodings and attributes; no Python needed).
 
-mod common;
-
-use common::{count, fill_atlas, satlas, satlas_ok, TRAINING};
+use crate::common::{count, fill_atlas, satlas, satlas_ok, TRAINING};
 use duckdb::arrow::array::{Array, AsArray, RecordBatch};
 use duckdb::arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type};
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, Group, Location};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use satlas::index::transfer::{self, TransferSpec};
 use satlas::index::{self, IndexParams};
 use satlas::model::runs::trained_macrogene_weights;
@@ -225,14 +222,13 @@ fn check_h5ad(path: &Path, run: i64, cells: &[Cell], atlas_path: &Path) {
     );
 }
 
+/// The rows of a Parquet file, as DuckDB (or any Parquet reader) reads them.
 fn read_parquet(path: &Path) -> Vec<RecordBatch> {
-    let file = std::fs::File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let sql = format!("SELECT * FROM read_parquet('{}')", path.display());
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let batches = stmt.query_arrow([]).unwrap().collect();
+    batches
 }
 
 fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
@@ -485,8 +481,44 @@ fn exports_match_the_atlas_tables() {
     check_h5ad(&h5ad, run, &cells, &atlas_path);
     check_parquet_cells(&tables, &cells);
     check_macrogene_weights(&tables, &atlas, run);
+    let per_species = ["human", "mouse"].map(|species| {
+        let sql = format!("SELECT count(*) FROM cell_info WHERE species = '{species}'");
+        (species, count(&atlas, &sql))
+    });
     drop(atlas);
     check_transfer_outputs(&atlas_path, dir.path());
+    check_python_client(&atlas_path, run, &per_species, &cells[0]);
+}
+
+/// `scripts/query_atlas.py` (the PyPI `duckdb` package, read-only) sees the cells per species
+/// and the first cell's embedding that satlas wrote.
+fn check_python_client(atlas: &Path, run: i64, per_species: &[(&str, i64)], cell: &Cell) {
+    let python = std::env::var("SATLAS_PYTHON").expect(
+        "SATLAS_PYTHON names a Python with the duckdb package: run scripts/setup.sh and source \
+         scripts/env.sh (scripts/test.sh does both)",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/query_atlas.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(atlas)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (species, n) in per_species {
+        assert_eq!(answer["cells_per_species"][species], *n, "{answer}");
+    }
+    let got = &answer["cell"];
+    assert_eq!(
+        (got["model_run_id"].as_i64(), got["cell_id"].as_i64()),
+        (Some(run), Some(cell.cell_id))
+    );
+    let embedding: Vec<f32> = serde_json::from_value(got["embedding"].clone()).unwrap();
+    assert_eq!(embedding, cell.embedding);
 }
 
 /// Refused exports print what is wrong and leave no file (not even a temporary one) behind.

@@ -7,9 +7,7 @@
 //! `../shared/data` (the test skips with a notice when they are absent): the 31 MB `.pt` is
 //! reassembled here from its committed pickle and the safetensors' bytes.
 
-mod common;
-
-use common::{assert_close, fixture};
+use crate::common::{assert_close, fixture};
 use satlas::io::{read_proteome, FastaOptions};
 use satlas::protein::store::embed_species;
 use satlas::protein::{embed_chunk, EmbedOptions, Esm2, ProteinError};
@@ -28,10 +26,7 @@ fn tiny_pt() -> PathBuf {
 }
 
 fn reference(rel: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture(rel))
-        .unwrap()
-        .into_iter()
-        .collect()
+    crate::common::safetensors(&fixture(rel))
 }
 
 fn json(rel: &str) -> serde_json::Value {
@@ -131,12 +126,12 @@ fn embed_proteins_accepts_a_pt_file_and_records_its_sha256() {
     .unwrap();
     let pt = tiny_pt();
     let fasta_arg = fasta.to_str().unwrap();
-    common::satlas_ok(&atlas_path, &["init"]);
-    common::satlas_ok(
+    crate::common::satlas_ok(&atlas_path, &["init"]);
+    crate::common::satlas_ok(
         &atlas_path,
         &["add-proteome", "--species", "human", fasta_arg],
     );
-    let out = common::satlas_ok(
+    let out = crate::common::satlas_ok(
         &atlas_path,
         &[
             "embed-proteins",
@@ -163,7 +158,7 @@ fn embed_proteins_accepts_a_pt_file_and_records_its_sha256() {
         ("esm2_t2_tiny", sha, 2, 32)
     );
     assert_eq!(
-        common::count(&atlas, "SELECT count(*) FROM gene_embeddings"),
+        crate::common::count(&atlas, "SELECT count(*) FROM gene_embeddings"),
         2
     );
 }

@@ -6,10 +6,8 @@
 //! `saturn_atlas.rs`), builds the index, then adds `baron/human_modern.h5ad` — the same cells and
 //! counts as `baron/human.h5ad`, another encoding and file — as the new dataset `human_again`.
 
-mod common;
-
-use common::{
-    atlas_with_embeddings, count, dataset_spec, fill_atlas, fixture, satlas_ok, TRAINING,
+use crate::common::{
+    atlas_with_embeddings, count, dataset_spec, failure, fill_atlas, fixture, satlas_ok, TRAINING,
 };
 use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
@@ -19,15 +17,6 @@ use satlas::Atlas;
 
 fn text(atlas: &Atlas, sql: &str) -> String {
     atlas.connection().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-/// The error of a query that must fail.
-fn failure(atlas: &Atlas, sql: &str) -> String {
-    let rows: duckdb::Result<Vec<i64>> = atlas.connection().prepare(sql).and_then(|mut s| {
-        s.query_map([], |r| r.get::<_, i64>(0))
-            .and_then(|rows| rows.collect())
-    });
-    rows.expect_err(sql).to_string()
 }
 
 /// Every stored embedding, as `(cell_id, hash of its embedding and macrogene expression)`.
@@ -53,7 +42,8 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     let err = failure(
         &atlas,
         "SELECT count(*) FROM satlas_embed_dataset(dataset := 'baron_human')",
-    );
+    )
+    .to_string();
     assert!(err.contains("no finished finetune run"), "{err}");
 
     count(
@@ -188,7 +178,8 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     let err = failure(
         &atlas,
         "SELECT count(*) FROM satlas_embed_dataset(dataset := 'human_again')",
-    );
+    )
+    .to_string();
     assert!(err.contains("already embedded"), "{err}");
     assert_eq!(atlas.content_digest().unwrap(), digest);
 
@@ -196,7 +187,8 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     let err = failure(
         &atlas,
         "SELECT count(*) FROM satlas_embed_dataset(dataset := 'no_such_dataset')",
-    );
+    )
+    .to_string();
     assert!(
         err.contains("unknown dataset") && err.contains("human_again"),
         "{err}"
@@ -207,7 +199,8 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
             "SELECT count(*) FROM satlas_embed_dataset(dataset := 'human_again', run := {})",
             run + 100
         ),
-    );
+    )
+    .to_string();
     assert!(err.contains("not a finished finetune run"), "{err}");
     assert_eq!(atlas.content_digest().unwrap(), digest);
 
@@ -312,14 +305,14 @@ fn transfer_to_a_file_adds_embeds_and_labels_it() {
     // The same file again: its dataset name exists, refused with the way out, nothing changed.
     let digest = atlas.content_digest().unwrap();
     drop(atlas);
-    let again = common::satlas(&path, &args);
+    let again = crate::common::satlas(&path, &args);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success());
     assert!(
         stderr.contains("already in the atlas") && stderr.contains("--query human_modern"),
         "{stderr}"
     );
-    let missing_species = common::satlas(
+    let missing_species = crate::common::satlas(
         &path,
         &[
             "transfer",

@@ -2,6 +2,7 @@
 //! checkpoint (`fixtures/esm2/tiny`) on an in-memory atlas, sequence reuse, resume, imports of the
 //! shipped demo embeddings, and refused inputs leaving the atlas unchanged.
 
+use crate::common::fixture;
 use satlas::io::FastaOptions;
 use satlas::macrogene::{
     build_macrogenes, highly_variable_genes_with_protein, BuildParams, MacrogeneSet,
@@ -12,12 +13,6 @@ use satlas::protein::store::{
 use satlas::protein::{embed_proteins, EmbedOptions, Esm2};
 use satlas::Atlas;
 use std::path::{Path, PathBuf};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
 
 const INS: &str = "MALWMRLLPLLALLALWGPDPAAAFVNQHLCGSHLVEALYLVCGERGFFYTPKTRREAEDLQVGQVELGGGPGAGSLQPLALEGSLQKRGIVEQCCTSICSLYQLENYCN";
 const INS_SHORT: &str = "MALWMRLLPLLALLALWGPDPAAAFVNQHLCGSHLVEALYLVCGERGFFYTPKT";

@@ -2,17 +2,12 @@
 //! `fixtures/expected.json`, both made by `scripts/make_fixtures.py`) and, when present, the full
 //! real data in `../shared/data` (skipped with a notice otherwise).
 
+use crate::common::fixture;
 use satlas::io::{read_dataset, read_proteome, DatasetFile, FastaOptions, ReadError, ReadOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixture("expected.json")).unwrap();

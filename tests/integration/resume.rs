@@ -1,9 +1,7 @@
 //! Crash safety of training: a `satlas pretrain` process killed mid-run leaves an atlas that opens,
 //! holds the epochs committed so far, and the same command resumes from the last checkpoint.
 
-mod common;
-
-use common::{satlas_killed, training_ready_atlas, KillAt};
+use crate::common::{satlas_killed, training_ready_atlas, KillAt};
 use satlas::Atlas;
 
 #[test]
@@ -42,7 +40,7 @@ fn killed_pretraining_resumes_from_its_checkpoint() {
     );
     drop(a);
 
-    let out = common::satlas(&atlas, &args);
+    let out = crate::common::satlas(&atlas, &args);
     assert!(
         out.status.success(),
         "{}",

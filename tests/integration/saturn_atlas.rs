@@ -5,9 +5,7 @@
 //! orthologs with the same symbol share one): the test is about the atlas plumbing, numerics are
 //! checked against PyTorch in `saturn_parity.rs` and `esm2_parity.rs`.
 
-mod common;
-
-use common::{atlas_with_embeddings, count, TRAINING};
+use crate::common::{atlas_with_embeddings, count, failure, TRAINING};
 use satlas::Atlas;
 
 fn column_f64(atlas: &Atlas, sql: &str) -> Vec<f64> {
@@ -16,15 +14,6 @@ fn column_f64(atlas: &Atlas, sql: &str) -> Vec<f64> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-/// The error of a query that must fail (training runs one at a time: libtorch's RNG is global).
-fn failure(atlas: &Atlas, sql: &str) -> duckdb::Error {
-    let rows: duckdb::Result<Vec<i64>> = atlas.connection().prepare(sql).and_then(|mut s| {
-        s.query_map([], |r| r.get::<_, i64>(0))
-            .and_then(|rows| rows.collect())
-    });
-    rows.expect_err(sql)
 }
 
 #[test]

@@ -5,29 +5,21 @@
 //! `.../hvg_reference.py` (scanpy 1.11.5, scikit-misc). Each test quotes the Python that made its
 //! numbers and states its tolerance.
 
+use crate::common::reference;
 use ndarray::{Array2, ArrayView2};
 use satlas::macrogene::{self, hvg::loess, CsrView, HvgParams, ScoreFunction};
 use satlas::model::{self, losses, Saturn, SaturnConfig, Triplet};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Kind, Tensor};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/reference")
-        .join(name)
-}
-
 fn safetensors(name: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture(name))
-        .expect(name)
-        .into_iter()
-        .collect()
+    crate::common::safetensors(&reference(name))
 }
 
 /// A `.npy` fixture as f64 values (integer fixtures are small enough to be exact).
 fn npy(name: &str) -> Vec<f64> {
-    let t = Tensor::read_npy(fixture(name)).expect(name);
+    let t = Tensor::read_npy(reference(name)).expect(name);
     Vec::try_from(&t.to_kind(Kind::Double).view([-1])).expect(name)
 }
 
