@@ -14,7 +14,7 @@ mod summary;
 
 pub use schema::SCHEMA_VERSION;
 pub(crate) use summary::{query_all, query_opt};
-pub use summary::{AtlasSummary, DatasetInfo, ModelRunInfo, SpeciesInfo};
+pub use summary::{AtlasSummary, DatasetInfo, GeneLoss, ModelRunInfo, SpeciesInfo};
 
 use duckdb::{AccessMode, Config, Connection, Transaction};
 use std::path::{Path, PathBuf};

@@ -39,7 +39,33 @@ pub struct DatasetInfo {
     pub label_column: String,
     /// Cells per label, most frequent first (`None` label = missing).
     pub cell_types: Vec<(Option<String>, i64)>,
+    /// The genes without a protein, by kind, most first.
+    pub gene_loss: Vec<GeneLoss>,
 }
+
+/// One kind of gene (told by its symbol) that a dataset has without a protein.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneLoss {
+    /// The kind, e.g. `predicted genes (Gm*)`.
+    pub kind: String,
+    /// How many of the dataset's genes.
+    pub genes: i64,
+    /// Up to three of them, alphabetically.
+    pub examples: Vec<String>,
+}
+
+/// The kinds of genes without a protein, told apart by symbol patterns of MGI and HGNC
+/// nomenclature (first match wins): an approximation of biotypes, which the atlas does not store.
+const GENE_KINDS: &str = "CASE
+    WHEN regexp_matches(symbol, '^(ENS[A-Z]*G[0-9]+|LOC[0-9]+)') THEN 'unnamed loci (Ensembl ids, LOC*)'
+    WHEN regexp_matches(symbol, '^Gm[0-9]+$') THEN 'predicted genes (Gm*)'
+    WHEN regexp_matches(symbol, 'Rik[0-9]*$') THEN 'RIKEN cDNA clones (*Rik)'
+    WHEN regexp_matches(symbol, '^(Mir|MIR).*(hg|HG)[0-9]*$') THEN 'microRNA host genes (Mir*hg)'
+    WHEN regexp_matches(symbol, '^(Mir|MIR|Mirlet|MIRLET)[0-9]|^(Snor|SNOR)[a-dA-D][0-9]|^(Scarna|SCARNA|Rn|RN)[0-9]') THEN 'small RNAs (Mir*, Snor*, Rn*)'
+    WHEN regexp_matches(symbol, '^(LINC|Linc)[0-9]|-(AS|as|IT|OT)[0-9]*$|[a-z0-9]os[0-9]*$|^(AC|AL|AP|AF|BX|CR|CT[AB]|RP[0-9]+)[0-9]*[.-]') THEN 'long non-coding (LINC*, *-AS*, *os, clone-based)'
+    WHEN regexp_matches(symbol, '^(mt-|MT-)') THEN 'mitochondrial (mt-*)'
+    WHEN regexp_matches(symbol, '(-ps[0-9]*|[A-Z0-9]P[0-9]+)$') THEN 'pseudogenes (*-ps*, *P<n>)'
+    ELSE 'other (protein-coding names with no sequence in the proteome)' END";
 
 /// One model run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +102,7 @@ impl AtlasSummary {
         let mut datasets = read_datasets(conn)?;
         for dataset in &mut datasets {
             dataset.cell_types = read_cell_types(conn, &dataset.name)?;
+            dataset.gene_loss = read_gene_loss(conn, &dataset.name)?;
         }
         Ok(AtlasSummary {
             path: path.into(),
@@ -120,8 +147,49 @@ fn read_datasets(conn: &Connection) -> Result<Vec<DatasetInfo>, AtlasError> {
             nnz: row.get(5)?,
             label_column: row.get(6)?,
             cell_types: Vec::new(),
+            gene_loss: Vec::new(),
         })
     })
+}
+
+fn read_gene_loss(conn: &Connection, dataset: &str) -> Result<Vec<GeneLoss>, AtlasError> {
+    let sql = format!(
+        "WITH missing AS (
+            SELECT g.symbol FROM dataset_genes dg JOIN datasets d USING (dataset_id)
+            JOIN genes g ON g.gene_id = dg.gene_id
+            WHERE d.name = ? AND NOT EXISTS (SELECT 1 FROM proteins p WHERE p.gene_id = dg.gene_id)
+        )
+        SELECT {GENE_KINDS} AS kind, count(*) AS n, list(symbol ORDER BY symbol)[1:3]
+        FROM missing GROUP BY kind ORDER BY n DESC, kind"
+    );
+    query_all(
+        conn,
+        &sql,
+        [dataset],
+        "reading genes without a protein",
+        |row| {
+            let examples: duckdb::types::Value = row.get(2)?;
+            Ok(GeneLoss {
+                kind: row.get(0)?,
+                genes: row.get(1)?,
+                examples: texts(examples),
+            })
+        },
+    )
+}
+
+/// The strings of a `VARCHAR[]` value.
+fn texts(list: duckdb::types::Value) -> Vec<String> {
+    match list {
+        duckdb::types::Value::List(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                duckdb::types::Value::Text(text) => Some(text),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn read_cell_types(
@@ -212,6 +280,22 @@ impl fmt::Display for AtlasSummary {
                     "      {:>6}  {}",
                     n,
                     label.as_deref().unwrap_or("(missing)")
+                )?;
+            }
+            if !d.gene_loss.is_empty() {
+                writeln!(
+                    f,
+                    "    genes without a protein ({}), by kind of symbol:",
+                    d.genes - d.genes_with_protein
+                )?;
+            }
+            for loss in &d.gene_loss {
+                writeln!(
+                    f,
+                    "      {:>6}  {} (e.g. {})",
+                    loss.genes,
+                    loss.kind,
+                    loss.examples.join(", ")
                 )?;
             }
         }

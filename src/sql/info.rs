@@ -9,7 +9,8 @@ use duckdb::core::LogicalTypeId;
 use duckdb::Connection;
 use std::sync::Arc;
 
-/// `SELECT * FROM satlas_info()`: one row per species figure, dataset, cell type and model run.
+/// `SELECT * FROM satlas_info()`: one row per species figure, dataset figure, cell type, kind of gene
+/// without a protein (`gene_loss`) and model run.
 pub struct SatlasInfo;
 
 impl Procedure for SatlasInfo {
@@ -81,6 +82,9 @@ fn summary_rows(summary: &AtlasSummary) -> Vec<Row> {
                 label.clone().unwrap_or_default(),
                 *n,
             ));
+        }
+        for loss in &d.gene_loss {
+            rows.push(("gene_loss", d.name.clone(), loss.kind.clone(), loss.genes));
         }
     }
     for r in &summary.model_runs {

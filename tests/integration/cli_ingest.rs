@@ -138,6 +138,22 @@ fn info_and_sql_show_the_atlas() {
         "{info}"
     );
     assert!(info.contains("1447 with protein"), "{info}");
+    // Gene loss by kind of symbol: the kinds add up to the genes without a protein.
+    assert!(info.contains("genes without a protein (13689), by kind of symbol:"));
+    assert!(
+        info.contains("688  RIKEN cDNA clones (*Rik) (e.g. 0610007P14Rik, 0610009B22Rik"),
+        "{info}"
+    );
+    let out = ok(
+        &atlas,
+        &[
+            "sql",
+            "-c",
+            "SELECT sum(count)::BIGINT AS lost FROM satlas_info() \
+             WHERE section = 'gene_loss' AND name = 'baron_mouse'",
+        ],
+    );
+    assert!(out.contains("13689"), "{out}");
     let sql = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/examples/cells_per_type.sql"),
     )
