@@ -12,12 +12,12 @@ mkdir -p out && rm -f out/demo.satlas out/demo.satlas.wal
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "1. create the atlas"
 satlas init
-step "2. proteomes (human: Swiss-Prot; mouse: SURROGATE = human ortholog sequences, see fixtures/README.md)"
+step "2. proteomes (human and mouse Swiss-Prot, see fixtures/README.md)"
 satlas add-proteome --species human fixtures/proteins/human.fa.gz
-satlas add-proteome --species mouse fixtures/proteins/mouse_surrogate.fa.gz
+satlas add-proteome --species mouse fixtures/proteins/mouse.fa.gz
 step "3. gene embeddings (ESM-2 t6, computed by satlas' embed-proteins; see fixtures/README.md)"
 satlas import-embeddings --model esm2_t6_8M --species human --genes fixtures/embeddings/esm2_t6_human.genes.txt fixtures/embeddings/esm2_t6_human.npy
-satlas import-embeddings --model esm2_t6_8M --species mouse --genes fixtures/embeddings/esm2_t6_mouse.genes.txt fixtures/embeddings/esm2_t6_mouse.npy
+satlas import-embeddings --model esm2_t6_8M --species mouse fixtures/embeddings/esm2_t6_mouse.parquet
 step "4. datasets (raw counts + cell-type labels)"
 satlas add-dataset --species human --label cell_type1 --name baron_human fixtures/baron/human.h5ad
 satlas add-dataset --species mouse --label cell_type1 --name baron_mouse fixtures/baron/mouse.h5ad

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Converts a DuckDB CSV export of gene embeddings (columns `symbol`, `embedding` = "[x, y, ...]")
+"""Converts a DuckDB CSV export of gene embeddings (columns `gene`, `embedding` = "[x, y, ...]")
 into PREFIX.npy (genes x dim, float16 or float32) + PREFIX.genes.txt, the pair that
 `satlas import-embeddings --genes PREFIX.genes.txt PREFIX.npy` reads.
 
@@ -26,7 +26,7 @@ def main():
     assert np.isfinite(stored).all(), f"an embedding value overflows {dtype}"
     np.save(prefix + ".npy", stored)
     with open(prefix + ".genes.txt", "w") as f:
-        f.writelines(r["symbol"] + "\n" for r in rows)
+        f.writelines(r["gene"] + "\n" for r in rows)
     err = np.abs(stored.astype(np.float32) - matrix).max()
     print(f"{prefix}.npy: {stored.shape[0]} genes x {stored.shape[1]}, {dtype} (max abs rounding {err:.2e})")
 

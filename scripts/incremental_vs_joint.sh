@@ -11,8 +11,8 @@
 # transfer_accuracy.sql), and for the incremental atlas how far the human cells' embeddings moved
 # between the finetune run and the add-species run (max |diff|; must be 0).
 #
-# The fixture mouse proteome is a SURROGATE (human ortholog sequences under mouse symbols): this
-# measures the mechanics of adding a species, not real cross-species integration quality.
+# Both fixture proteomes are real Swiss-Prot sequences (mouse: fixtures/proteins/mouse.fa.gz), at
+# fixture size (215 + 205 cells): a check of adding a species, not an integration benchmark.
 #
 # Usage: bash scripts/incremental_vs_joint.sh    (env: SEED, PRETRAIN_EPOCHS, FINETUNE_EPOCHS,
 #        ADD_EPOCHS, OUT; defaults 0, 30, 20, 30, out/incremental)
@@ -34,11 +34,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 setup() {
     satlas init
     satlas add-proteome --species human fixtures/proteins/human.fa.gz
-    satlas add-proteome --species mouse fixtures/proteins/mouse_surrogate.fa.gz
-    for s in human mouse; do
-        satlas import-embeddings --model esm2_t6_8M --species $s \
-            --genes fixtures/embeddings/esm2_t6_$s.genes.txt fixtures/embeddings/esm2_t6_$s.npy
-    done
+    satlas add-proteome --species mouse fixtures/proteins/mouse.fa.gz
+    satlas import-embeddings --model esm2_t6_8M --species human \
+        --genes fixtures/embeddings/esm2_t6_human.genes.txt fixtures/embeddings/esm2_t6_human.npy
+    satlas import-embeddings --model esm2_t6_8M --species mouse fixtures/embeddings/esm2_t6_mouse.parquet
 }
 add_human() { satlas add-dataset --species human --label cell_type1 --name baron_human fixtures/baron/human.h5ad; }
 add_mouse() { satlas add-dataset --species mouse --label cell_type1 --name baron_mouse fixtures/baron/mouse.h5ad; }

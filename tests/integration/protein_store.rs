@@ -569,8 +569,8 @@ fn another_species_file_is_refused_by_its_exact_symbols() {
     let before = atlas.content_digest().unwrap();
     let mouse_file = || {
         (
-            fixture("embeddings/esm2_t6_mouse.npy"),
-            fixture("embeddings/esm2_t6_mouse.genes.txt"),
+            fixture("embeddings/esm2_t6_mouse_surrogate.npy"),
+            fixture("embeddings/esm2_t6_mouse_surrogate.genes.txt"),
         )
     };
     let (npy, genes) = mouse_file();
@@ -579,7 +579,7 @@ fn another_species_file_is_refused_by_its_exact_symbols() {
         .unwrap_err()
         .to_string();
     for needle in [
-        "esm2_t6_mouse.npy",
+        "esm2_t6_mouse_surrogate.npy",
         "look like mouse's genes, not human's",
         "1 of its 1188",
         "only 0 are human genes",
