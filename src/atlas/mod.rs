@@ -268,13 +268,16 @@ pub fn check_duckdb_library() -> Result<(), AtlasError> {
     // SAFETY: duckdb_library_version takes no arguments and returns a pointer to a static,
     // NUL-terminated string owned by the library.
     let found = unsafe { std::ffi::CStr::from_ptr(duckdb::ffi::duckdb_library_version()) };
-    let found = found.to_string_lossy();
+    same_release(&found.to_string_lossy())
+}
+
+fn same_release(found: &str) -> Result<(), AtlasError> {
     if found == DUCKDB_VERSION {
         Ok(())
     } else {
         Err(AtlasError::DuckDbVersion {
             expected: DUCKDB_VERSION,
-            found: found.into_owned(),
+            found: found.into(),
         })
     }
 }
@@ -356,6 +359,17 @@ pub fn persist(temp: tempfile::NamedTempFile, target: &Path) -> Result<(), Atlas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_duckdb_release_is_refused_with_the_fix() {
+        check_duckdb_library().expect("the linked libduckdb is the release satlas is built for");
+        let err = same_release("v2.0.1").unwrap_err().to_string();
+        assert!(
+            err.contains("built for DuckDB v1.5.6 but loaded libduckdb v2.0.1")
+                && err.contains("bash scripts/setup.sh"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn create_open_and_refuse_overwrite() {
