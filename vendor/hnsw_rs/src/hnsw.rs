@@ -272,7 +272,17 @@ pub(crate) struct PointWithOrder<'b, T: Clone + Send + Sync> {
     /// `point_ref`'s id, stored inline so that a search can skip visited points without
     /// dereferencing them.
     p_id: PointId,
+    /// `point_ref`'s data (pointer, length), inline so that a search reaches a neighbour's
+    /// vector in one step (as hnswlib's id-indexed storage) instead of through its `Point`.
+    data: (*const T, usize),
 }
+
+// SAFETY: `data` points into the data of `point_ref`, which this value keeps alive and which is
+// never mutated after the point is created; sharing it between threads is as safe as sharing
+// `Arc<Point<T>>` (T: Send + Sync).
+unsafe impl<T: Clone + Send + Sync> Send for PointWithOrder<'_, T> {}
+// SAFETY: as for `Send`: `data` is a read-only view of `point_ref`'s data.
+unsafe impl<T: Clone + Send + Sync> Sync for PointWithOrder<'_, T> {}
 
 impl<T: Clone + Send + Sync> PartialEq for PointWithOrder<'_, T> {
     fn eq(&self, other: &PointWithOrder<T>) -> bool {
@@ -306,7 +316,17 @@ impl<'b, T: Clone + Send + Sync> PointWithOrder<'b, T> {
             point_ref: Arc::clone(point_ref),
             dist_to_ref,
             p_id: point_ref.p_id,
+            data: (point_ref.get_v().as_ptr(), point_ref.get_v().len()),
         }
+    }
+
+    /// `point_ref`'s data, without dereferencing `point_ref`.
+    #[inline(always)]
+    fn data(&self) -> &[T] {
+        // SAFETY: `data` was taken from `point_ref.get_v()`, a slice that lives as long as the
+        // point (owned `Vec` never modified after creation, or a memory map living `'b`); the
+        // point lives at least as long as `self`, which holds an `Arc` to it.
+        unsafe { std::slice::from_raw_parts(self.data.0, self.data.1) }
     }
 } // end of impl block
 
@@ -934,10 +954,12 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
             {
                 let neighbours = cur.point.neighbours.read();
                 for e in &neighbours[layer as usize] {
-                    let p = self.stable(&e.point_ref);
-                    let d = self.dist_f.eval(query, p.data.get_v());
+                    let d = self.dist_f.eval(query, e.data());
                     if d < best.dist {
-                        best = Cand { dist: d, point: p };
+                        best = Cand {
+                            dist: d,
+                            point: self.stable(&e.point_ref),
+                        };
                     }
                 }
             }
@@ -956,7 +978,7 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
     /// The visited set is a per-thread table of epochs indexed by [`PointId`] (no allocation
     /// per search); candidates are `(distance, &Point)` pairs (no allocation or reference count
     /// per candidate); visited neighbours are skipped by the id stored in the link, and the
-    /// others' point records, then data, are prefetched before any distance is computed.
+    /// others' data, also reached from the link, is prefetched before any distance is computed.
     fn search_layer<'p>(
         &'p self,
         query: &[T],
@@ -984,7 +1006,7 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                 results.push(Far(entry));
                 bound = entry.dist;
             }
-            let mut fresh_points: Vec<&'p Point<'b, T>> =
+            let mut fresh_points: Vec<(&'p Point<'b, T>, &'p [T])> =
                 Vec::with_capacity(2 * self.max_nb_connection + 1);
             while let Some(Near(c)) = candidates.pop() {
                 if c.dist > bound && (results.len() >= ef || filter.is_none()) {
@@ -996,16 +1018,15 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                     for e in &neighbours[layer as usize] {
                         if visited.insert(e.p_id) {
                             let p = self.stable(&e.point_ref);
-                            prefetch(std::slice::from_ref(p));
-                            fresh_points.push(p);
+                            // SAFETY: the slice lives as long as the point, borrowed for 'p.
+                            let v: &'p [T] = unsafe { &*(e.data() as *const [T]) };
+                            prefetch(v);
+                            fresh_points.push((p, v));
                         }
                     }
                 }
-                for p in &fresh_points {
-                    prefetch(p.data.get_v());
-                }
-                for &p in &fresh_points {
-                    let d = self.dist_f.eval(query, p.data.get_v());
+                for &(p, v) in &fresh_points {
+                    let d = self.dist_f.eval(query, v);
                     if results.len() < ef || d < bound {
                         let cand = Cand { dist: d, point: p };
                         candidates.push(Near(cand));
