@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
-use std::collections::HashMap;
+use rayon::prelude::*;
 
 use anyhow::*;
 use std::any::type_name;
@@ -506,7 +506,9 @@ impl HnswIo {
         let hnsw: Hnsw<T, D> = Hnsw {
             max_nb_connection: description.max_nb_connection as usize,
             ef_construction: description.ef,
-            extend_candidates: true,
+            // as `Hnsw::new`: extending the candidates made every insertion into a reloaded
+            // index compute the distances to all neighbours of its ef_construction candidates.
+            extend_candidates: false,
             keep_pruned: false,
             max_layer: description.nb_layer as usize,
             layer_indexed_points: layer_point_indexation,
@@ -595,7 +597,9 @@ impl HnswIo {
         let hnsw: Hnsw<T, D> = Hnsw {
             max_nb_connection: description.max_nb_connection as usize,
             ef_construction: description.ef,
-            extend_candidates: true,
+            // as `Hnsw::new`: extending the candidates made every insertion into a reloaded
+            // index compute the distances to all neighbours of its ef_construction candidates.
+            extend_candidates: false,
             keep_pruned: false,
             max_layer: description.nb_layer as usize,
             layer_indexed_points: layer_point_indexation,
@@ -638,7 +642,8 @@ impl HnswIo {
         //
         let mut points_by_layer: Vec<Vec<Arc<Point<T>>>> =
             Vec::with_capacity(NB_LAYER_MAX as usize);
-        let mut neighbourhood_map: HashMap<PointId, Vec<Vec<Neighbour>>> = HashMap::new();
+        let mut neighbourhood_map: Vec<(PointId, Vec<Vec<Neighbour>>)> =
+            Vec::with_capacity(descr.nb_point);
         // load max layer
         let mut it_slice = [0u8; ::std::mem::size_of::<u8>()];
         graph_in.read_exact(&mut it_slice)?;
@@ -706,7 +711,7 @@ impl HnswIo {
                 }
                 assert_eq!(r, p_id.1 as usize);
                 // store neoghbour info of this point
-                neighbourhood_map.insert(p_id, load_point_res.1);
+                neighbourhood_map.push((p_id, load_point_res.1));
                 vlayer.push(point);
                 nb_points_loaded += 1;
                 nb_still_to_load -= 1;
@@ -714,26 +719,26 @@ impl HnswIo {
             }
             points_by_layer.push(vlayer);
         }
-        // at this step all points are loaded , but without their neighbours fileds are not yet initialized
-        let mut nbp: usize = 0;
-        for (p_id, neighbours) in &neighbourhood_map {
+        // at this step all points are loaded , but without their neighbours fileds are not yet
+        // initialized: link them, in parallel (each point's lists are written once).
+        neighbourhood_map.par_iter().for_each(|(p_id, neighbours)| {
             let point = &points_by_layer[p_id.0 as usize][p_id.1 as usize];
-            for (l, neighbours) in neighbours.iter().enumerate() {
-                for n in neighbours {
-                    let n_point = &points_by_layer[n.p_id.0 as usize][n.p_id.1 as usize];
-                    // now n_point is the Arc<Point> corresponding to neighbour n of point,
-                    // construct a corresponding PointWithOrder
-                    let n_pwo = PointWithOrder::<T>::new(n_point, n.distance);
-                    point.neighbours.write()[l].push(n_pwo);
-                } // end of for n
-                //  must sort
-                point.neighbours.write()[l].sort_unstable();
-            } // end of for l
-            nbp += 1;
-            if nbp.is_multiple_of(500_000) {
-                debug!("reloading nb_points neighbourhood completed : {}", nbp);
-            }
-        } // end loop in neighbourhood_map
+            let lists: Vec<Vec<PointWithOrder<T>>> = neighbours
+                .iter()
+                .map(|neighbours| {
+                    let mut list: Vec<PointWithOrder<T>> = neighbours
+                        .iter()
+                        .map(|n| {
+                            let n_point = &points_by_layer[n.p_id.0 as usize][n.p_id.1 as usize];
+                            PointWithOrder::<T>::new(n_point, n.distance)
+                        })
+                        .collect();
+                    list.sort_unstable();
+                    list
+                })
+                .collect();
+            *point.neighbours.write() = lists;
+        });
         //
         // get id of entry_point
         // load entry point
@@ -769,9 +774,15 @@ impl HnswIo {
             max_nb_connection: descr.max_nb_connection as usize,
             max_layer: NB_LAYER_MAX as usize,
             points_by_layer: Arc::new(RwLock::new(points_by_layer)),
+            // A format 4 dump holds the scale itself (older ones none): `new_with_scale` wants
+            // its ratio to the default scale, 1 / ln(max_nb_connection).
             layer_g: LayerGenerator::new_with_scale(
                 descr.max_nb_connection as usize,
-                descr.level_scale,
+                if descr.format_version == 4 {
+                    descr.level_scale * (descr.max_nb_connection as f64).ln()
+                } else {
+                    1.0
+                },
                 NB_LAYER_MAX as usize,
             ),
             nb_point: Arc::new(RwLock::new(nb_points_loaded)), // CAVEAT , we should increase , the whole thing is to be able to increment graph ?
