@@ -8,7 +8,8 @@
 # cluster order) or resample:FILE.npy (rows of an f32/f16 matrix, e.g. a trained run's cell
 # embeddings, resampled with noise to N in file order). EXTRA: default 100000.
 # hnswlib runs from a small venv (/root/.cache/satlas/hnswlib-venv: hnswlib + numpy), created on
-# first use. Everything runs under nice; the load is printed: compare numbers within a run only.
+# first use. HNSWLIB_SHUFFLED=0 skips the reference hnswlib build in shuffled order.
+# Everything runs under nice; the load is printed: compare numbers within a run only.
 set -euo pipefail
 N=${1:-100000}
 SET=${2:-synthetic}

@@ -11,7 +11,9 @@ hnswlib: space "cosine", M and ef_construction and thread count as hnsw_rs' run,
 the stored order (cluster order for the synthetic set) in one add_items call; ef swept with
 single-thread queries (one knn_query over all queries, num_threads=1: the loop runs in C++);
 save_index size and load_index time; then the extra points are added to the reloaded index
-(resized) and recall is measured again against truth_after.npy.
+(resized) and recall is measured again against truth_after.npy. Unless HNSWLIB_SHUFFLED=0, a
+second hnswlib index is built from the same points added in a seeded random order (hnswlib
+follows the input order; hnsw_rs shuffles internally) and swept too, for reference.
 """
 import json
 import os
@@ -94,6 +96,18 @@ def main(directory):
     index.add_items(points, np.arange(n))
     build = time.perf_counter() - start
     curve = sweep(index, queries, truth, efs)
+    shuffled = None
+    if os.environ.get("HNSWLIB_SHUFFLED", "1") == "1":
+        # hnswlib inserts in the given order: the same points in a seeded random order, for
+        # reference (hnsw_rs shuffles internally).
+        order = np.random.default_rng(0).permutation(n)
+        other = hnswlib.Index(space="cosine", dim=dim)
+        other.init_index(max_elements=n, M=m, ef_construction=efc, random_seed=100)
+        other.set_num_threads(threads)
+        start = time.perf_counter()
+        other.add_items(points[order], order)
+        shuffled = (time.perf_counter() - start, sweep(other, queries, truth, efs))
+        del other
     path = os.path.join(directory, "hnswlib.bin")
     index.save_index(path)
     size = os.path.getsize(path)
@@ -115,16 +129,24 @@ def main(directory):
     for a, b in zip(ours["sweep"], curve):
         print(f"| {a['ef']} | {a['recall']:.4f} | {b['recall']:.4f} | {a['qps']:.0f} | {b['qps']:.0f} "
               f"| {a['qps'] / b['qps']:.2f} |")
+    if shuffled is not None:
+        print(f"\nhnswlib with the points added in a seeded random order (build {shuffled[0]:.1f}s):\n")
+        print("| ef | hnsw_rs recall@10 | hnswlib shuffled recall@10 | hnsw_rs q/s | hnswlib shuffled q/s | hnsw_rs / hnswlib q/s |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        for a, b in zip(ours["sweep"], shuffled[1]):
+            print(f"| {a['ef']} | {a['recall']:.4f} | {b['recall']:.4f} | {a['qps']:.0f} | {b['qps']:.0f} "
+                  f"| {a['qps'] / b['qps']:.2f} |")
     print("\nq/s at equal recall (single thread, interpolated between sweep points):\n")
-    print("| recall@10 | hnsw_rs q/s | hnswlib q/s | hnsw_rs / hnswlib |")
-    print("| ---: | ---: | ---: | ---: |")
+    print("| recall@10 | hnsw_rs q/s | hnswlib q/s | hnsw_rs / hnswlib | hnswlib shuffled q/s | hnsw_rs / hnswlib shuffled |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     shown = lambda v: "-" if v is None else f"{'>=' if v[1] else ''}{v[0]:.0f}"
+    ratio = lambda a, b: "-" if a is None or b is None else f"{a[0] / b[0]:.2f}"
     mine = [(p["recall"], p["qps"]) for p in ours["sweep"]]
     theirs = [(p["recall"], p["qps"]) for p in curve]
+    theirs_shuffled = [] if shuffled is None else [(p["recall"], p["qps"]) for p in shuffled[1]]
     for level in RECALL_LEVELS:
-        a, b = qps_at(mine, level), qps_at(theirs, level)
-        ratio = "-" if a is None or b is None else f"{a[0] / b[0]:.2f}"
-        print(f"| {level:.2f} | {shown(a)} | {shown(b)} | {ratio} |")
+        a, b, c = qps_at(mine, level), qps_at(theirs, level), qps_at(theirs_shuffled, level)
+        print(f"| {level:.2f} | {shown(a)} | {shown(b)} | {ratio(a, b)} | {shown(c)} | {ratio(a, c)} |")
     print("\n| | hnsw_rs | hnswlib | hnsw_rs / hnswlib |")
     print("| --- | ---: | ---: | ---: |")
     rows = [
