@@ -10,6 +10,9 @@ use super::exact::{exact_knn, Hit};
 use super::{IndexError, IndexParams, ValidIndexParams};
 use hnsw_rs::hnsw::Point;
 use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -101,6 +104,10 @@ impl CellIndex {
             })?;
             rows.push((i, data_id(cell_id, self.run)?));
         }
+        // Cells are stored by dataset and cell type: batches of a seeded permutation each cover
+        // the whole atlas, so the graph does not grow one region at a time.
+        let seed = (rows.len() as u64) << 32 | self.points.len() as u64;
+        rows.shuffle(&mut StdRng::seed_from_u64(seed));
         let bar = if rows.len() > INSERT_BATCH {
             crate::progress::bar(rows.len() as u64, "HNSW insert")
         } else {

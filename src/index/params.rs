@@ -15,15 +15,16 @@ pub struct IndexParams {
 }
 
 impl Default for IndexParams {
-    /// M = 16, ef_construction = 200, ef_search = 64: recall@10 0.949-0.959 on 5 000 uniform
-    /// 64-d points (`tests/integration/index.rs`; the parallel build varies); 0.93 on 100 000 noisy-clustered 256-d points
-    /// (`benches/index.rs`), where ef_search = 256 buys 0.985 (but only 0.52 and 0.68 at 1M:
-    /// see the README's index bench).
+    /// M = 16, ef_construction = 200, ef_search = 128 (the vendored hnsw_rs, whose graph is
+    /// hnswlib's): recall@10 0.983 on 5 000 uniform 64-d points (0.905 at ef_search 64;
+    /// `tests/integration/index.rs`), 0.997 on 100 000 noisy-clustered 256-d points stored in
+    /// cluster order and 0.82 at 1M, where ef_search = 512 buys 0.98
+    /// (`vendor/hnsw_rs/PATCHES.md`).
     fn default() -> Self {
         IndexParams {
             m: 16,
             ef_construction: 200,
-            ef_search: 64,
+            ef_search: 128,
         }
     }
 }
