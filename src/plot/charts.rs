@@ -102,10 +102,15 @@ pub fn scatter(points: &[[f32; 2]], colouring: &Colouring, text: &ScatterText) -
     let span = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-9);
     let pad = 10.0;
     let scale = (side - 2.0 * pad) / span;
+    // Equal scales on both axes, the narrower axis centred.
+    let offset = [
+        (span - (hi[0] - lo[0])) / 2.0 * scale,
+        (span - (hi[1] - lo[1])) / 2.0 * scale,
+    ];
     let at = |p: &[f32; 2]| {
         (
-            left + pad + (f64::from(p[0]) - lo[0]) * scale,
-            top + side - pad - (f64::from(p[1]) - lo[1]) * scale,
+            left + pad + offset[0] + (f64::from(p[0]) - lo[0]) * scale,
+            top + side - pad - offset[1] - (f64::from(p[1]) - lo[1]) * scale,
         )
     };
     svg.rect(left, top, side, side, "#fafafa", "");
