@@ -11,7 +11,8 @@ use super::{LayoutError, LayoutOrigin, UmapParams, ValidUmapParams, EXACT_KNN_BE
 use crate::atlas::{bulk, query_all, query_opt, AtlasError, DbContext};
 use crate::index::distance::normalized;
 use crate::index::embeddings::{self, Embeddings};
-use crate::index::{exact_knn, Access, Candidates, CellIndex, CellsDigest, IndexParams};
+use crate::index::search::restrict;
+use crate::index::{exact_knn, Access, Candidates, CellIndex, CellsDigest, Hit, IndexParams};
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, BooleanArray, Float32Array, Int32Array, Int64Array};
 use duckdb::Connection;
@@ -307,24 +308,43 @@ fn search_all(
 }
 
 /// Places `new` cells into `layout`: each at the membership-weighted mean of its
-/// `n_neighbors - 1` nearest laid-out cells (cosine, exact).
+/// `n_neighbors - 1` nearest laid-out cells (cosine; exact up to [`EXACT_KNN_BELOW`] laid-out
+/// cells, else the run's HNSW index restricted to them).
 fn place(conn: &Connection, layout: &mut Layout, new: &Embeddings) -> Result<(), LayoutError> {
     let k = layout.params.params.n_neighbors - 1;
-    let old = embeddings::read(conn, layout.run, |id| {
-        layout.cell_ids.binary_search(&id).is_ok()
-    })?;
-    let unit_old: Vec<Vec<f32>> = (0..old.len()).map(|i| normalized(old.row(i))).collect();
+    let neighbours: Vec<Vec<Hit>> = if layout.cell_ids.len() <= EXACT_KNN_BELOW {
+        let old = embeddings::read(conn, layout.run, |id| {
+            layout.cell_ids.binary_search(&id).is_ok()
+        })?;
+        let unit_old: Vec<Vec<f32>> = (0..old.len()).map(|i| normalized(old.row(i))).collect();
+        (0..new.len())
+            .into_par_iter()
+            .map(|i| {
+                let candidates = (0..old.len()).map(|j| (old.cell_ids[j], unit_old[j].as_slice()));
+                exact_knn(candidates, &normalized(new.row(i)), k)
+            })
+            .collect()
+    } else {
+        let params = IndexParams::default().check()?;
+        let (index, _) = crate::index::open(conn, layout.run, Access::of(conn)?, params)?;
+        let laid_out = restrict(&index, layout.cell_ids.iter().copied());
+        (0..new.len())
+            .into_par_iter()
+            .map(|i| index.search(new.row(i), k, &laid_out, None))
+            .collect::<Result<_, _>>()?
+    };
     let point_of: HashMap<i64, [f32; 2]> = layout
         .cell_ids
         .iter()
         .copied()
         .zip(layout.points.iter().copied())
         .collect();
-    let placed: Vec<[f32; 2]> = (0..new.len())
-        .into_par_iter()
-        .map(|i| {
-            let candidates = (0..old.len()).map(|j| (old.cell_ids[j], unit_old[j].as_slice()));
-            let hits = exact_knn(candidates, &normalized(new.row(i)), k);
+    let placed: Vec<[f32; 2]> = neighbours
+        .iter()
+        .map(|hits| {
+            if hits.is_empty() {
+                return [0.0, 0.0];
+            }
             let distances: Vec<f32> = hits.iter().map(|h| h.distance.max(0.0)).collect();
             let (sigma, rho) = umap::smooth_knn_dist(&distances, hits.len(), hits.len() + 1);
             let mut sum = [0f64; 2];

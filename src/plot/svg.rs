@@ -226,7 +226,7 @@ pub fn category(i: usize) -> String {
     }
     let j = i - TAB20.len();
     let hue = (j as f64 * 137.507_764) % 360.0;
-    let light = if j % 2 == 0 { 0.45 } else { 0.65 };
+    let light = if j.is_multiple_of(2) { 0.45 } else { 0.65 };
     hsl(hue, 0.65, light)
 }
 
