@@ -299,22 +299,19 @@ pub struct Heatmap<'a> {
     pub scale_label: &'a str,
 }
 
+/// Characters of the longest label (at most 28, the length labels are cut to; 4 when none).
+fn longest(labels: &[String]) -> f64 {
+    labels
+        .iter()
+        .map(|l| l.chars().count().min(28))
+        .max()
+        .unwrap_or(4) as f64
+}
+
 /// Draws a [`Heatmap`]; cells are square-ish, sized to fit about 900 pixels of width.
 pub fn heatmap(h: &Heatmap) -> Svg {
-    let label_w = 12.0
-        + 7.0
-            * h.rows
-                .iter()
-                .map(|r| r.chars().count().min(28))
-                .max()
-                .unwrap_or(4) as f64;
-    let col_label_h = 12.0
-        + 6.5
-            * h.cols
-                .iter()
-                .map(|c| c.chars().count().min(28))
-                .max()
-                .unwrap_or(4) as f64;
+    let label_w = 12.0 + 7.0 * longest(h.rows);
+    let col_label_h = 12.0 + 6.5 * longest(h.cols);
     let cell = (700.0 / h.cols.len().max(1) as f64).clamp(14.0, 44.0);
     let (top, left) = (40.0 + col_label_h, label_w);
     let width = left + cell * h.cols.len() as f64 + 120.0;
