@@ -206,9 +206,9 @@ pub fn tick_label(v: f64) -> String {
 }
 
 /// Colour of categories beyond the named ones ("other").
-pub const OTHER: &str = "#c7c7c7";
+pub const OTHER: &str = "#9e9e9e";
 /// Colour of cells without a value.
-pub const MISSING: &str = "#eeeeee";
+pub const MISSING: &str = "#d4d4d4";
 
 /// matplotlib's tab20, dark shades first then light: 20 well-separated colours.
 const TAB20: [&str; 20] = [
