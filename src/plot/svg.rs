@@ -206,9 +206,9 @@ pub fn tick_label(v: f64) -> String {
 }
 
 /// Colour of categories beyond the named ones ("other").
-pub const OTHER: &str = "#9e9e9e";
+pub const OTHER: &str = "#a6a6a6";
 /// Colour of cells without a value.
-pub const MISSING: &str = "#d4d4d4";
+pub const MISSING: &str = "#c8c8c8";
 
 /// matplotlib's tab20, dark shades first then light: 20 well-separated colours.
 const TAB20: [&str; 20] = [
