@@ -342,7 +342,8 @@ pub const DE_TOP: usize = 3;
 /// The DE heatmap of `spec`'s run: rows are the groups, columns the union of each group's
 /// [`DE_TOP`] macrogenes by z-score (labelled with the top gene of the first species), values
 /// the mean stored macrogene expression of the group's cells scaled to [0, 1] per macrogene
-/// (scanpy's `standard_scale='var'`); each cell's tooltip has the value.
+/// (scanpy's `standard_scale='var'`), over the cells of the spec's scope; each cell's tooltip
+/// has the value.
 pub fn de_chart(conn: &Connection, spec: &DeSpec) -> crate::Result<svg::Svg> {
     let spec = DeSpec {
         top: DE_TOP,
@@ -362,7 +363,11 @@ pub fn de_chart(conn: &Connection, spec: &DeSpec) -> crate::Result<svg::Svg> {
         }
     }
     let groups: Vec<String> = report.groups.iter().map(|g| g.0.clone()).collect();
-    let group_of = group_labels(conn, report.run, &spec.group)?;
+    let mut group_of = group_labels(conn, report.run, &spec.group)?;
+    if let Some(in_scope) = crate::index::search::candidates(conn, &spec.scope)? {
+        let in_scope: std::collections::HashSet<i64> = in_scope.into_iter().collect();
+        group_of.retain(|id, _| in_scope.contains(id));
+    }
     let expression = read_vectors(conn, report.run, CellVector::MacrogeneExpression, |id| {
         group_of.contains_key(&id)
     })?;
