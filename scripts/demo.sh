@@ -42,3 +42,8 @@ satlas info | tail -4
 step "11. export for scanpy (h5ad) and as Parquet tables"
 satlas export --format h5ad --macrogenes --out out/demo.h5ad
 satlas export --format parquet --out out/demo_tables
+step "12. pictures: the UMAP (computed once, stored in the atlas) and the one-page report"
+mkdir -p out/plots
+satlas plot umap --color cell_type --out out/plots/umap_cell_type.svg
+satlas plot umap --color species --out out/plots/umap_species.png
+satlas report --orthologs fixtures/reference/baseline_orthologs.csv --out out/report.html

@@ -26,7 +26,8 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 install_debian_packages() {
   local missing=()
-  for pkg in libhdf5-dev pkg-config; do
+  # fonts-dejavu-core: the font of the text in PNG pictures (`satlas plot --out F.png`).
+  for pkg in libhdf5-dev pkg-config fonts-dejavu-core; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then

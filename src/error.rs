@@ -33,6 +33,12 @@ pub enum Error {
     /// A differential-expression request (`satlas de`) was refused.
     #[error(transparent)]
     De(#[from] crate::de::DeError),
+    /// A UMAP layout could not be computed, read or stored.
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    /// A picture or the report could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
 }
 
 /// `Result` with the crate [`Error`].

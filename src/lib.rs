@@ -18,7 +18,10 @@
 //!    species mixing.
 //! 9. [`export`] — a model run's cells for scanpy (`.h5ad`) and as Parquet tables.
 //! 10. [`de`] — macrogene differential expression between cell types (Wilcoxon rank-sum).
-//! 11. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 11. [`layout`] — a 2-D UMAP layout of a run's cell embeddings, stored per run.
+//! 12. [`plot`] — pictures (UMAP scatter, training curves, DE heatmap) as SVG or PNG, and the
+//!     one-page HTML report.
+//! 13. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -38,6 +41,8 @@ pub mod index;
 pub mod eval;
 pub mod export;
 pub mod de;
+pub mod layout;
+pub mod plot;
 pub mod sql;
 pub mod progress;
 

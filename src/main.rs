@@ -19,6 +19,7 @@ use satlas::model::{
     embed_dataset, run_add_species, run_finetune, run_pretrain, AddSpeciesRequest, FinetuneParams,
     FinetuneRequest, PretrainParams, PretrainRequest, RunReport, Schedule,
 };
+use satlas::plot;
 use satlas::protein::{store, EmbedOptions, Parallelism};
 use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
 use satlas::Atlas;
@@ -126,6 +127,95 @@ enum Command {
     /// rank-sum of the stored macrogene expression, each group vs the rest or a reference group),
     /// with each top macrogene's genes by trained weight, per species (read-only).
     De(De),
+    /// Compute and store the 2-D UMAP layout of a model run's cell embeddings (replacing a
+    /// stored one). `plot umap` and `report` compute it with the defaults when it is missing,
+    /// and place cells embedded later by their neighbours.
+    Layout(LayoutArgs),
+    /// Pictures of a model run as SVG or PNG (by the --out file name).
+    #[command(subcommand)]
+    Plot(PlotCommand),
+    /// One self-contained HTML page about a model run: atlas summary, datasets, UMAPs, training
+    /// curves, evaluation (with the 1:1-ortholog baseline given --orthologs), species mixing,
+    /// label-transfer confusion matrix, DE heatmap.
+    Report(ReportArgs),
+}
+
+#[derive(ClapArgs)]
+struct LayoutArgs {
+    /// Model run (default: the newest finetune or add-species run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// Neighbourhood size, the cell itself included (umap-learn's n_neighbors).
+    #[arg(long, default_value_t = satlas::layout::DEFAULT_NEIGHBORS)]
+    neighbors: usize,
+    /// Minimum distance between points in the layout (umap-learn's min_dist).
+    #[arg(long, default_value_t = satlas::layout::DEFAULT_MIN_DIST)]
+    min_dist: f64,
+    /// SGD epochs (default: 500 up to 10,000 cells, else 200).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of the layout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// The UMAP of a run's cells coloured by species, cell_type, dataset, transferred_label or
+    /// confidence (the run's latest label transfer).
+    Umap {
+        /// Model run (default: the newest finetune or add-species run with embeddings).
+        #[arg(long)]
+        run: Option<i32>,
+        /// What colours the cells: species, cell_type, dataset, transferred_label, confidence.
+        #[arg(long, visible_alias = "colour", default_value = "cell_type")]
+        color: String,
+        /// Output file: .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Loss per epoch, and each loss term, of a run and the runs it continues.
+    Training {
+        /// Model run (default: the newest finetune or add-species run with embeddings).
+        #[arg(long)]
+        run: Option<i32>,
+        /// Output file: .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The top macrogenes per cell type (Wilcoxon, each type vs the rest) as a heatmap of their
+    /// mean expression per type.
+    De {
+        /// Model run (default: the newest finetune or add-species run with embeddings).
+        #[arg(long)]
+        run: Option<i32>,
+        /// Only cells of this species.
+        #[arg(long)]
+        species: Option<String>,
+        /// Output file: .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(ClapArgs)]
+struct ReportArgs {
+    /// Model run (default: the newest finetune or add-species run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// Species A of the evaluation (default: the run's two species).
+    #[arg(long, requires = "b")]
+    a: Option<String>,
+    /// Species B of the evaluation.
+    #[arg(long, requires = "a")]
+    b: Option<String>,
+    /// Ortholog table (as `satlas eval --orthologs`): adds the 1:1-ortholog baseline beside the
+    /// run's evaluation.
+    #[arg(long)]
+    orthologs: Option<PathBuf>,
+    /// Output file (.html).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(ClapArgs)]
@@ -860,6 +950,49 @@ fn run(cli: Cli) -> Result<()> {
             let report = de::differential_expression(atlas.connection(), &spec)
                 .with_context(|| format!("differential expression by {}", spec.group))?;
             print!("{report}");
+        }
+        Command::Layout(args) => {
+            let params = satlas::layout::UmapParams {
+                n_neighbors: args.neighbors,
+                min_dist: args.min_dist,
+                n_epochs: args.epochs,
+                seed: args.seed,
+            };
+            print!(
+                "{}",
+                satlas::layout::compute(&mut Atlas::open(path)?, args.run, params)?
+            );
+        }
+        Command::Plot(PlotCommand::Umap { run, color, out }) => {
+            let colour: plot::ColourBy = color.parse()?;
+            let (report, origin) = plot::plot_umap(&mut Atlas::open(path)?, run, colour, &out)?;
+            print!("{report}");
+            println!("layout: {origin}");
+        }
+        Command::Plot(PlotCommand::Training { run, out }) => {
+            let atlas = Atlas::open_read_only(path)?;
+            print!("{}", plot::plot_training(atlas.connection(), run, &out)?);
+        }
+        Command::Plot(PlotCommand::De { run, species, out }) => {
+            let atlas = Atlas::open_read_only(path)?;
+            let spec = DeSpec {
+                run,
+                scope: Scope::from_names(species, None)?,
+                ..DeSpec::default()
+            };
+            print!("{}", plot::plot_de(atlas.connection(), &spec, &out)?);
+        }
+        Command::Report(args) => {
+            let spec = plot::report::ReportSpec {
+                run: args.run,
+                species: args.a.zip(args.b),
+                orthologs: args.orthologs,
+            };
+            let mut atlas = Atlas::open(path)?;
+            print!(
+                "{}",
+                plot::report::write_report(&mut atlas, &spec, &args.out)?
+            );
         }
     }
     Ok(())

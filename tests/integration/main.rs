@@ -20,6 +20,7 @@ mod fair_esm;
 mod incremental;
 mod index;
 mod kmeans_timing;
+mod plot;
 mod protein_store;
 mod readers;
 mod resume;
