@@ -1,101 +1,133 @@
 #!/usr/bin/env bash
-# SATURN on the FULL Baron et al. 2016 pancreas data (2,142 human + 1,886 mouse cells) into
-# out/baron.satlas, then SATURN's evaluation table (both directions) and the 1:1-ortholog baseline:
+# SATURN on the FULL Baron et al. 2016 pancreas data (2,142 human + 1,886 mouse cells) with REAL
+# proteomes (human and mouse Swiss-Prot 2014, ../shared/data/proteins), evaluated as SATURN's paper
+# does, over several TRAINING seeds, beside two references:
+#   saturn    the pipeline as a user runs it;
+#   shuffled  the same pipeline with each species' protein embeddings permuted across its genes
+#             (how much the protein signal contributes);
+#   baseline  PCA of log-normalised shared 1:1-ortholog expression (no training; the seed only
+#             moves the train/test split).
 #
-#   bash scripts/eval_baron.sh            # parameters below, overridable by environment variables
+#   bash scripts/eval_baron.sh          # parameters below, overridable by environment variables
 #
-# The mouse proteome is a SURROGATE (human ortholog sequences under mouse symbols,
-# scripts/surrogate_proteome.py): no real mouse proteome is on this machine. The numbers this prints
-# measure the pipeline on that surrogate, NOT real cross-species integration quality.
-#
-# Gene embeddings (ESM-2 t6 via `satlas embed-proteins --highly-variable N`, the expensive step) are
-# cached as float32 .npy under $SATLAS_CACHE/eval/ (exported with numpy from the reference
-# environment of scripts/refenv.sh); reruns with the same N import them instead of re-embedding.
+# Each seed trains on its own copy of the ingested atlas (macrogene k-means, pretraining and
+# fine-tuning all take the seed). Results: $OUT/results.csv (setting, seed, direction, metric,
+# value, seconds) and the table printed by scripts/eval_summary.py (median and inter-quartile
+# range over the seeds). Gene embeddings (ESM-2 t6 of the proteins of the N_TOP_GENES highly
+# variable genes per species, the expensive step) are cached as Parquet under $SATLAS_CACHE/eval/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 DATA=${DATA:-../shared/data}
 MODEL=${MODEL:-$DATA/esm2_t6_8M_finetuned}
-N_TOP_GENES=${N_TOP_GENES:-2000}     # SATURN: 8000 (README: embedding and training cost on 2 cores)
-MACROGENES=${MACROGENES:-500}        # SATURN: 2000 for 2 x 8000 genes; same genes per macrogene
-SEED=${SEED:-0}
+N_TOP_GENES=${N_TOP_GENES:-2000}     # SATURN: 8000
+MACROGENES=${MACROGENES:-500}        # SATURN: 2000
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-200}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-50}
-BATCH_SIZE=${BATCH_SIZE:-512}        # SATURN: 4096, i.e. one Adam step per epoch at 4,028 cells
-SEEDS=${SEEDS:-5}                    # > 1: also the median over that many stratified splits
+BATCH_SIZE=${BATCH_SIZE:-512}        # SATURN: 4096
+SEEDS=${SEEDS:-0 1 2 3 4}
+SETTINGS=${SETTINGS:-saturn shuffled baseline}
 PCS=${PCS:-50}
-ATLAS=${ATLAS:-out/baron.satlas}
-PY=${SATLAS_REFENV:-$SATLAS_CACHE/refenv}/bin/python
+OUT=${OUT:-out/eval}
 CACHE=$SATLAS_CACHE/eval
 BARON=$DATA/baron_pancreas
 ORTHOLOGS=$BARON/gene_matches_1v1_human2mouse.csv
+EMBEDDINGS=esm2_t6_hvg$N_TOP_GENES
 
 if [ ! -d "$BARON" ]; then
   echo "eval_baron: $BARON is absent: this script needs the full Baron files of ../shared/data" >&2
   exit 1
 fi
 cargo build --locked --bin satlas
-satlas() { "$CARGO_TARGET_DIR/debug/satlas" --atlas "$ATLAS" "$@"; }
+BIN=$CARGO_TARGET_DIR/debug/satlas
+on() { local atlas=$1; shift; "$BIN" --atlas "$atlas" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m (%s)\n' "$*" "$(date +%T)"; }
 timed() { local t0=$SECONDS; "$@"; echo "   [$((SECONDS - t0)) s] $*" | cut -c1-150; }
+# One value of a query, through DuckDB's COPY (satlas sql prints tables for people).
+value() { local atlas=$1 sql=$2 f; f=$(mktemp); on "$atlas" sql -c "COPY ($sql) TO '$f' (FORMAT csv, HEADER false)" > /dev/null; cat "$f"; rm -f "$f"; }
 
-echo "parameters: seed=$SEED n_top_genes=$N_TOP_GENES macrogenes=$MACROGENES" \
-  "pretrain_epochs=$PRETRAIN_EPOCHS finetune_epochs=$FINETUNE_EPOCHS batch_size=$BATCH_SIZE" \
-  "baseline_pcs=$PCS stratified_seeds=$SEEDS model=$MODEL"
-mkdir -p out "$CACHE"
-rm -f "$ATLAS" "$ATLAS.wal"
+echo "parameters: seeds=[$SEEDS] settings=[$SETTINGS] n_top_genes=$N_TOP_GENES" \
+  "macrogenes=$MACROGENES pretrain_epochs=$PRETRAIN_EPOCHS finetune_epochs=$FINETUNE_EPOCHS" \
+  "batch_size=$BATCH_SIZE baseline_pcs=$PCS model=$MODEL"
+mkdir -p "$OUT" "$CACHE"
+BASE=$OUT/base.satlas
+rm -f "$BASE" "$BASE.wal" "$OUT/results.csv"
+echo "setting,seed,direction,metric,value,seconds" > "$OUT/results.csv"
 start=$SECONDS
 
-step "1. atlas, proteomes (human: Swiss-Prot 2014; mouse: SURROGATE), full datasets"
-satlas init
-timed satlas add-proteome --species human "$DATA/proteins/human_swissprot2014_baron_genes.fa"
-python3 scripts/surrogate_proteome.py "$DATA/proteins/human_swissprot2014_baron_genes.fa" \
-  "$ORTHOLOGS" "$CACHE/mouse_surrogate.fa.gz"
-timed satlas add-proteome --species mouse "$CACHE/mouse_surrogate.fa.gz"
-timed satlas add-dataset --species human --label cell_type1 --name baron_human "$BARON/raw-Baron_human.h5ad"
-timed satlas add-dataset --species mouse --label cell_type1 --name baron_mouse "$BARON/raw-Baron_mouse.h5ad"
+step "1. atlas, real proteomes, full datasets"
+on "$BASE" init
+timed on "$BASE" add-proteome --species human "$DATA/proteins/human_swissprot2014_baron_genes.fa"
+timed on "$BASE" add-proteome --species mouse "$DATA/proteins/mouse_swissprot2014_baron_genes.fa"
+timed on "$BASE" add-dataset --species human --label cell_type1 --name baron_human "$BARON/raw-Baron_human.h5ad"
+timed on "$BASE" add-dataset --species mouse --label cell_type1 --name baron_mouse "$BARON/raw-Baron_mouse.h5ad"
 
-step "2. gene embeddings: ESM-2 t6 of the proteins of the $N_TOP_GENES highly variable genes per species"
-prefix=$CACHE/esm2_t6_hvg$N_TOP_GENES
-if [ -f "${prefix}_human.npy" ] && [ -f "${prefix}_mouse.npy" ]; then
-  for species in human mouse; do
-    timed satlas import-embeddings --model "esm2_t6_hvg$N_TOP_GENES" --species "$species" \
-      --genes "${prefix}_$species.genes.txt" "${prefix}_$species.npy"
-  done
-else
-  for species in human mouse; do   # mouse after human: identical (surrogate) sequences are reused
-    timed satlas embed-proteins --species "$species" --model "$MODEL" --highly-variable "$N_TOP_GENES"
-  done
-  for species in human mouse; do
-    if [ ! -x "$PY" ]; then echo "   (no reference environment at $PY: embeddings not cached)"; break; fi
-    satlas sql -c "COPY (
-        SELECT g.symbol, e.embedding
+step "2. gene embeddings ($EMBEDDINGS), and the same embeddings shuffled across each species' genes"
+for species in human mouse; do
+  cached=$CACHE/${EMBEDDINGS}_real_$species.parquet
+  if [ -f "$cached" ]; then
+    timed on "$BASE" import-embeddings --model "$EMBEDDINGS" --species "$species" "$cached"
+  else
+    timed on "$BASE" embed-proteins --species "$species" --model "$MODEL" --highly-variable "$N_TOP_GENES"
+    on "$BASE" sql -c "COPY (
+        SELECT g.symbol AS gene, e.embedding
         FROM gene_embeddings e JOIN genes g USING (gene_id) JOIN species s USING (species_id)
-        WHERE s.name = '$species' ORDER BY g.symbol
-      ) TO '${prefix}_$species.csv' (FORMAT csv, HEADER)" > /dev/null
-    "$PY" scripts/embeddings_csv_to_npy.py "${prefix}_$species.csv" "${prefix}_$species" float32
-    rm "${prefix}_$species.csv"
+        JOIN embedding_models m USING (embedding_model_id)
+        WHERE s.name = '$species' AND m.source = 'esm2' ORDER BY g.symbol
+      ) TO '$cached' (FORMAT parquet)" > /dev/null
+  fi
+done
+# The model each species' embeddings are under: computed (esm2, named after the checkpoint) or
+# imported from the cache (named $EMBEDDINGS); one model covers both species either way.
+real_model=$(value "$BASE" "SELECT max(embedding_model_id) FROM embedding_models")
+for species in human mouse; do
+  shuffled=$OUT/shuffled_$species.parquet
+  # A fixed permutation: gene i gets the embedding of the gene ranked i by a hash of its symbol.
+  on "$BASE" sql -c "COPY (
+      WITH e AS (
+        SELECT g.symbol, e.embedding, row_number() OVER (ORDER BY g.symbol) AS i,
+               row_number() OVER (ORDER BY hash(g.symbol || '-shuffle'), g.symbol) AS j
+        FROM gene_embeddings e JOIN genes g USING (gene_id) JOIN species s USING (species_id)
+        WHERE s.name = '$species' AND e.embedding_model_id = $real_model)
+      SELECT a.symbol AS gene, b.embedding FROM e a JOIN e b ON a.i = b.j ORDER BY a.symbol
+    ) TO '$shuffled' (FORMAT parquet)" > /dev/null
+  on "$BASE" import-embeddings --model "${EMBEDDINGS}_shuffled" --species "$species" "$shuffled"
+done
+shuffled_model=$(value "$BASE" "SELECT max(embedding_model_id) FROM embedding_models")
+
+# Appends the evaluation rows of `atlas` (a run, or the baseline) to results.csv.
+record() {
+  local setting=$1 seed=$2 atlas=$3 seconds=$4 args=$5 f
+  f=$(mktemp)
+  on "$atlas" sql -c "COPY (SELECT '$setting', $seed, direction, metric, value, $seconds
+      FROM satlas_eval(a := 'human', b := 'mouse', seed := $seed$args)) TO '$f' (FORMAT csv, HEADER false)" > /dev/null
+  cat "$f" >> "$OUT/results.csv"
+  rm -f "$f"
+}
+
+train() {
+  local setting=$1 seed=$2 model=$3 atlas=$OUT/${1}_seed$2.satlas t0=$SECONDS
+  cp "$BASE" "$atlas"
+  timed on "$atlas" build-macrogenes -n "$MACROGENES" --n-top-genes "$N_TOP_GENES" --seed "$seed" --embedding-model "$model" > /dev/null
+  timed on "$atlas" pretrain --epochs "$PRETRAIN_EPOCHS" --seed "$seed" --batch-size "$BATCH_SIZE" > /dev/null
+  timed on "$atlas" finetune --epochs "$FINETUNE_EPOCHS" --seed "$seed" --batch-size "$BATCH_SIZE" > /dev/null
+  record "$setting" "$seed" "$atlas" $((SECONDS - t0)) ""
+  rm -f "$atlas" "$atlas.wal"
+}
+
+for seed in $SEEDS; do
+  for setting in $SETTINGS; do
+    step "3. $setting, seed $seed"
+    case $setting in
+      saturn) train saturn "$seed" "$real_model" ;;
+      shuffled) train shuffled "$seed" "$shuffled_model" ;;
+      baseline) record baseline "$seed" "$BASE" 0 ", orthologs := '$ORTHOLOGS', pcs := $PCS" ;;
+      *) echo "eval_baron: unknown setting $setting (saturn, shuffled, baseline)" >&2; exit 1 ;;
+    esac
   done
-fi
-
-step "3. SATURN: macrogenes, pretraining, fine-tuning"
-timed satlas build-macrogenes -n "$MACROGENES" --n-top-genes "$N_TOP_GENES" --seed "$SEED"
-timed satlas pretrain --epochs "$PRETRAIN_EPOCHS" --seed "$SEED" --batch-size "$BATCH_SIZE"
-timed satlas finetune --epochs "$FINETUNE_EPOCHS" --seed "$SEED" --batch-size "$BATCH_SIZE"
-
-step "4. evaluation (SATURN embeddings; SURROGATE mouse proteome), seed $SEED"
-timed satlas eval --a human --b mouse --seed "$SEED"
-if [ "$SEEDS" -gt 1 ]; then
-  timed satlas eval --a human --b mouse --seed "$SEED" --stratified --seeds "$SEEDS"
-fi
-
-step "5. baseline: PCA ($PCS PCs) of log-normalised shared 1:1-ortholog expression, seed $SEED"
-baseline=(--baseline orthologs --orthologs "$ORTHOLOGS" --pcs "$PCS")
-timed satlas eval --a human --b mouse --seed "$SEED" "${baseline[@]}"
-if [ "$SEEDS" -gt 1 ]; then
-  timed satlas eval --a human --b mouse --seed "$SEED" --stratified --seeds "$SEEDS" "${baseline[@]}"
-fi
+done
 
 echo
-echo "total: $((SECONDS - start)) s"
+echo "total: $((SECONDS - start)) s; rows in $OUT/results.csv"
+python3 scripts/eval_summary.py "$OUT/results.csv"
