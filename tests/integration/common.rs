@@ -167,8 +167,14 @@ pub fn training_ready_atlas(dir: &Path) -> PathBuf {
             &atlas,
             &["add-proteome", "--species", species, &fixture_arg(fasta)],
         );
-        let npy = fixture_arg(&format!("embeddings/esm2_t6_{species}.npy"));
-        let genes = fixture_arg(&format!("embeddings/esm2_t6_{species}.genes.txt"));
+        // The surrogate proteome's embeddings (fixtures/README.md).
+        let stem = if species == "mouse" {
+            "mouse_surrogate"
+        } else {
+            species
+        };
+        let npy = fixture_arg(&format!("embeddings/esm2_t6_{stem}.npy"));
+        let genes = fixture_arg(&format!("embeddings/esm2_t6_{stem}.genes.txt"));
         satlas_ok(
             &atlas,
             &[
