@@ -8,11 +8,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The DDL of the current schema (`sql/schema.sql`).
 const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
+/// Tables added after version 1 without a version change (also created at first use).
+const LAYOUT_SQL: &str = include_str!("../../sql/layout.sql");
 
 /// Creates every table of the current schema in an empty database.
 pub(crate) fn create(conn: &Connection) -> Result<(), AtlasError> {
-    conn.execute_batch(&format!("BEGIN TRANSACTION;\n{SCHEMA_SQL}\nCOMMIT;"))
-        .map_err(|source| AtlasError::db("creating the atlas schema", source))
+    conn.execute_batch(&format!(
+        "BEGIN TRANSACTION;\n{SCHEMA_SQL}\n{LAYOUT_SQL}\nCOMMIT;"
+    ))
+    .map_err(|source| AtlasError::db("creating the atlas schema", source))
 }
 
 /// Reads the schema version of an open database and refuses one this build cannot use.

@@ -3,7 +3,7 @@
 //! (reuse it), only lacks newly embedded cells (place them), or must be recomputed.
 //!
 //! The two tables came after schema version 1 without a version change: they are created with
-//! `CREATE TABLE IF NOT EXISTS` ([`TABLES_SQL`], also in `sql/schema.sql`) by a fresh atlas and,
+//! `CREATE TABLE IF NOT EXISTS` ([`TABLES_SQL`], `sql/layout.sql`) by a fresh atlas and,
 //! in an older atlas, at the first layout stored. Readers treat a missing table as "no layout".
 
 use super::umap::{self, FuzzyGraph, KnnGraph, SgdSettings};
@@ -22,26 +22,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The layout tables' DDL; `sql/schema.sql` holds the same text (checked by a test).
-pub const TABLES_SQL: &str = "\
-CREATE TABLE IF NOT EXISTS umap_layouts (
-    model_run_id INTEGER PRIMARY KEY,
-    params       VARCHAR NOT NULL,      -- JSON: n_neighbors, min_dist, n_epochs, seed, a, b
-    n_cells      BIGINT NOT NULL,
-    n_placed     BIGINT NOT NULL,       -- cells placed by their neighbours after the layout ran
-    cells_digest VARCHAR NOT NULL,      -- 'count:sum(hash(cell_id, embedding))', as hnsw_indexes
-    seconds      DOUBLE NOT NULL,
-    built_at     TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-CREATE TABLE IF NOT EXISTS umap_coordinates (
-    model_run_id INTEGER NOT NULL,
-    cell_id      BIGINT NOT NULL,
-    x            FLOAT NOT NULL,
-    y            FLOAT NOT NULL,
-    placed       BOOLEAN NOT NULL,      -- true: placed by its neighbours, not by the SGD
-    PRIMARY KEY (model_run_id, cell_id)
-);
-";
+/// The layout tables' DDL (`sql/layout.sql`, also run by `atlas::schema` for a new atlas).
+pub const TABLES_SQL: &str = include_str!("../../sql/layout.sql");
 
 /// What `umap_layouts.params` records.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -530,19 +512,5 @@ pub fn current(atlas: &mut Atlas, run: Option<i32>) -> Result<(Layout, LayoutOri
             let run = embeddings::resolve_run(tx, run)?;
             ensure(tx, run, Access::ReadWrite, params)
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_file_holds_the_layout_tables() {
-        let schema = include_str!("../../sql/schema.sql");
-        assert!(
-            schema.contains(TABLES_SQL),
-            "sql/schema.sql must hold TABLES_SQL verbatim"
-        );
     }
 }
