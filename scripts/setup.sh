@@ -122,7 +122,13 @@ install_python_duckdb() {
   "$venv/bin/python" -m pip install --quiet "duckdb==$DUCKDB_VERSION"
 }
 
+# The three downloads are independent (separate directories): fetch them side by side and fail if
+# any of them failed.
 install_debian_packages
-install_libtorch
-install_duckdb
-install_python_duckdb
+pids=()
+install_libtorch & pids+=($!)
+install_duckdb & pids+=($!)
+install_python_duckdb & pids+=($!)
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" -eq 0 ] || die "set-up failed (see the messages above); nothing half-installed is kept"
