@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Summarises scripts/eval_baron.sh's results.csv: for each setting (saturn, shuffled, baseline)
 and each of SATURN's headline metrics, the median, the inter-quartile range and the worst value
-over the seeds, as a Markdown table; then each setting's training seconds per seed.
+over the seeds, as a Markdown table (swapped_cells: the share of cells in classes called by
+another class's label, see `satlas eval`; lower is better); then each setting's training seconds per seed.
 
     python3 scripts/eval_summary.py out/eval/results.csv
 
@@ -21,7 +22,11 @@ METRICS = [
     ("human->mouse", "knn_accuracy"),
     ("mouse->human", "knn_accuracy"),
     ("both", "mixing_mean"),
+    ("human->mouse", "swapped_cells"),
+    ("mouse->human", "swapped_cells"),
 ]
+# Lower is better for these: their worst value is the maximum.
+LOWER_IS_BETTER = {"swapped_cells"}
 
 
 def quartiles(values):
@@ -52,7 +57,8 @@ def main(path):
                 cells.append("")
                 continue
             q1, q3 = quartiles(v)
-            cells.append(f"{statistics.median(v):.3f} [{q1:.3f}-{q3:.3f}] {min(v):.3f}")
+            worst = max(v) if metric in LOWER_IS_BETTER else min(v)
+            cells.append(f"{statistics.median(v):.3f} [{q1:.3f}-{q3:.3f}] {worst:.3f}")
         print(f"| {direction} {metric} | " + " | ".join(cells) + " |")
     for s in settings:
         if any(seconds[s].values()):

@@ -167,6 +167,63 @@ pub fn balanced(per_class: impl IntoIterator<Item = (usize, usize)>) -> f64 {
     }
 }
 
+/// A class of B cells that the transfer mostly calls by an A label belonging to *another* class of
+/// B: the two cell types sit on each other's side of the joint space, the misalignment a bad
+/// training seed produces (whole clusters swapped). A user with one run cannot see it otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Swap {
+    /// The B class.
+    pub class: String,
+    /// B cells of that class.
+    pub cells: usize,
+    /// The A label most of them are called.
+    pub called: String,
+    /// Share of the class called `called`.
+    pub share: f64,
+}
+
+/// Classes smaller than this are never reported as swapped (too few cells to tell).
+pub const SWAP_MIN_CELLS: usize = 20;
+
+/// The swapped classes among B cells (`predicted[i]` for a cell of class `truth[i]`): classes of at
+/// least [`SWAP_MIN_CELLS`] cells whose most frequent prediction, given to at least half of them,
+/// is wrong for them but correct for another class present among the B cells. Sorted by class.
+pub fn swaps(
+    predicted: &[&str],
+    truth: &[Option<&str>],
+    correspondence: &Correspondence,
+) -> Vec<Swap> {
+    assert_eq!(predicted.len(), truth.len());
+    let mut calls: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for (p, t) in predicted.iter().zip(truth) {
+        if let Some(t) = t {
+            *calls.entry(t).or_default().entry(p).or_default() += 1;
+        }
+    }
+    let classes: Vec<&str> = calls.keys().copied().collect();
+    calls
+        .iter()
+        .filter_map(|(&class, called)| {
+            let cells: usize = called.values().sum();
+            let (&label, &n) = called.iter().rev().max_by_key(|(_, n)| **n)?;
+            let share = n as f64 / cells as f64;
+            let belongs_elsewhere = classes
+                .iter()
+                .any(|&other| other != class && correspondence.correct(label, Some(other)));
+            (cells >= SWAP_MIN_CELLS
+                && share >= 0.5
+                && !correspondence.correct(label, Some(class))
+                && belongs_elsewhere)
+                .then(|| Swap {
+                    class: class.to_string(),
+                    cells,
+                    called: label.to_string(),
+                    share,
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +308,45 @@ mod tests {
         assert!((s.max_achievable - 0.8).abs() < 1e-12);
         let only_a = score(&["a", "a"], &[Some("A"), Some("B")], &c, &["a"]);
         assert!((only_a.max_achievable - 0.5).abs() < 1e-12);
+    }
+    #[test]
+    fn a_class_called_by_another_class_label_is_a_swap() {
+        let c = Correspondence::from_pairs(
+            [("alpha", "alpha"), ("gamma", "gamma"), ("beta", "beta")]
+                .map(|(a, b)| (a.to_string(), b.to_string())),
+        );
+        // 30 alpha cells, 24 called gamma; 30 gamma cells, all right; 30 beta cells, 20 called
+        // "acinar" (a label no B class corresponds to: wrong, but not a swap); 10 delta cells
+        // all called beta (too few to tell).
+        let mut predicted = vec!["gamma"; 24];
+        predicted.extend(["alpha"; 6]);
+        predicted.extend(["gamma"; 30]);
+        predicted.extend(["acinar"; 20]);
+        predicted.extend(["beta"; 10]);
+        predicted.extend(["beta"; 10]);
+        let mut truth = vec![Some("alpha"); 30];
+        truth.extend([Some("gamma"); 30]);
+        truth.extend([Some("beta"); 30]);
+        truth.extend([Some("delta"); 10]);
+        let found = swaps(&predicted, &truth, &c);
+        assert_eq!(
+            found,
+            vec![Swap {
+                class: "alpha".into(),
+                cells: 30,
+                called: "gamma".into(),
+                share: 0.8,
+            }]
+        );
+        // A majority of the class is enough; a minority is not a swap.
+        let mut predicted = vec!["gamma"; 16];
+        predicted.extend(["alpha"; 14]);
+        let truth = vec![Some("alpha"); 30];
+        let with_gamma: Vec<Option<&str>> = truth.iter().copied().chain([Some("gamma")]).collect();
+        let predicted_plus: Vec<&str> = predicted.iter().copied().chain(["gamma"]).collect();
+        assert_eq!(swaps(&predicted_plus, &with_gamma, &c).len(), 1);
+        let mut predicted = vec!["gamma"; 14];
+        predicted.extend(["alpha"; 17]);
+        assert!(swaps(&predicted, &with_gamma, &c).is_empty());
     }
 }

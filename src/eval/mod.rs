@@ -39,7 +39,7 @@ use crate::index::transfer::vote;
 use crate::index::IndexError;
 use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
-use metrics::{score, split, stratified_split, Correspondence};
+use metrics::{score, split, stratified_split, swaps, Correspondence, Swap};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -233,6 +233,9 @@ pub struct EvalReport {
     pub rows: Vec<EvalRow>,
     /// Per direction: L-BFGS iterations and the final max |gradient| of the logistic regression.
     pub fits: Vec<(String, usize, f64)>,
+    /// Per direction: the classes kNN transfer calls by another class's label
+    /// ([`metrics::swaps`]); their share of cells is the row `swapped_cells`.
+    pub swaps: Vec<(String, Swap)>,
 }
 
 impl std::fmt::Display for EvalReport {
@@ -249,6 +252,19 @@ impl std::fmt::Display for EvalReport {
                 f,
                 "logistic regression {direction}: {iterations} L-BFGS iterations, \
                  max |gradient| {gradient:.1e}"
+            )?;
+        }
+        for (direction, s) in &self.swaps {
+            writeln!(
+                f,
+                "warning: {direction}: {:.0} % of the {} {} cells are called {:?}, the label of \
+                 another cell type: the two types are swapped between species in this embedding. \
+                 For a model run, train again with another --seed and compare (README, \
+                 \"Training seeds\").",
+                100.0 * s.share,
+                s.cells,
+                s.class,
+                s.called
             )?;
         }
         Ok(())
@@ -312,6 +328,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
     };
     let mut rows = Vec::new();
     let mut fits = Vec::new();
+    let mut swapped_classes = Vec::new();
     let mut push = |direction: &str, metric: &str, value: f64| {
         rows.push(EvalRow {
             direction: direction.into(),
@@ -395,6 +412,14 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
             "knn_balanced_accuracy",
             knn_scores.balanced_accuracy,
         );
+        let swapped = swaps(&knn, &truth, &correspondence);
+        let swapped_cells: usize = swapped.iter().map(|s| s.cells).sum();
+        push(
+            &direction,
+            "swapped_cells",
+            swapped_cells as f64 / y.len().max(1) as f64,
+        );
+        swapped_classes.extend(swapped.into_iter().map(|s| (direction.clone(), s)));
     }
     let mixing = mixing(&a, &b, spec.k);
     let means: Vec<f64> = mixing.values().copied().collect();
@@ -410,6 +435,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
         features,
         rows,
         fits,
+        swaps: swapped_classes,
     })
 }
 

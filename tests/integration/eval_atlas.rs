@@ -45,6 +45,13 @@ fn check_rows(rows: &HashMap<(String, String), f64>) {
             );
         }
         assert!(get("knn_balanced_accuracy") >= 0.0);
+        // At least half of a swapped class's cells are called wrongly by kNN transfer.
+        assert!(
+            0.5 * get("swapped_cells") <= 1.0 - get("knn_accuracy") + 1e-12,
+            "{direction}: swapped_cells {} with knn_accuracy {}",
+            get("swapped_cells"),
+            get("knn_accuracy")
+        );
     }
     for species in ["human", "mouse"] {
         assert!(rows.contains_key(&(species.to_string(), "lr_heldout_accuracy".to_string())));
