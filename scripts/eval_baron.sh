@@ -6,9 +6,13 @@
 #   shuffled  the same pipeline with each species' protein embeddings permuted across its genes
 #             (how much the protein signal contributes);
 #   baseline  PCA of log-normalised shared 1:1-ortholog expression (no training; the seed only
-#             moves the train/test split).
+#             moves the train/test split);
+#   incremental  (opt-in) human alone through macrogenes, pretraining and fine-tuning, then the
+#             mouse dataset added with `satlas add-species` (SATURN's way to add a species to a
+#             trained atlas), evaluated like saturn, its joint counterpart.
 #
 #   bash scripts/eval_baron.sh          # parameters below, overridable by environment variables
+#   SETTINGS="saturn incremental" SEEDS="0 1 2" bash scripts/eval_baron.sh
 #
 # Each seed trains on its own copy of the ingested atlas (macrogene k-means, pretraining and
 # fine-tuning all take the seed). Results: $OUT/results.csv (setting, seed, direction, metric,
@@ -26,6 +30,7 @@ MACROGENES=${MACROGENES:-500}        # SATURN: 2000
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-200}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-50}
 BATCH_SIZE=${BATCH_SIZE:-512}        # SATURN: 4096
+ADD_EPOCHS=${ADD_EPOCHS:-$PRETRAIN_EPOCHS}   # add-species (incremental setting)
 SEEDS=${SEEDS:-0 1 2 3 4}
 SETTINGS=${SETTINGS:-saturn shuffled baseline}
 PCS=${PCS:-50}
@@ -49,19 +54,24 @@ value() { local atlas=$1 sql=$2 f; f=$(mktemp); on "$atlas" sql -c "COPY ($sql) 
 
 echo "parameters: seeds=[$SEEDS] settings=[$SETTINGS] n_top_genes=$N_TOP_GENES" \
   "macrogenes=$MACROGENES pretrain_epochs=$PRETRAIN_EPOCHS finetune_epochs=$FINETUNE_EPOCHS" \
-  "batch_size=$BATCH_SIZE baseline_pcs=$PCS model=$MODEL"
+  "batch_size=$BATCH_SIZE add_epochs=$ADD_EPOCHS baseline_pcs=$PCS model=$MODEL"
 mkdir -p "$OUT" "$CACHE"
 BASE=$OUT/base.satlas
-rm -f "$BASE" "$BASE.wal" "$OUT/results.csv"
+BASE_HUMAN=$OUT/base_human.satlas    # the incremental setting's start: no mouse cells yet
+rm -f "$BASE" "$BASE.wal" "$BASE_HUMAN" "$BASE_HUMAN.wal" "$OUT/results.csv"
 echo "setting,seed,direction,metric,value,seconds" > "$OUT/results.csv"
 start=$SECONDS
+
+add_dataset() {
+  timed on "$1" add-dataset --species "$2" --label cell_type1 --name "baron_$2" "$BARON/raw-Baron_$2.h5ad"
+}
 
 step "1. atlas, real proteomes, full datasets"
 on "$BASE" init
 timed on "$BASE" add-proteome --species human "$DATA/proteins/human_swissprot2014_baron_genes.fa"
 timed on "$BASE" add-proteome --species mouse "$DATA/proteins/mouse_swissprot2014_baron_genes.fa"
-timed on "$BASE" add-dataset --species human --label cell_type1 --name baron_human "$BARON/raw-Baron_human.h5ad"
-timed on "$BASE" add-dataset --species mouse --label cell_type1 --name baron_mouse "$BARON/raw-Baron_mouse.h5ad"
+add_dataset "$BASE" human
+add_dataset "$BASE" mouse
 
 step "2. gene embeddings ($EMBEDDINGS), and the same embeddings shuffled across each species' genes"
 for species in human mouse; do
@@ -96,6 +106,17 @@ for species in human mouse; do
 done
 shuffled_model=$(value "$BASE" "SELECT max(embedding_model_id) FROM embedding_models")
 
+if [[ " $SETTINGS " == *" incremental "* ]]; then
+  step "2b. the incremental setting's atlas: both proteomes and embeddings, human cells only"
+  on "$BASE_HUMAN" init
+  for species in human mouse; do
+    on "$BASE_HUMAN" add-proteome --species "$species" "$DATA/proteins/${species}_swissprot2014_baron_genes.fa" > /dev/null
+    on "$BASE_HUMAN" import-embeddings --model "$EMBEDDINGS" --species "$species" \
+      "$CACHE/${EMBEDDINGS}_real_$species.parquet" > /dev/null
+  done
+  add_dataset "$BASE_HUMAN" human
+fi
+
 # Appends the evaluation rows of `atlas` (a run, or the baseline) to results.csv.
 record() {
   local setting=$1 seed=$2 atlas=$3 seconds=$4 args=$5 f
@@ -106,14 +127,23 @@ record() {
   rm -f "$f"
 }
 
+# Trains on a copy of atlas $4 (default $BASE) with gene embeddings of model $3, then runs
+# the optional extra step $5 (a function of the atlas and the seed) and records the evaluation.
 train() {
-  local setting=$1 seed=$2 model=$3 atlas=$OUT/${1}_seed$2.satlas t0=$SECONDS
-  cp "$BASE" "$atlas"
+  local setting=$1 seed=$2 model=$3 base=${4:-$BASE} then=${5:-} atlas=$OUT/${1}_seed$2.satlas t0=$SECONDS
+  cp "$base" "$atlas"
   timed on "$atlas" build-macrogenes -n "$MACROGENES" --n-top-genes "$N_TOP_GENES" --seed "$seed" --embedding-model "$model" > /dev/null
   timed on "$atlas" pretrain --epochs "$PRETRAIN_EPOCHS" --seed "$seed" --batch-size "$BATCH_SIZE" > /dev/null
   timed on "$atlas" finetune --epochs "$FINETUNE_EPOCHS" --seed "$seed" --batch-size "$BATCH_SIZE" > /dev/null
+  [ -z "$then" ] || "$then" "$atlas" "$seed"
   record "$setting" "$seed" "$atlas" $((SECONDS - t0)) ""
   rm -f "$atlas" "$atlas.wal"
+}
+
+# The incremental setting's second step: the mouse cells, then add-species.
+add_mouse() {
+  add_dataset "$1" mouse
+  timed on "$1" add-species --species mouse --epochs "$ADD_EPOCHS" --seed "$2" --batch-size "$BATCH_SIZE" > /dev/null
 }
 
 for seed in $SEEDS; do
@@ -123,7 +153,10 @@ for seed in $SEEDS; do
       saturn) train saturn "$seed" "$real_model" ;;
       shuffled) train shuffled "$seed" "$shuffled_model" ;;
       baseline) record baseline "$seed" "$BASE" 0 ", orthologs := '$ORTHOLOGS', pcs := $PCS" ;;
-      *) echo "eval_baron: unknown setting $setting (saturn, shuffled, baseline)" >&2; exit 1 ;;
+      incremental)
+        train incremental "$seed" "$(value "$BASE_HUMAN" "SELECT max(embedding_model_id) FROM embedding_models")" \
+          "$BASE_HUMAN" add_mouse ;;
+      *) echo "eval_baron: unknown setting $setting (saturn, shuffled, baseline, incremental)" >&2; exit 1 ;;
     esac
   done
 done

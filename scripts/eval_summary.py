@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Summarises scripts/eval_baron.sh's results.csv: for each setting (saturn, shuffled, baseline)
-and each of SATURN's headline metrics, the median, the inter-quartile range and the worst value
-over the seeds, as a Markdown table (swapped_cells: the share of cells in classes called by
-another class's label, see `satlas eval`; lower is better); then each setting's training seconds per seed.
+"""Summarises scripts/eval_baron.sh's results.csv: for each setting (saturn, incremental, shuffled,
+baseline) and each of SATURN's headline metrics, the median, the inter-quartile range and the
+worst value over the seeds, as a Markdown table (swapped_cells: the share of cells in classes
+called by another class's label, see `satlas eval`; lower is better); then each setting's
+training seconds per seed.
 
     python3 scripts/eval_summary.py out/eval/results.csv
 
@@ -45,7 +46,7 @@ def main(path):
             key = (row["setting"], row["direction"], row["metric"])
             values[key].append(float(row["value"]))
             seconds[row["setting"]][int(row["seed"])] = int(float(row["seconds"]))
-    settings = [s for s in ("saturn", "shuffled", "baseline") if s in seconds]
+    settings = [s for s in ("saturn", "incremental", "shuffled", "baseline") if s in seconds]
     n = {s: len(seconds[s]) for s in settings}
     print("| metric | " + " | ".join(f"{s} (n={n[s]}) median [IQR] worst" for s in settings) + " |")
     print("| --- |" + " ---: |" * len(settings))
