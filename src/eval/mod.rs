@@ -257,14 +257,21 @@ impl std::fmt::Display for EvalReport {
         for (direction, s) in &self.swaps {
             writeln!(
                 f,
-                "warning: {direction}: {:.0} % of the {} {} cells are called {:?}, the label of \
-                 another cell type: the two types are swapped between species in this embedding. \
-                 For a model run, train again with another --seed and compare (README, \
-                 \"Training seeds\").",
-                100.0 * s.share,
+                "warning: {direction}: {} of the {} {:?} cells are called {:?}, another cell \
+                 type's label",
+                (s.share * s.cells as f64).round(),
                 s.cells,
                 s.class,
                 s.called
+            )?;
+        }
+        if !self.swaps.is_empty() {
+            writeln!(
+                f,
+                "warning: {} cell type(s) above look swapped between species in this embedding \
+                 (row swapped_cells); for a model run, train again with another --seed and \
+                 compare (README, \"Training seeds\")",
+                self.swaps.len()
             )?;
         }
         Ok(())
