@@ -131,6 +131,7 @@ record() {
 # the optional extra step $5 (a function of the atlas and the seed) and records the evaluation.
 train() {
   local setting=$1 seed=$2 model=$3 base=${4:-$BASE} then=${5:-} atlas=$OUT/${1}_seed$2.satlas t0=$SECONDS
+  rm -f "$atlas.wal"    # a log left by an interrupted run does not belong to the new copy
   cp "$base" "$atlas"
   timed on "$atlas" build-macrogenes -n "$MACROGENES" --n-top-genes "$N_TOP_GENES" --seed "$seed" --embedding-model "$model" > /dev/null
   timed on "$atlas" pretrain --epochs "$PRETRAIN_EPOCHS" --seed "$seed" --batch-size "$BATCH_SIZE" > /dev/null

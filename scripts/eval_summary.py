@@ -5,7 +5,9 @@ worst value over the seeds, as a Markdown table (swapped_cells: the share of cel
 called by another class's label, see `satlas eval`; lower is better); then each setting's
 training seconds per seed.
 
-    python3 scripts/eval_summary.py out/eval/results.csv
+    python3 scripts/eval_summary.py out/eval/results.csv [more results.csv ...]
+
+Several files (runs of the script with other SEEDS or SETTINGS) are pooled.
 
 Standard library only.
 """
@@ -38,14 +40,15 @@ def quartiles(values):
     return q[0], q[2]
 
 
-def main(path):
+def main(paths):
     values = defaultdict(list)
     seconds = defaultdict(dict)
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            key = (row["setting"], row["direction"], row["metric"])
-            values[key].append(float(row["value"]))
-            seconds[row["setting"]][int(row["seed"])] = int(float(row["seconds"]))
+    for path in paths:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                key = (row["setting"], row["direction"], row["metric"])
+                values[key].append(float(row["value"]))
+                seconds[row["setting"]][int(row["seed"])] = int(float(row["seconds"]))
     settings = [s for s in ("saturn", "incremental", "shuffled", "baseline") if s in seconds]
     n = {s: len(seconds[s]) for s in settings}
     print("| metric | " + " | ".join(f"{s} (n={n[s]}) median [IQR] worst" for s in settings) + " |")
@@ -68,6 +71,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(sys.argv[1:])

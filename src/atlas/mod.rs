@@ -116,6 +116,21 @@ pub enum AtlasError {
         /// The version of the loaded library.
         found: String,
     },
+    /// The write-ahead log beside the file cannot be replayed onto it.
+    #[error(
+        "cannot open {path}: DuckDB failed to replay the write-ahead log {wal} ({message}). The log \
+         does not belong to this file: usually the .satlas file was copied or restored without \
+         its .wal, or a stale .wal was left beside a new copy. If the atlas was closed cleanly, \
+         move {wal} away and open it again; otherwise restore the .satlas and .wal files together"
+    )]
+    ForeignWal {
+        /// The atlas.
+        path: PathBuf,
+        /// Its write-ahead log.
+        wal: PathBuf,
+        /// The first line of DuckDB's error.
+        message: String,
+    },
     /// A database operation failed.
     #[error("atlas database error while {context}: {source}")]
     Db {
@@ -293,6 +308,12 @@ fn connect(path: &Path, mode: AccessMode) -> Result<Connection, AtlasError> {
             AtlasError::InUse { path: path.into() }
         } else if source.to_string().contains("not a valid DuckDB database") {
             AtlasError::NotAnAtlas { path: path.into() }
+        } else if source.to_string().contains("replaying WAL") {
+            AtlasError::ForeignWal {
+                path: path.into(),
+                wal: PathBuf::from(format!("{}.wal", path.display())),
+                message: source.to_string().lines().next().unwrap_or("").to_string(),
+            }
         } else {
             AtlasError::db(format!("opening {}", path.display()), source)
         }
@@ -382,6 +403,36 @@ mod tests {
         ));
         let atlas = Atlas::open(&path).unwrap();
         assert_eq!(atlas.summary().unwrap().schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_stale_wal_from_another_copy_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("old.satlas"), dir.path().join("new.satlas"));
+        drop(Atlas::create(&new).unwrap());
+        // `old` has a species row on disk and an update of it only in its write-ahead log; the
+        // log is copied beside `new`, whose species table is empty (a copy without its .wal).
+        let atlas = Atlas::create(&old).unwrap();
+        atlas
+            .connection()
+            .execute_batch(
+                "INSERT INTO species (species_id, name) VALUES (1, 'human'); CHECKPOINT; \
+                 UPDATE species SET added_at = TIMESTAMP '2000-01-01' WHERE species_id = 1",
+            )
+            .unwrap();
+        std::fs::copy(
+            dir.path().join("old.satlas.wal"),
+            dir.path().join("new.satlas.wal"),
+        )
+        .unwrap();
+        drop(atlas);
+        let err = Atlas::open(&new).err().expect("the foreign log is refused");
+        assert!(matches!(err, AtlasError::ForeignWal { .. }), "{err}");
+        assert!(err.to_string().contains("new.satlas.wal"), "{err}");
+        assert!(err.to_string().contains("move"), "{err}");
+        // The fix the message gives works.
+        std::fs::remove_file(dir.path().join("new.satlas.wal")).unwrap();
+        Atlas::open(&new).unwrap();
     }
 
     #[test]
