@@ -21,6 +21,9 @@ pub enum Error {
     /// The SATURN network, its training or a checkpoint failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// No model run meets what a command needs.
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
     /// A SQL procedure was called with an argument of the wrong kind.
     #[error(transparent)]
     Args(#[from] crate::sql::ArgsError),

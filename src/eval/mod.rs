@@ -33,10 +33,11 @@ pub mod logreg;
 pub mod metrics;
 
 use crate::atlas::{query_all, AtlasError};
-use crate::index::embeddings::{read, resolve_run};
 use crate::index::exact::exact_knn;
 use crate::index::transfer::vote;
 use crate::index::IndexError;
+use crate::runs::embeddings::read;
+use crate::runs::{self, Need};
 use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
 use metrics::{score, split, stratified_split, Correspondence};
@@ -151,6 +152,9 @@ pub enum EvalError {
     /// Reading the atlas failed.
     #[error(transparent)]
     Atlas(#[from] AtlasError),
+    /// No run to read.
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
 }
 
 /// Where the correspondence comes from.
@@ -286,7 +290,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
     };
     let (features, a, b) = match &spec.features {
         Features::Run(run) => {
-            let run = resolve_run(conn, *run)?;
+            let run = runs::select(conn, Need::Embedded, *run)?;
             let name = format!("run {run}");
             let of = |species: &str| {
                 load(conn, species, column, &name, |keep| {

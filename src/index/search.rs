@@ -3,11 +3,11 @@
 //! `knn_vector`).
 
 use super::cache;
-use super::embeddings::resolve_run;
 use super::hnsw::Candidates;
 use super::store::Access;
 use super::{CellIndex, IndexError};
 use crate::atlas::query_all;
+use crate::runs::{self, Need};
 use duckdb::Connection;
 use std::collections::HashMap;
 
@@ -104,7 +104,7 @@ pub fn knn(
     access: Access,
 ) -> Result<(i32, Vec<Neighbour>), IndexError> {
     let k = check_k(query.k)?;
-    let run = resolve_run(conn, query.run)?;
+    let run = runs::select(conn, Need::Embedded, query.run)?;
     let candidates = candidates(conn, &query.scope)?;
     let (index, _) = cache::get(conn, run, access)?;
     let candidates = candidates.map_or(Candidates::All, |ids| restrict(&index, ids));

@@ -18,11 +18,11 @@
 //! transfer id, written by the caller's transaction) and are returned.
 
 use super::cache;
-use super::embeddings::resolve_run;
 use super::search::{candidates, check_k, restrict, Scope};
 use super::store::Access;
 use super::IndexError;
 use crate::atlas::{bulk, query_all, DbContext};
+use crate::runs::{self, Need};
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::Int64Type;
@@ -132,7 +132,7 @@ pub fn transfer_labels(
     access: Access,
 ) -> Result<LabelTransfer, IndexError> {
     spec.check()?;
-    let run = resolve_run(conn, spec.run)?;
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     let query_cells = candidates(conn, &Scope::Dataset(spec.query.clone()))?.unwrap_or_default();
     let column = reference_column(conn, &spec.reference)?;
     let labels = reference_labels(conn, column, &spec.reference, &spec.query)?;

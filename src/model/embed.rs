@@ -14,6 +14,7 @@ use crate::atlas::counts::Cells;
 use crate::atlas::{self, query_all, query_opt, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::MacrogeneSet;
+use crate::runs::embeddings;
 use duckdb::Connection;
 use std::fmt;
 
@@ -107,19 +108,12 @@ pub fn embed_dataset(
         }
         .into());
     };
-    let already: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM cell_embeddings e JOIN cells c USING (cell_id)
-             WHERE e.model_run_id = ? AND c.dataset_id = ?",
-            [run, dataset_id],
-            |r| r.get(0),
-        )
-        .context("looking for embeddings of the dataset")?;
+    let already = embeddings::count_in_dataset(conn, run, dataset_id)?;
     if already > 0 {
         return Err(ModelError::AlreadyEmbedded {
             dataset: dataset.into(),
             run,
-            cells: already as usize,
+            cells: already,
         }
         .into());
     }

@@ -43,12 +43,6 @@ pub enum ModelError {
         /// What differs and what to do.
         reason: String,
     },
-    /// No finished fine-tuning run to embed with.
-    #[error("{what}: fine-tune first (`satlas finetune`, CALL saturn_finetune()), or name a finished finetune run with --run / run := N")]
-    NoFinetuneRun {
-        /// "no finished finetune run in the atlas", or which run was asked for and why it fails.
-        what: String,
-    },
     /// A dataset name the atlas does not know.
     #[error("unknown dataset {name:?} (known: {known}); add it with `satlas add-dataset` first")]
     UnknownDataset {

@@ -28,6 +28,7 @@ use crate::atlas::{self, query_opt, species, AtlasError, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::{MacrogeneSet, SpeciesAssignment};
 use crate::protein::store::read_gene_matrix;
+use crate::runs::embeddings;
 use duckdb::Connection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -231,14 +232,7 @@ fn finish(
     cells: &SpeciesCells,
     logs: &[super::EpochLog],
 ) -> crate::Result<(usize, usize, Option<Origin>)> {
-    let copied = tx
-        .execute(
-            "INSERT INTO cell_embeddings
-             SELECT ?, cell_id, embedding, macrogene_expression FROM cell_embeddings
-             WHERE model_run_id = ?",
-            [run, parent],
-        )
-        .context("copying the parent run's cell embeddings")?;
+    let copied = embeddings::copy(tx, parent, run)?;
     let embedded = write_embeddings(tx, run, model, std::slice::from_ref(cells))?;
     let index = extend_index(tx, parent, run)?;
     finish_run(tx, run, model, logs)?;

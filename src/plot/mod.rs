@@ -16,8 +16,9 @@ pub mod svg;
 use crate::atlas::{query_all, AtlasError};
 use crate::de::{differential_expression, DeSpec};
 use crate::export::read_cells;
-use crate::index::embeddings::{read_vectors, resolve_run, CellVector};
 use crate::layout::{self, Layout, LayoutOrigin};
+use crate::runs::embeddings::read_vectors;
+use crate::runs::{self, CellVector, Need};
 use crate::Atlas;
 use charts::{Colouring, Heatmap, ScatterText, Series};
 use duckdb::Connection;
@@ -326,7 +327,7 @@ pub fn stack(charts: &[svg::Svg]) -> String {
 /// add-species run) to `out`.
 pub fn plot_training(conn: &Connection, run: Option<i32>, out: &Path) -> crate::Result<PlotReport> {
     let out = Output::check(out, &[Format::Svg, Format::Png])?;
-    let run = resolve_run(conn, run)?;
+    let run = runs::select(conn, Need::Embedded, run)?;
     let charts = training_charts(conn, run)?;
     out.write_svg(&stack(&charts))?;
     Ok(PlotReport {
@@ -452,7 +453,7 @@ fn group_labels(
 /// `satlas plot de`: [`de_chart`] to `out`.
 pub fn plot_de(conn: &Connection, spec: &DeSpec, out: &Path) -> crate::Result<PlotReport> {
     let out = Output::check(out, &[Format::Svg, Format::Png])?;
-    let run = resolve_run(conn, spec.run)?;
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     let chart = de_chart(
         conn,
         &DeSpec {

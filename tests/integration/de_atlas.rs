@@ -212,7 +212,10 @@ fn de_reports_marker_macrogenes_and_refuses_bad_arguments() {
         ("top := 0", "top = 0"),
         ("species := 'human', dataset := 'baron_mouse'", "not both"),
         ("species := 'zebrafish'", "unknown species \"zebrafish\""),
-        ("run := 1", "model run 1 has no cell embeddings"),
+        (
+            "run := 1",
+            "model run 1 is not a finished finetune run with cell embeddings",
+        ),
     ] {
         let error = de_failure(&atlas, args);
         assert!(error.contains(expected), "{args}: {error}");

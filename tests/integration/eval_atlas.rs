@@ -131,7 +131,7 @@ fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
         ),
         (
             "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := 1)".to_string(),
-            "has no cell embeddings",
+            "is not a finished finetune run with cell embeddings",
         ),
         (
             format!(

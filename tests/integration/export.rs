@@ -533,11 +533,11 @@ fn refused_exports_leave_no_file() {
     let cases: [(Vec<&str>, &str); 4] = [
         (
             vec!["--format", "h5ad", "--out", &h5ad],
-            "no finetune run with cell embeddings",
+            "no finished finetune run with cell embeddings",
         ),
         (
             vec!["--format", "parquet", "--run", "7", "--out", &tables],
-            "model run 7 has no cell embeddings",
+            "model run 7 is not a finished finetune run with cell embeddings",
         ),
         (
             vec!["--format", "parquet", "--macrogenes", "--out", &tables],

@@ -10,13 +10,13 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use satlas::atlas::bulk;
-use satlas::index::embeddings::Embeddings;
 use satlas::index::store::{self, Access, Origin};
 use satlas::index::transfer::{transfer, TransferSpec, UNKNOWN_LABEL};
 use satlas::index::{
     cache, exact_knn, knn, search::QueryPoint, Candidates, CellIndex, IndexError, IndexParams,
     KnnQuery, Scope,
 };
+use satlas::runs::Embeddings;
 use satlas::{Atlas, Error};
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 //! inputs that must write nothing.
 
 use crate::common::{count, dataset_spec, fill_atlas, satlas, satlas_ok, Snapshot, TRAINING};
-use satlas::index::embeddings::read;
 use satlas::index::exact::exact_knn;
 use satlas::index::{self, IndexParams, TransferSpec};
 use satlas::ingest::add_dataset;
 use satlas::layout::{self, umap, LayoutOrigin, UmapParams};
+use satlas::runs::embeddings::read;
 use satlas::Atlas;
 use std::path::Path;
 
@@ -292,7 +292,7 @@ fn plots_and_report_are_written_and_refusals_write_nothing() {
         (
             &empty,
             vec!["plot".into(), "umap".into(), "--out".into(), at("x.svg")],
-            "no finetune run with cell embeddings",
+            "no finished finetune run with cell embeddings",
         ),
         (
             &path,
@@ -304,7 +304,7 @@ fn plots_and_report_are_written_and_refusals_write_nothing() {
                 "--out".into(),
                 at("x.svg"),
             ],
-            "model run 1 has no cell embeddings",
+            "model run 1 is not a finished finetune run with cell embeddings",
         ),
         (
             &path,
