@@ -666,7 +666,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Atlas::open(path)?
             };
-            sql(&atlas, command.as_deref())?;
+            sql(&satlas::sql::with_procedures(atlas)?, command.as_deref())?;
         }
         Command::AddProteome(args) => {
             let mut atlas = Atlas::open(path)?;
@@ -1067,7 +1067,7 @@ fn print_run(kind: &str, report: &RunReport) {
     }
 }
 
-fn sql(atlas: &Atlas, command: Option<&str>) -> Result<()> {
+fn sql(atlas: &satlas::sql::SqlAtlas, command: Option<&str>) -> Result<()> {
     let conn = atlas.connection();
     match command {
         Some(sql) => print!("{}", satlas::sql::console::run(conn, sql)?),

@@ -152,8 +152,6 @@ impl<T> DbContext<T> for Result<T, duckdb::Error> {
 /// An open atlas file (or an in-memory atlas, for tests).
 pub struct Atlas {
     conn: Connection,
-    /// Keeps alive the connection satlas' SQL procedures run on (they hold a weak handle).
-    _procedures: crate::sql::SharedConnection,
     path: PathBuf,
 }
 
@@ -166,7 +164,7 @@ impl Atlas {
         }
         let conn = connect(path, AccessMode::ReadWrite)?;
         schema::create(&conn)?;
-        Atlas::wrap(conn, path)
+        Ok(Atlas::wrap(conn, path))
     }
 
     /// Opens an existing atlas for reading and writing.
@@ -184,7 +182,7 @@ impl Atlas {
         check_duckdb_library()?;
         let conn = Connection::open_in_memory().context("opening an in-memory database")?;
         schema::create(&conn)?;
-        Atlas::wrap(conn, Path::new(":memory:"))
+        Ok(Atlas::wrap(conn, Path::new(":memory:")))
     }
 
     fn open_with(path: &Path, mode: AccessMode) -> Result<Atlas, AtlasError> {
@@ -193,16 +191,14 @@ impl Atlas {
         }
         let conn = connect(path, mode)?;
         schema::check(&conn, &path.display().to_string())?;
-        Atlas::wrap(conn, path)
+        Ok(Atlas::wrap(conn, path))
     }
 
-    fn wrap(conn: Connection, path: &Path) -> Result<Atlas, AtlasError> {
-        let procedures = crate::sql::register(&conn)?;
-        Ok(Atlas {
+    fn wrap(conn: Connection, path: &Path) -> Atlas {
+        Atlas {
             conn,
-            _procedures: procedures,
             path: path.into(),
-        })
+        }
     }
 
     /// Where the atlas lives (`:memory:` for an in-memory atlas).
@@ -210,7 +206,8 @@ impl Atlas {
         &self.path
     }
 
-    /// The DuckDB connection, with satlas' SQL functions registered.
+    /// The DuckDB connection (satlas' SQL procedures are registered on it only when the atlas was
+    /// opened through `sql::with_procedures`).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

@@ -1,11 +1,13 @@
-//! SQL procedures: the stages of satlas as DuckDB table functions, registered on every connection
-//! an [`Atlas`](crate::Atlas) opens (so `satlas sql` and library users see the same surface).
+//! SQL procedures: the stages of satlas as DuckDB table functions, registered on an opened
+//! [`Atlas`] by [`with_procedures`] (what `satlas sql` does, and library users who want to call
+//! them). The atlas itself knows nothing of them: this module sits on top of every stage.
 //!
 //! Every procedure is a [`Procedure`]: it declares its named parameters, and `run` turns the
 //! validated arguments into an Arrow [`RecordBatch`] using a second connection to the same
 //! database. [`ProcedureVTab`] adapts any procedure to DuckDB's table-function interface: bind
-//! reads the arguments and runs the procedure (so errors surface as query errors before any row is
-//! produced), init starts a cursor, func streams the batch one vector at a time.
+//! reads the arguments and declares the result's schema, init runs the procedure once per
+//! execution (DuckDB may bind a prepared query more than once; errors still surface as query
+//! errors before any row is produced), func streams the batch one vector at a time.
 
 mod args;
 pub mod console;
@@ -22,6 +24,7 @@ pub use args::{Args, ArgsError};
 pub use training::DEFAULT_CHECKPOINT_EVERY;
 
 use crate::atlas::{AtlasError, DbContext};
+use crate::Atlas;
 use duckdb::arrow::array::ArrayRef;
 use duckdb::arrow::datatypes::Schema;
 use duckdb::arrow::record_batch::RecordBatch;
@@ -32,12 +35,43 @@ use duckdb::vtab::{
 };
 use duckdb::Connection;
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-/// A second connection to the atlas database, owned by the [`Atlas`](crate::Atlas) and used by its
+/// A second connection to the atlas database, owned by the [`SqlAtlas`] and used by its
 /// procedures.
-pub type SharedConnection = Arc<Mutex<Connection>>;
+type SharedConnection = Arc<Mutex<Connection>>;
+
+/// An [`Atlas`] whose connection has every satlas procedure registered; it derefs to the atlas.
+pub struct SqlAtlas {
+    // Field order is drop order: the atlas' connection closes before the procedures' one.
+    atlas: Atlas,
+    /// Keeps alive the connection the procedures run on (they hold a weak handle).
+    _procedures: SharedConnection,
+}
+
+impl Deref for SqlAtlas {
+    type Target = Atlas;
+    fn deref(&self) -> &Atlas {
+        &self.atlas
+    }
+}
+
+impl DerefMut for SqlAtlas {
+    fn deref_mut(&mut self) -> &mut Atlas {
+        &mut self.atlas
+    }
+}
+
+/// `atlas` with satlas' SQL procedures registered on its connection.
+pub fn with_procedures(atlas: Atlas) -> Result<SqlAtlas, AtlasError> {
+    let procedures = register(atlas.connection())?;
+    Ok(SqlAtlas {
+        atlas,
+        _procedures: procedures,
+    })
+}
 
 /// What the registered functions hold: a weak handle, so that the database (which owns the
 /// registrations) does not keep its own connection alive and closes when the `Atlas` is dropped.
@@ -66,7 +100,7 @@ pub trait Procedure: 'static {
 
 /// Registers every satlas procedure on `conn`; returns the connection the procedures use, which
 /// the caller must keep alive as long as `conn`.
-pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError> {
+fn register(conn: &Connection) -> Result<SharedConnection, AtlasError> {
     let shared: SharedConnection = Arc::new(Mutex::new(
         conn.try_clone()
             .context("opening the procedure connection")?,

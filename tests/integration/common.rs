@@ -4,6 +4,7 @@
 
 use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
+use satlas::sql::{with_procedures, SqlAtlas};
 use satlas::Atlas;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -222,13 +223,13 @@ pub fn dataset_spec(species: &str, name: &str, path: &str) -> DatasetSpec {
 /// embeddings (deterministic, from each gene's upper-cased symbol, so orthologs with the same
 /// symbol share one) under one embedding model. Numerics are checked against PyTorch elsewhere;
 /// these tests are about the atlas plumbing.
-pub fn atlas_with_embeddings() -> Atlas {
+pub fn atlas_with_embeddings() -> SqlAtlas {
     fill_atlas(Atlas::in_memory().unwrap(), &["human", "mouse"])
 }
 
 /// `atlas` with both proteomes and the synthetic gene embeddings of [`atlas_with_embeddings`],
-/// and the Baron dataset (`baron_{species}`) of each of `datasets` only.
-pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> Atlas {
+/// and the Baron dataset (`baron_{species}`) of each of `datasets` only; with the SQL procedures.
+pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> SqlAtlas {
     for (species, fasta) in [
         ("human", "proteins/human.fa.gz"),
         ("mouse", "proteins/mouse_surrogate.fa.gz"),
@@ -253,7 +254,7 @@ pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> Atlas {
              FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
         )
         .unwrap();
-    atlas
+    with_procedures(atlas).unwrap()
 }
 
 /// Adds the Baron fixture of `species` (human or mouse) as dataset `baron_{species}`.

@@ -434,7 +434,7 @@ fn failed_transfer_leaves_the_atlas_unchanged() {
 #[test]
 fn sql_knn_joins_with_cell_info_and_transfers_labels() {
     let mut rng = StdRng::seed_from_u64(6);
-    let mut atlas = Atlas::in_memory().unwrap();
+    let mut atlas = satlas::sql::with_procedures(Atlas::in_memory().unwrap()).unwrap();
     let (_, centres) = pancreas_like(&mut atlas, &mut rng);
     let conn = atlas.connection();
 

@@ -8,12 +8,13 @@ use satlas::index::{self, IndexParams, TransferSpec};
 use satlas::ingest::add_dataset;
 use satlas::layout::{self, umap, LayoutOrigin, UmapParams};
 use satlas::runs::embeddings::read;
+use satlas::sql::SqlAtlas;
 use satlas::Atlas;
 use std::path::Path;
 
 /// Both Baron datasets (synthetic gene embeddings), a short pretraining and fine-tuning, an index
 /// and a label transfer mouse <- human.
-fn trained(atlas: Atlas) -> Atlas {
+fn trained(atlas: Atlas) -> SqlAtlas {
     let mut atlas = fill_atlas(atlas, &["human", "mouse"]);
     count(
         &atlas,

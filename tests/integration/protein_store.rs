@@ -11,6 +11,7 @@ use satlas::protein::store::{
     embed_species, float_list, import_embeddings, read_gene_matrix, EmbeddingReport,
 };
 use satlas::protein::{embed_proteins, EmbedOptions, Esm2};
+use satlas::sql::with_procedures;
 use satlas::Atlas;
 use std::path::{Path, PathBuf};
 
@@ -359,7 +360,7 @@ fn gene_embeddings(atlas: &Atlas, model_id: i32) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn parquet_import_equals_the_npy_import_of_the_same_embeddings() {
-    let mut atlas = Atlas::in_memory().unwrap();
+    let mut atlas = with_procedures(Atlas::in_memory().unwrap()).unwrap();
     add(&mut atlas, "human", &HUMAN);
     let conn = atlas.connection_mut();
     let npy = import_embeddings(
@@ -487,7 +488,7 @@ fn cli_import_prints_the_report() {
 /// sequences only where its own selection asks for them).
 #[test]
 fn highly_variable_embedding_is_what_macrogenes_select() {
-    let mut atlas = Atlas::in_memory().unwrap();
+    let mut atlas = with_procedures(Atlas::in_memory().unwrap()).unwrap();
     for (species, fasta, h5ad) in [
         ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
         (
