@@ -33,6 +33,9 @@ pub enum Error {
     /// An evaluation (`satlas eval`) was refused or failed.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    /// An export was refused.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     /// A differential-expression request (`satlas de`) was refused.
     #[error(transparent)]
     De(#[from] crate::de::DeError),

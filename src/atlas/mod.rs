@@ -201,6 +201,16 @@ impl Atlas {
         }
     }
 
+    /// A second handle on the same database (its own connection, the same file and access mode):
+    /// what satlas' SQL procedures run on while a query holds the first.
+    pub fn try_clone(&self) -> Result<Atlas, AtlasError> {
+        let conn = self
+            .conn
+            .try_clone()
+            .context("opening a second connection to the atlas")?;
+        Ok(Atlas::wrap(conn, &self.path))
+    }
+
     /// Where the atlas lives (`:memory:` for an in-memory atlas).
     pub fn path(&self) -> &Path {
         &self.path

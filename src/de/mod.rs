@@ -18,6 +18,7 @@ use crate::model::{trained_weights, SpeciesWeights};
 use crate::progress;
 use crate::runs::embeddings::read_vectors;
 use crate::runs::{self, CellVector, Need};
+use crate::Atlas;
 use duckdb::Connection;
 use ndarray::ArrayView2;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -222,7 +223,8 @@ struct Cells {
 }
 
 /// Runs the tests (read-only) and returns each tested group's top macrogenes.
-pub fn differential_expression(conn: &Connection, spec: &DeSpec) -> crate::Result<DeReport> {
+pub fn differential_expression(atlas: &Atlas, spec: &DeSpec) -> crate::Result<DeReport> {
+    let conn = atlas.connection();
     check(spec)?;
     let run = runs::select(conn, Need::Embedded, spec.run)?;
     let in_scope: Option<HashSet<i64>> =

@@ -38,6 +38,7 @@ use crate::index::transfer::vote;
 use crate::index::IndexError;
 use crate::runs::embeddings::read;
 use crate::runs::{self, Need};
+use crate::Atlas;
 use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
 use metrics::{score, split, stratified_split, Correspondence};
@@ -278,7 +279,8 @@ impl SpeciesCells {
 }
 
 /// Runs the evaluation (read-only) on the atlas behind `conn`.
-pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalError> {
+pub fn evaluate(atlas: &Atlas, spec: &EvalSpec) -> Result<EvalReport, EvalError> {
+    let conn = atlas.connection();
     check(conn, spec)?;
     let pairs = match &spec.correspondence {
         CorrespondenceSource::Csv(path) => Some(read_csv(path, &spec.a, &spec.b)?),

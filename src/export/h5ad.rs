@@ -9,7 +9,7 @@
 //! dimensions `dim_0`, `dim_1`, ... `uns/satlas` records the model run (id, kind, parameters and
 //! metrics as JSON, creation time), the atlas path and the satlas version.
 
-use super::{cell_matrix, read_cells, CellRow, ExportReport};
+use super::{cell_matrix, read_cells, CellRow, ExportReport, ExportSpec};
 use crate::atlas::{persist, temp_file_beside, AtlasError};
 use crate::io::h5ad::encoding::*;
 use crate::runs::{self, CellVector, Embeddings, Need, RunInfo};
@@ -18,15 +18,6 @@ use hdf5::types::VarLenUnicode;
 use hdf5::{File, Group, Location};
 use std::collections::BTreeSet;
 use std::path::Path;
-
-/// What to export.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct H5adOptions {
-    /// The model run (default: the newest finished finetune run with embeddings).
-    pub run: Option<i32>,
-    /// Also write the macrogene expression as `obsm/X_macrogenes`.
-    pub macrogenes: bool,
-}
 
 /// Everything that goes into the file.
 struct Content<'a> {
@@ -38,19 +29,15 @@ struct Content<'a> {
 }
 
 /// Writes the embedded cells of a run of `atlas` to `out` (see the module doc).
-pub fn export_h5ad(
-    atlas: &Atlas,
-    options: &H5adOptions,
-    out: &Path,
-) -> crate::Result<ExportReport> {
+pub fn export_h5ad(atlas: &Atlas, spec: &ExportSpec, out: &Path) -> crate::Result<ExportReport> {
     let conn = atlas.connection();
-    let run = runs::select(conn, Need::Embedded, options.run)?;
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     let cells = read_cells(conn, run)?;
     let content = Content {
         run: RunInfo::read(conn, run)?,
         atlas: atlas.path(),
         embedding: cell_matrix(conn, run, CellVector::Embedding, &cells)?,
-        macrogenes: if options.macrogenes {
+        macrogenes: if spec.macrogenes {
             Some(cell_matrix(
                 conn,
                 run,

@@ -10,12 +10,67 @@
 pub mod h5ad;
 pub mod parquet;
 
+pub use h5ad::export_h5ad;
+pub use parquet::export_parquet;
+
 use crate::atlas::{query_all, AtlasError};
 use crate::runs::embeddings::read_vectors;
 use crate::runs::{CellVector, Embeddings};
+use crate::Atlas;
 use duckdb::Connection;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportFormat {
+    /// One AnnData `.h5ad` file ([`h5ad`]).
+    #[default]
+    H5ad,
+    /// A directory of Parquet tables ([`parquet`]).
+    Parquet,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSpec {
+    /// The file format.
+    pub format: ExportFormat,
+    /// The model run (default: the newest finished finetune run with embeddings).
+    pub run: Option<i32>,
+    /// Also write the cells' macrogene expression (`obsm/X_macrogenes`; h5ad only).
+    pub macrogenes: bool,
+}
+
+/// Why an export was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Macrogene expression asked for in a format that does not carry it.
+    #[error(
+        "--macrogenes is for --format h5ad (Parquet exports the macrogene weights, not expression)"
+    )]
+    MacrogenesNeedH5ad,
+}
+
+impl ExportSpec {
+    /// Refuses a combination the format cannot write, before any work.
+    pub fn check(&self) -> Result<(), ExportError> {
+        match self.format {
+            ExportFormat::Parquet if self.macrogenes => Err(ExportError::MacrogenesNeedH5ad),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `satlas export`: the run's embedded cells in `spec.format` at `out` (a file for h5ad, a
+/// directory for Parquet).
+pub fn export(atlas: &Atlas, spec: &ExportSpec, out: &Path) -> crate::Result<ExportReport> {
+    spec.check()?;
+    match spec.format {
+        ExportFormat::H5ad => export_h5ad(atlas, spec, out),
+        ExportFormat::Parquet => export_parquet(atlas, spec, out),
+    }
+}
 
 /// The per-cell table of run `?` (bound twice): the columns of `cells.parquet` and of the h5ad's
 /// `obs`.

@@ -8,13 +8,14 @@
 //!   `exp(P)`), `initial_weight` (the macrogene set's rank-based weight), one row per gene and
 //!   macrogene.
 
-use super::{ExportReport, CELLS_SQL};
+use super::{ExportReport, ExportSpec, CELLS_SQL};
 use crate::atlas::parquet::{write_batches, write_query};
 use crate::atlas::{bulk, query_all, AtlasError};
 use crate::macrogene::MacrogeneSet;
 use crate::model::runs::trained_macrogene_weights;
 use crate::runs::embeddings::read;
 use crate::runs::{self, Embeddings, Need};
+use crate::Atlas;
 use duckdb::arrow::array::{
     ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
@@ -32,14 +33,11 @@ const CELLS_PER_BATCH: usize = 8192;
 /// Genes per record batch of `macrogene_weights.parquet` (rows = genes x macrogenes).
 const GENES_PER_BATCH: usize = 256;
 
-/// Writes the three tables of run `run` (default: the newest finished finetune run with
+/// Writes the three tables of run `spec.run` (default: the newest finished finetune run with
 /// embeddings) into directory `dir`, created if missing.
-pub fn export_parquet(
-    conn: &Connection,
-    run: Option<i32>,
-    dir: &Path,
-) -> crate::Result<ExportReport> {
-    let run = runs::select(conn, Need::Embedded, run)?;
+pub fn export_parquet(atlas: &Atlas, spec: &ExportSpec, dir: &Path) -> crate::Result<ExportReport> {
+    let conn = atlas.connection();
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     std::fs::create_dir_all(dir).map_err(|e| AtlasError::Output {
         path: dir.into(),
         message: format!("cannot create the output directory: {e}"),

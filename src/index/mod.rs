@@ -30,7 +30,7 @@ pub use hnsw::{Candidates, CellIndex};
 pub use params::{IndexParams, ValidIndexParams};
 pub use search::{knn, KnnQuery, Neighbour, Scope};
 pub use store::{build, insert_new_cells, open, Access, IndexReport, Origin};
-pub use transfer::{transfer_labels, LabelTransfer, TransferSpec, UNKNOWN_LABEL};
+pub use transfer::{transfer, LabelTransfer, TransferSpec, UNKNOWN_LABEL};
 
 use crate::atlas::AtlasError;
 use crate::runs::RunError;

@@ -8,6 +8,7 @@ use super::store::Access;
 use super::{CellIndex, IndexError};
 use crate::atlas::query_all;
 use crate::runs::{self, Need};
+use crate::Atlas;
 use duckdb::Connection;
 use std::collections::HashMap;
 
@@ -96,13 +97,14 @@ pub fn check_k(k: usize) -> Result<usize, IndexError> {
 }
 
 /// The `k` nearest neighbours of `point` within `query.scope`: exactly `min(k, cells in scope)`,
-/// nearest first. The index comes from the [`cache`] (rebuilt if stale when `access` allows).
+/// nearest first. The index comes from the [`cache`] (rebuilt if stale unless the atlas is read-only).
 pub fn knn(
-    conn: &Connection,
+    atlas: &Atlas,
     point: &QueryPoint,
     query: &KnnQuery,
-    access: Access,
 ) -> Result<(i32, Vec<Neighbour>), IndexError> {
+    let conn = atlas.connection();
+    let access = Access::of(conn)?;
     let k = check_k(query.k)?;
     let run = runs::select(conn, Need::Embedded, query.run)?;
     let candidates = candidates(conn, &query.scope)?;

@@ -75,6 +75,18 @@ pub enum ModelError {
         /// Its cells with an embedding in the run.
         cells: usize,
     },
+    /// A dataset was added, then could not be embedded (the addition stays committed).
+    #[error(
+        "dataset {dataset:?} was added but not embedded: {source}; finish with \
+         `satlas embed-dataset --dataset {dataset}`"
+    )]
+    AddedNotEmbedded {
+        /// The dataset, now in the atlas.
+        dataset: String,
+        /// Why embedding failed.
+        #[source]
+        source: Box<crate::Error>,
+    },
     /// `saturn_add_species` for a species the model already has.
     #[error("species {species:?} is already in model run {run} (trained on {known}): nothing to add; embed a new dataset of it with `satlas embed-dataset`")]
     SpeciesAlreadyTrained {

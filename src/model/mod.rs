@@ -28,12 +28,12 @@ pub mod zinb;
 
 mod error;
 
-pub use embed::{embed_dataset, EmbedReport};
+pub use embed::{add_and_embed_dataset, embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
 pub use runs::{
     load_run_model, run_finetune, run_pretrain, trained_weights, FinetuneRequest, PretrainRequest,
-    RunReport, Schedule, SpeciesWeights,
+    RunReport, Schedule, SpeciesWeights, DEFAULT_CHECKPOINT_EVERY,
 };
 pub use species::{run_add_species, AddSpeciesReport, AddSpeciesRequest};
 pub use train::{

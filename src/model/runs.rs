@@ -16,12 +16,16 @@ use crate::atlas::{self, query_opt, AtlasError, DbContext};
 use crate::macrogene::{Csr, CsrView, MacrogeneSet, SpeciesGenes};
 use crate::progress;
 use crate::runs::{self, embeddings, Need, RunInfo};
+use crate::Atlas;
 use duckdb::Connection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 /// zstd level of stored weights.
 const ZSTD_LEVEL: i32 = 3;
+
+/// Default epochs between stored checkpoints (the resume granularity).
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 10;
 
 /// The settings both training loops share, as a caller overrides them (CLI flags, SQL named
 /// parameters); unset ones keep SATURN's defaults for the loop.
@@ -35,9 +39,16 @@ pub struct Schedule {
     pub lr: Option<f64>,
     /// Seed.
     pub seed: Option<u64>,
+    /// Store the weights every this many epochs.
+    pub checkpoint_every: Option<usize>,
 }
 
 impl Schedule {
+    /// Epochs between stored checkpoints: as set, else [`DEFAULT_CHECKPOINT_EVERY`].
+    pub fn checkpoint_every(&self) -> usize {
+        self.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY)
+    }
+
     /// Pretraining parameters: SATURN's defaults with this schedule applied.
     pub fn pretrain(&self) -> PretrainParams {
         let d = PretrainParams::default();
@@ -121,7 +132,8 @@ pub(super) struct SpeciesCells {
 
 /// Pretrains SATURN (ZINB + protein-similarity regulariser) on every cell of the macrogene set's
 /// species, resuming an interrupted run with the same parameters.
-pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::Result<RunReport> {
+pub fn run_pretrain(atlas: &mut Atlas, request: &PretrainRequest) -> crate::Result<RunReport> {
+    let conn = atlas.connection_mut();
     request.params.check()?;
     let set = MacrogeneSet::read(conn, request.macrogene_set)?;
     let (cells, dropped) = training_cells(conn, &set)?;
@@ -167,7 +179,8 @@ pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::
 
 /// Fine-tunes a pretrained SATURN with the cross-species triplet loss, then embeds every cell and
 /// stores the embeddings (and macrogene expression) with the run.
-pub fn run_finetune(conn: &mut Connection, request: &FinetuneRequest) -> crate::Result<RunReport> {
+pub fn run_finetune(atlas: &mut Atlas, request: &FinetuneRequest) -> crate::Result<RunReport> {
+    let conn = atlas.connection_mut();
     request.params.check()?;
     let (base_run, base): (i32, StoredParams<PretrainRequest>) =
         finished_pretrain(conn, request.pretrain_run)?;

@@ -29,6 +29,7 @@ use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::{MacrogeneSet, SpeciesAssignment};
 use crate::protein::store::read_gene_matrix;
 use crate::runs::embeddings;
+use crate::Atlas;
 use duckdb::Connection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -125,9 +126,10 @@ impl fmt::Display for AddSpeciesReport {
 /// as a new run (see the module doc). Refused, with the atlas unchanged, for an unknown species,
 /// a species the run already has, or one whose proteome, gene embeddings or datasets are missing.
 pub fn run_add_species(
-    conn: &mut Connection,
+    atlas: &mut Atlas,
     request: &AddSpeciesRequest,
 ) -> crate::Result<AddSpeciesReport> {
+    let conn = atlas.connection_mut();
     request.params.check()?;
     let (parent, parent_set, parent_config) = finished_model_run(conn, request.parent_run)?;
     let name = request.species.as_str();

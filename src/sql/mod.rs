@@ -21,7 +21,6 @@ mod training;
 mod transfer_labels;
 
 pub use args::{Args, ArgsError};
-pub use training::DEFAULT_CHECKPOINT_EVERY;
 
 use crate::atlas::{AtlasError, DbContext};
 use crate::Atlas;
@@ -39,16 +38,16 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-/// A second connection to the atlas database, owned by the [`SqlAtlas`] and used by its
+/// A second handle on the atlas ([`Atlas::try_clone`]), owned by the [`SqlAtlas`] and used by its
 /// procedures.
-type SharedConnection = Arc<Mutex<Connection>>;
+type SharedAtlas = Arc<Mutex<Atlas>>;
 
 /// An [`Atlas`] whose connection has every satlas procedure registered; it derefs to the atlas.
 pub struct SqlAtlas {
     // Field order is drop order: the atlas' connection closes before the procedures' one.
     atlas: Atlas,
-    /// Keeps alive the connection the procedures run on (they hold a weak handle).
-    _procedures: SharedConnection,
+    /// Keeps alive the handle the procedures run on (they hold a weak one).
+    _procedures: SharedAtlas,
 }
 
 impl Deref for SqlAtlas {
@@ -66,7 +65,7 @@ impl DerefMut for SqlAtlas {
 
 /// `atlas` with satlas' SQL procedures registered on its connection.
 pub fn with_procedures(atlas: Atlas) -> Result<SqlAtlas, AtlasError> {
-    let procedures = register(atlas.connection())?;
+    let procedures = register(&atlas)?;
     Ok(SqlAtlas {
         atlas,
         _procedures: procedures,
@@ -74,8 +73,9 @@ pub fn with_procedures(atlas: Atlas) -> Result<SqlAtlas, AtlasError> {
 }
 
 /// What the registered functions hold: a weak handle, so that the database (which owns the
-/// registrations) does not keep its own connection alive and closes when the `Atlas` is dropped.
-type ProcedureHandle = Weak<Mutex<Connection>>;
+/// registrations) does not keep its own connection alive and closes when the `SqlAtlas` is
+/// dropped.
+type ProcedureHandle = Weak<Mutex<Atlas>>;
 
 /// A satlas operation callable from SQL as `SELECT * FROM name(param := value, ...)` or
 /// `CALL name(...)`.
@@ -86,8 +86,8 @@ pub trait Procedure: 'static {
     fn parameters() -> Vec<(&'static str, LogicalTypeId)>;
     /// The result columns (declared at bind time, before anything runs).
     fn schema() -> Schema;
-    /// Runs the procedure on the atlas behind `conn`; the rows it returns become the result.
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch>;
+    /// Runs the procedure on `atlas`; the rows it returns become the result.
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch>;
 
     /// A result batch of [`Procedure::schema`] from its columns, in order.
     fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, AtlasError> {
@@ -98,13 +98,11 @@ pub trait Procedure: 'static {
     }
 }
 
-/// Registers every satlas procedure on `conn`; returns the connection the procedures use, which
-/// the caller must keep alive as long as `conn`.
-fn register(conn: &Connection) -> Result<SharedConnection, AtlasError> {
-    let shared: SharedConnection = Arc::new(Mutex::new(
-        conn.try_clone()
-            .context("opening the procedure connection")?,
-    ));
+/// Registers every satlas procedure on `atlas`' connection; returns the handle the procedures
+/// use, which the caller must keep alive as long as `atlas`.
+fn register(atlas: &Atlas) -> Result<SharedAtlas, AtlasError> {
+    let conn = atlas.connection();
+    let shared: SharedAtlas = Arc::new(Mutex::new(atlas.try_clone()?));
     let handle = Arc::downgrade(&shared);
     register_one::<info::SatlasInfo>(conn, &handle)?;
     register_one::<embeddings::EmbedProteins>(conn, &handle)?;
@@ -175,13 +173,13 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
         let shared = handle
             .upgrade()
             .ok_or_else(|| format!("{}: the atlas was closed", P::NAME))?;
-        let mut conn = shared.lock().map_err(|_| {
+        let mut atlas = shared.lock().map_err(|_| {
             format!(
                 "{}: the atlas connection is poisoned by an earlier panic; reopen the atlas",
                 P::NAME
             )
         })?;
-        let batch = P::run(&mut conn, &bound.args)
+        let batch = P::run(&mut atlas, &bound.args)
             .map_err(|e| format!("{}: {}", P::NAME, error_chain(&e)))?;
         // SAFETY: a constant getter of the linked DuckDB library, no arguments, no state.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;

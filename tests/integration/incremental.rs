@@ -216,7 +216,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     rat.read.obs_file = Some(fixture("baron/human_10x/obs.csv"));
     add_dataset(&mut atlas, &rat).unwrap();
     let digest = atlas.content_digest().unwrap();
-    let err = embed_dataset(atlas.connection_mut(), "rat_cells", None)
+    let err = embed_dataset(&mut atlas, "rat_cells", None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -235,7 +235,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
         &dataset_spec("human", "few_genes", "legacy/anndata06.h5ad"),
     )
     .unwrap();
-    let report = embed_dataset(atlas.connection_mut(), "few_genes", None).unwrap();
+    let report = embed_dataset(&mut atlas, "few_genes", None).unwrap();
     let (present, total) = report.gene_overlap;
     assert!(total > 0 && present < total / 2, "{present} of {total}");
     assert!(

@@ -337,7 +337,7 @@ fn filtered_search_returns_exactly_k_even_for_a_small_species() {
             k,
             scope: scope.clone(),
         };
-        let (_, hits) = knn(conn, &QueryPoint::Cell(5), &query, Access::ReadWrite).unwrap();
+        let (_, hits) = knn(&atlas, &QueryPoint::Cell(5), &query).unwrap();
         assert_eq!(hits.len(), expected, "{scope:?} k={k}");
         assert!(hits
             .iter()
@@ -349,9 +349,7 @@ fn filtered_search_returns_exactly_k_even_for_a_small_species() {
         k: 5,
         scope: Scope::Species("zebrafish".into()),
     };
-    let err = knn(conn, &QueryPoint::Cell(5), &unknown, Access::ReadWrite)
-        .err()
-        .unwrap();
+    let err = knn(&atlas, &QueryPoint::Cell(5), &unknown).err().unwrap();
     assert!(err.to_string().contains("known: human, mouse"), "{err}");
     let (_, first) = cache::get(conn, run, Access::ReadWrite).unwrap();
     assert_eq!(

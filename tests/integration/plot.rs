@@ -109,7 +109,7 @@ fn layout_is_seeded_trustworthy_stored_and_extended_by_placement() {
         &dataset_spec("human", "human_again", "baron/human_modern.h5ad"),
     )
     .unwrap();
-    satlas::model::embed_dataset(atlas.connection_mut(), "human_again", None).unwrap();
+    satlas::model::embed_dataset(&mut atlas, "human_again", None).unwrap();
     let new = count(&atlas, "SELECT count(*) FROM cell_embeddings") as usize - n;
     assert!(new > 0);
     let (placed, origin) = layout::current(&mut atlas, None).unwrap();
