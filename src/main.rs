@@ -8,7 +8,7 @@ use satlas::eval::{self, CorrespondenceSource, EvalSpec, Features};
 use satlas::export::{self, ExportSpec};
 use satlas::index::search::{Neighbour, QueryPoint};
 use satlas::index::transfer::{self, TransferSpec};
-use satlas::index::{self as index, IndexError, IndexParams, KnnQuery, Scope};
+use satlas::index::{self as index, IndexError, IndexParams, KnnQuery};
 use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
 use satlas::layout::UmapParams;
@@ -22,6 +22,7 @@ use satlas::model::{
 };
 use satlas::plot::{self, report::ReportSpec};
 use satlas::protein::{store, EmbedOptions, Parallelism};
+use satlas::runs::{RunError, Scope};
 use satlas::Atlas;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -748,7 +749,7 @@ struct De {
 }
 
 impl De {
-    fn to_spec(&self) -> Result<DeSpec, IndexError> {
+    fn to_spec(&self) -> Result<DeSpec, RunError> {
         Ok(DeSpec {
             run: self.run,
             group: self.group.clone(),

@@ -13,11 +13,10 @@
 pub mod wilcoxon;
 
 use crate::atlas::{query_all, AtlasError};
-use crate::index::search::{candidates, Scope};
 use crate::model::{trained_weights, SpeciesWeights};
 use crate::progress;
 use crate::runs::embeddings::read_vectors;
-use crate::runs::{self, CellVector, Need};
+use crate::runs::{self, CellVector, Need, Scope};
 use crate::Atlas;
 use duckdb::Connection;
 use ndarray::ArrayView2;
@@ -228,7 +227,7 @@ pub fn differential_expression(atlas: &Atlas, spec: &DeSpec) -> crate::Result<De
     check(spec)?;
     let run = runs::select(conn, Need::Embedded, spec.run)?;
     let in_scope: Option<HashSet<i64>> =
-        candidates(conn, &spec.scope)?.map(|ids| ids.into_iter().collect());
+        spec.scope.cells(conn)?.map(|ids| ids.into_iter().collect());
     let values = group_values(conn, &spec.group, in_scope.as_ref())?;
     let cells = load(conn, run, values)?;
     let plan = plan(&cells, spec, run)?;

@@ -28,7 +28,7 @@ pub mod transfer;
 pub use exact::{exact_knn, Hit};
 pub use hnsw::{Candidates, CellIndex};
 pub use params::{IndexParams, ValidIndexParams};
-pub use search::{knn, KnnQuery, Neighbour, Scope};
+pub use search::{knn, KnnQuery, Neighbour};
 pub use store::{build, insert_new_cells, open, Access, IndexReport, Origin};
 pub use transfer::{transfer, LabelTransfer, TransferSpec, UNKNOWN_LABEL};
 

@@ -18,11 +18,11 @@
 //! transfer id, written by the caller's transaction) and are returned.
 
 use super::cache;
-use super::search::{candidates, check_k, restrict, Scope};
+use super::search::{check_k, restrict};
 use super::store::Access;
 use super::IndexError;
 use crate::atlas::{bulk, query_all, DbContext};
-use crate::runs::{self, Need};
+use crate::runs::{self, Need, Scope};
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::Int64Type;
@@ -133,7 +133,9 @@ fn transfer_labels(
 ) -> Result<LabelTransfer, IndexError> {
     spec.check()?;
     let run = runs::select(conn, Need::Embedded, spec.run)?;
-    let query_cells = candidates(conn, &Scope::Dataset(spec.query.clone()))?.unwrap_or_default();
+    let query_cells = Scope::Dataset(spec.query.clone())
+        .cells(conn)?
+        .unwrap_or_default();
     let column = reference_column(conn, &spec.reference)?;
     let labels = reference_labels(conn, column, &spec.reference, &spec.query)?;
     let (index, _) = cache::get(conn, run, access)?;

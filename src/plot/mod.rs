@@ -367,7 +367,7 @@ pub fn de_chart(atlas: &Atlas, spec: &DeSpec) -> crate::Result<svg::Svg> {
     }
     let groups: Vec<String> = report.groups.iter().map(|g| g.0.clone()).collect();
     let mut group_of = group_labels(conn, report.run, &spec.group)?;
-    if let Some(in_scope) = crate::index::search::candidates(conn, &spec.scope)? {
+    if let Some(in_scope) = spec.scope.cells(conn)? {
         let in_scope: std::collections::HashSet<i64> = in_scope.into_iter().collect();
         group_of.retain(|id, _| in_scope.contains(id));
     }

@@ -1,6 +1,6 @@
 //! Model runs and their cell embeddings in the atlas: the one place that says which run a
 //! command uses ([`select`]), reads a run's `model_runs` row ([`RunInfo`]) and writes and reads
-//! `cell_embeddings` ([`embeddings`]).
+//! `cell_embeddings` ([`embeddings`]), and which of the cells a command takes ([`Scope`]).
 //!
 //! Every command that needs a run takes an optional run id. One rule picks it: a run given must
 //! have what the command needs ([`Need`]); without one, the newest such run (the highest id) is
@@ -8,8 +8,10 @@
 //! (`index`, `eval`, `export`, `de`, `layout`, `plot`) read runs only through this module.
 
 pub mod embeddings;
+pub mod scope;
 
 pub use embeddings::{CellVector, CellsDigest, Embeddings};
+pub use scope::Scope;
 
 use crate::atlas::{query_all, AtlasError, DbContext};
 use duckdb::Connection;
@@ -73,6 +75,24 @@ pub enum RunError {
         /// The run needed, in words.
         what: &'static str,
         /// The runs that would do, comma-separated, or "none".
+        known: String,
+    },
+    /// Both a species and a dataset given as the scope.
+    #[error("give a species or a dataset, not both (species {species:?}, dataset {dataset:?})")]
+    TwoScopes {
+        /// The species given.
+        species: String,
+        /// The dataset given.
+        dataset: String,
+    },
+    /// A species or dataset name that the atlas does not know.
+    #[error("unknown {kind} {name:?} (known: {known})")]
+    UnknownName {
+        /// "species" or "dataset".
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// Known names, comma-separated.
         known: String,
     },
     /// The atlas could not be read.

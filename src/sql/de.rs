@@ -6,7 +6,7 @@
 use super::knn_cells::run_arg;
 use super::{Args, Procedure};
 use crate::de::{differential_expression, DeSpec};
-use crate::index::Scope;
+use crate::runs::Scope;
 use crate::Atlas;
 use duckdb::arrow::array::{Float64Array, Int32Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};

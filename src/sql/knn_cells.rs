@@ -4,7 +4,8 @@
 
 use super::{Args, Procedure};
 use crate::index::search::{knn, QueryPoint};
-use crate::index::{IndexError, KnnQuery, Neighbour, Scope};
+use crate::index::{IndexError, KnnQuery, Neighbour};
+use crate::runs::Scope;
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float32Array, Int64Array, StringArray, UInt32Array};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};

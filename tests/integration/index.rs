@@ -14,9 +14,9 @@ use satlas::index::store::{self, Access, Origin};
 use satlas::index::transfer::{transfer, TransferSpec, UNKNOWN_LABEL};
 use satlas::index::{
     cache, exact_knn, knn, search::QueryPoint, Candidates, CellIndex, IndexError, IndexParams,
-    KnnQuery, Scope,
+    KnnQuery,
 };
-use satlas::runs::Embeddings;
+use satlas::runs::{Embeddings, Scope};
 use satlas::{Atlas, Error};
 use std::collections::HashSet;
 use std::sync::Arc;
