@@ -35,7 +35,6 @@ pub mod metrics;
 use crate::atlas::{query_all, AtlasError};
 use crate::index::exact::exact_knn;
 use crate::index::transfer::vote;
-use crate::index::IndexError;
 use crate::runs::embeddings::read;
 use crate::runs::{self, Need};
 use crate::Atlas;
@@ -147,9 +146,6 @@ pub enum EvalError {
         /// What a valid value is.
         rule: &'static str,
     },
-    /// Reading the run's embeddings failed.
-    #[error(transparent)]
-    Index(#[from] IndexError),
     /// Reading the atlas failed.
     #[error(transparent)]
     Atlas(#[from] AtlasError),

@@ -96,18 +96,11 @@ impl Procedure for Pretrain {
     }
 
     fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
-        let plan = schedule(args)?;
-        let schedule = plan.pretrain();
-        let params = PretrainParams {
-            regulariser_weight: args
-                .float("regulariser_weight")?
-                .unwrap_or(schedule.regulariser_weight),
-            ..schedule
-        };
+        let (params, checkpoint_every) = pretrain_params(args)?;
         let request = PretrainRequest {
             params,
             macrogene_set: args.int("macrogene_set")?.map(|s| s as i32),
-            checkpoint_every: plan.checkpoint_every(),
+            checkpoint_every,
             vae: args.bool("vae")?.unwrap_or(false),
         };
         Ok(Self::batch(epoch_columns(&run_pretrain(atlas, &request)?))?)
@@ -176,18 +169,12 @@ impl Procedure for AddSpecies {
     }
 
     fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
-        let plan = schedule(args)?;
-        let schedule = plan.pretrain();
+        let (params, checkpoint_every) = pretrain_params(args)?;
         let request = AddSpeciesRequest {
             species: args.required_text("species")?,
-            params: PretrainParams {
-                regulariser_weight: args
-                    .float("regulariser_weight")?
-                    .unwrap_or(schedule.regulariser_weight),
-                ..schedule
-            },
+            params,
             parent_run: args.int("run")?.map(|r| r as i32),
-            checkpoint_every: plan.checkpoint_every(),
+            checkpoint_every,
         };
         let report = run_add_species(atlas, &request)?;
         Ok(Self::batch(epoch_columns(&report.run))?)
@@ -241,6 +228,20 @@ impl Procedure for EmbedDataset {
 }
 
 /// The shared training settings named by [`common_parameters`].
+/// The pretraining parameters of `saturn_pretrain` and `saturn_add_species` (the schedule and
+/// `regulariser_weight :=` over SATURN's defaults), with the checkpoint interval.
+fn pretrain_params(args: &Args) -> crate::Result<(PretrainParams, usize)> {
+    let plan = schedule(args)?;
+    let defaults = plan.pretrain();
+    let params = PretrainParams {
+        regulariser_weight: args
+            .float("regulariser_weight")?
+            .unwrap_or(defaults.regulariser_weight),
+        ..defaults
+    };
+    Ok((params, plan.checkpoint_every()))
+}
+
 fn schedule(args: &Args) -> crate::Result<Schedule> {
     Ok(Schedule {
         epochs: args.usize("epochs")?,
