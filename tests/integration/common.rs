@@ -257,6 +257,27 @@ pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> SqlAtlas {
     with_procedures(atlas).unwrap()
 }
 
+/// SATURN at test size through its SQL procedures: 30 macrogenes over 300 highly variable genes
+/// per species (seed 0), pretraining for `pretrain.0` epochs with seed `pretrain.1`, then
+/// `finetune_epochs` epochs of fine-tuning (seed 0), which embeds every cell.
+pub fn train(atlas: &SqlAtlas, pretrain: (usize, u64), finetune_epochs: usize) {
+    count(
+        atlas,
+        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
+    );
+    count(
+        atlas,
+        &format!(
+            "SELECT count(*) FROM saturn_pretrain(epochs := {}, seed := {})",
+            pretrain.0, pretrain.1
+        ),
+    );
+    count(
+        atlas,
+        &format!("SELECT count(*) FROM saturn_finetune(epochs := {finetune_epochs}, seed := 0)"),
+    );
+}
+
 /// Adds the Baron fixture of `species` (human or mouse) as dataset `baron_{species}`.
 pub fn add_baron(atlas: &mut Atlas, species: &str) {
     let h5ad = format!("baron/{species}.h5ad");

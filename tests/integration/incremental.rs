@@ -7,7 +7,8 @@
 //! counts as `baron/human.h5ad`, another encoding and file — as the new dataset `human_again`.
 
 use crate::common::{
-    atlas_with_embeddings, count, dataset_spec, failure, fill_atlas, fixture, satlas_ok, TRAINING,
+    atlas_with_embeddings, count, dataset_spec, failure, fill_atlas, fixture, satlas_ok, train,
+    TRAINING,
 };
 use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
@@ -46,18 +47,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     .to_string();
     assert!(err.contains("no finished finetune run"), "{err}");
 
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 1, seed := 0)",
-    );
+    train(&atlas, (2, 1), 1);
     let run = count(
         &atlas,
         "SELECT max(model_run_id) FROM model_runs WHERE kind = 'finetune' AND status = 'done'",

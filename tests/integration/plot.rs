@@ -2,7 +2,9 @@
 //! `satlas plot` pictures (SVG points and legend, PNG colours), the HTML report, and the refused
 //! inputs that must write nothing.
 
-use crate::common::{count, dataset_spec, fill_atlas, satlas, satlas_ok, Snapshot, TRAINING};
+use crate::common::{
+    count, dataset_spec, fill_atlas, satlas, satlas_ok, train, Snapshot, TRAINING,
+};
 use satlas::index::exact::exact_knn;
 use satlas::index::{self, IndexParams, TransferSpec};
 use satlas::ingest::add_dataset;
@@ -16,18 +18,7 @@ use std::path::Path;
 /// and a label transfer mouse <- human.
 fn trained(atlas: Atlas) -> SqlAtlas {
     let mut atlas = fill_atlas(atlas, &["human", "mouse"]);
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 3, seed := 1)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 2, seed := 0)",
-    );
+    train(&atlas, (3, 1), 2);
     index::build(&mut atlas, None, IndexParams::default()).unwrap();
     index::transfer::transfer(&mut atlas, &TransferSpec::new("baron_mouse", "human")).unwrap();
     atlas
