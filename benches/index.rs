@@ -18,8 +18,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use satlas::index::embeddings::{read, Embeddings};
-use satlas::index::{exact_knn, resolve_run, Candidates, CellIndex, IndexParams};
+use satlas::index::{exact_knn, Candidates, CellIndex, IndexParams};
+use satlas::runs::embeddings::read;
+use satlas::runs::{self, Embeddings, Need};
 use satlas::Atlas;
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -64,7 +65,8 @@ fn synthetic(n: usize) -> (Embeddings, Vec<f32>) {
 fn real(atlas: &Path) -> (Embeddings, Vec<f32>) {
     let atlas = Atlas::open_read_only(atlas).expect("SATLAS_BENCH_ATLAS opens");
     let conn = atlas.connection();
-    let run = resolve_run(conn, None).expect("the atlas has an embedded finetune run");
+    let run =
+        runs::select(conn, Need::Embedded, None).expect("the atlas has an embedded finetune run");
     let embeddings = read(conn, run, |_| true).expect("cell embeddings");
     let step = embeddings.len().div_ceil(QUERIES).max(1);
     let queries = (0..embeddings.len())

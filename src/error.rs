@@ -21,6 +21,9 @@ pub enum Error {
     /// The SATURN network, its training or a checkpoint failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// No model run meets what a command needs.
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
     /// A SQL procedure was called with an argument of the wrong kind.
     #[error(transparent)]
     Args(#[from] crate::sql::ArgsError),
@@ -30,6 +33,9 @@ pub enum Error {
     /// An evaluation (`satlas eval`) was refused or failed.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    /// An export was refused.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     /// A differential-expression request (`satlas de`) was refused.
     #[error(transparent)]
     De(#[from] crate::de::DeError),

@@ -13,15 +13,17 @@
 //! 4. [`protein`] — protein embeddings: ESM-2 in `tch`, per protein and per gene, in the atlas.
 //! 5. [`macrogene`] — gene selection (Seurat v3 HVG), k-means macrogenes, rank-based weights.
 //! 6. [`model`] — the SATURN network, its losses, pretraining and fine-tuning.
-//! 7. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
-//! 8. [`eval`] — SATURN's evaluation: cross-species logistic-regression and kNN label transfer,
+//! 7. [`runs`] — model runs and their cell embeddings in the atlas: which run a command uses, the
+//!    writer and the reader of `cell_embeddings`.
+//! 8. [`index`] — the searchable atlas: HNSW over cell embeddings, kNN search, label transfer.
+//! 9. [`eval`] — SATURN's evaluation: cross-species logistic-regression and kNN label transfer,
 //!    species mixing.
-//! 9. [`export`] — a model run's cells for scanpy (`.h5ad`) and as Parquet tables.
-//! 10. [`de`] — macrogene differential expression between cell types (Wilcoxon rank-sum).
-//! 11. [`layout`] — a 2-D UMAP layout of a run's cell embeddings, stored per run.
-//! 12. [`plot`] — pictures (UMAP scatter, training curves, DE heatmap) as SVG or PNG, and the
+//! 10. [`export`] — a model run's cells for scanpy (`.h5ad`) and as Parquet tables.
+//! 11. [`de`] — macrogene differential expression between cell types (Wilcoxon rank-sum).
+//! 12. [`layout`] — a 2-D UMAP layout of a run's cell embeddings, stored per run.
+//! 13. [`plot`] — pictures (UMAP scatter, training curves, DE heatmap) as SVG or PNG, and the
 //!     one-page HTML report.
-//! 13. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 14. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -37,6 +39,7 @@ pub mod ingest;
 pub mod protein;
 pub mod macrogene;
 pub mod model;
+pub mod runs;
 pub mod index;
 pub mod eval;
 pub mod export;

@@ -5,23 +5,24 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use satlas::de::{self, DeSpec};
 use satlas::eval::baseline::OrthologBaseline;
 use satlas::eval::{self, CorrespondenceSource, EvalSpec, Features};
-use satlas::export::h5ad::{export_h5ad, H5adOptions};
-use satlas::export::parquet::export_parquet;
-use satlas::index::search::QueryPoint;
+use satlas::export::{self, ExportSpec};
+use satlas::index::search::{Neighbour, QueryPoint};
 use satlas::index::transfer::{self, TransferSpec};
-use satlas::index::{self as index, Access, IndexParams, KnnQuery, Scope};
+use satlas::index::{self as index, IndexError, IndexParams, KnnQuery};
 use satlas::ingest::{self, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
+use satlas::layout::UmapParams;
 use satlas::macrogene::{
     build_macrogenes, highly_variable_genes_with_protein, BuildParams, ScoreFunction,
 };
 use satlas::model::{
-    embed_dataset, run_add_species, run_finetune, run_pretrain, AddSpeciesRequest, FinetuneParams,
-    FinetuneRequest, PretrainParams, PretrainRequest, RunReport, Schedule,
+    add_and_embed_dataset, embed_dataset, run_add_species, run_finetune, run_pretrain,
+    AddSpeciesRequest, FinetuneParams, FinetuneRequest, ModelError, PretrainParams,
+    PretrainRequest, RunReport, Schedule, DEFAULT_CHECKPOINT_EVERY,
 };
-use satlas::plot;
+use satlas::plot::{self, report::ReportSpec};
 use satlas::protein::{store, EmbedOptions, Parallelism};
-use satlas::sql::DEFAULT_CHECKPOINT_EVERY;
+use satlas::runs::{RunError, Scope};
 use satlas::Atlas;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -159,6 +160,17 @@ struct LayoutArgs {
     seed: u64,
 }
 
+impl From<&LayoutArgs> for UmapParams {
+    fn from(args: &LayoutArgs) -> Self {
+        UmapParams {
+            n_neighbors: args.neighbors,
+            min_dist: args.min_dist,
+            n_epochs: args.epochs,
+            seed: args.seed,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum PlotCommand {
     /// The UMAP of a run's cells coloured by species, cell_type, dataset, transferred_label or
@@ -218,6 +230,16 @@ struct ReportArgs {
     out: PathBuf,
 }
 
+impl From<&ReportArgs> for ReportSpec {
+    fn from(args: &ReportArgs) -> Self {
+        ReportSpec {
+            run: args.run,
+            species: args.a.clone().zip(args.b.clone()),
+            orthologs: args.orthologs.clone(),
+        }
+    }
+}
+
 #[derive(ClapArgs)]
 struct Export {
     /// Output format.
@@ -241,6 +263,19 @@ enum ExportFormat {
     H5ad,
     /// Parquet tables in a directory.
     Parquet,
+}
+
+impl From<&Export> for ExportSpec {
+    fn from(args: &Export) -> Self {
+        ExportSpec {
+            format: match args.format {
+                ExportFormat::H5ad => export::ExportFormat::H5ad,
+                ExportFormat::Parquet => export::ExportFormat::Parquet,
+            },
+            run: args.run,
+            macrogenes: args.macrogenes,
+        }
+    }
 }
 
 #[derive(ClapArgs)]
@@ -272,6 +307,24 @@ struct EmbedProteins {
     /// this option) embeds only what is missing. Add the datasets first.
     #[arg(long, value_name = "N")]
     highly_variable: Option<usize>,
+}
+
+impl From<&EmbedProteins> for EmbedOptions {
+    fn from(args: &EmbedProteins) -> Self {
+        let threads = args
+            .threads
+            .unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+        EmbedOptions {
+            layer: args.layer,
+            tokens_per_batch: args.tokens_per_batch,
+            parallelism: if args.batch_workers {
+                Parallelism::Batches(threads)
+            } else {
+                Parallelism::IntraOp(threads)
+            },
+            ..EmbedOptions::default()
+        }
+    }
 }
 
 #[derive(ClapArgs)]
@@ -309,6 +362,19 @@ struct BuildMacrogenes {
     embedding_model: Option<i32>,
 }
 
+impl From<&BuildMacrogenes> for BuildParams {
+    fn from(args: &BuildMacrogenes) -> Self {
+        BuildParams {
+            n_macrogenes: args.n,
+            n_top_genes: args.n_top_genes,
+            seed: args.seed,
+            score: args.score,
+            embedding_model: args.embedding_model,
+            ..BuildParams::default()
+        }
+    }
+}
+
 #[derive(ClapArgs)]
 struct TrainingArgs {
     /// Epochs.
@@ -328,13 +394,14 @@ struct TrainingArgs {
     checkpoint_every: usize,
 }
 
-impl TrainingArgs {
-    fn schedule(&self) -> Schedule {
+impl From<&TrainingArgs> for Schedule {
+    fn from(args: &TrainingArgs) -> Self {
         Schedule {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            seed: Some(self.seed),
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            lr: args.lr,
+            seed: Some(args.seed),
+            checkpoint_every: Some(args.checkpoint_every),
         }
     }
 }
@@ -353,6 +420,18 @@ struct Pretrain {
     vae: bool,
 }
 
+impl From<&Pretrain> for PretrainRequest {
+    fn from(args: &Pretrain) -> Self {
+        let schedule = Schedule::from(&args.training);
+        PretrainRequest {
+            params: schedule.pretrain(),
+            macrogene_set: args.macrogene_set,
+            checkpoint_every: schedule.checkpoint_every(),
+            vae: args.vae,
+        }
+    }
+}
+
 #[derive(ClapArgs)]
 struct Finetune {
     #[command(flatten)]
@@ -366,6 +445,21 @@ struct Finetune {
     /// Pretraining run to start from (default: the newest finished).
     #[arg(long)]
     pretrain_run: Option<i32>,
+}
+
+impl From<&Finetune> for FinetuneRequest {
+    fn from(args: &Finetune) -> Self {
+        let schedule = Schedule::from(&args.training);
+        FinetuneRequest {
+            params: FinetuneParams {
+                margin: args.margin,
+                unfreeze_macrogenes: args.unfreeze,
+                ..schedule.finetune()
+            },
+            pretrain_run: args.pretrain_run,
+            checkpoint_every: schedule.checkpoint_every(),
+        }
+    }
 }
 
 #[derive(ClapArgs)]
@@ -393,29 +487,57 @@ struct AddSpecies {
     run: Option<i32>,
 }
 
+impl From<&AddSpecies> for AddSpeciesRequest {
+    fn from(args: &AddSpecies) -> Self {
+        let schedule = Schedule::from(&args.training);
+        AddSpeciesRequest {
+            species: args.species.clone(),
+            params: PretrainParams {
+                regulariser_weight: args.regulariser_weight,
+                ..schedule.pretrain()
+            },
+            parent_run: args.run,
+            checkpoint_every: schedule.checkpoint_every(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum IndexCommand {
     /// (Re)build the index of a run and store it in the atlas.
-    Build {
-        /// Model run (default: the newest finetune or add-species run with embeddings).
-        #[arg(long)]
-        run: Option<i32>,
-        /// Neighbours per node and layer (HNSW's M).
-        #[arg(long, default_value_t = IndexParams::default().m)]
-        m: usize,
-        /// Candidate list size while building.
-        #[arg(long, default_value_t = IndexParams::default().ef_construction)]
-        ef_construction: usize,
-        /// Candidate list size while searching.
-        #[arg(long, default_value_t = IndexParams::default().ef_search)]
-        ef_search: usize,
-    },
+    Build(IndexBuild),
     /// Insert newly embedded cells into the stored index (rebuilds if cells were removed).
     Update {
         /// Model run (default: the newest finetune or add-species run with embeddings).
         #[arg(long)]
         run: Option<i32>,
     },
+}
+
+#[derive(ClapArgs)]
+struct IndexBuild {
+    /// Model run (default: the newest finetune or add-species run with embeddings).
+    #[arg(long)]
+    run: Option<i32>,
+    /// Neighbours per node and layer (HNSW's M).
+    #[arg(long, default_value_t = IndexParams::default().m)]
+    m: usize,
+    /// Candidate list size while building.
+    #[arg(long, default_value_t = IndexParams::default().ef_construction)]
+    ef_construction: usize,
+    /// Candidate list size while searching.
+    #[arg(long, default_value_t = IndexParams::default().ef_search)]
+    ef_search: usize,
+}
+
+impl From<&IndexBuild> for IndexParams {
+    fn from(args: &IndexBuild) -> Self {
+        IndexParams {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ef_search: args.ef_search,
+        }
+    }
 }
 
 #[derive(ClapArgs)]
@@ -435,6 +557,16 @@ struct Knn {
     /// Model run (default: the newest finetune or add-species run with embeddings).
     #[arg(long)]
     run: Option<i32>,
+}
+
+impl Knn {
+    fn to_query(&self) -> Result<KnnQuery, IndexError> {
+        Ok(KnnQuery {
+            run: self.run,
+            k: self.k,
+            scope: Scope::from_names(self.species.clone(), self.dataset.clone())?,
+        })
+    }
 }
 
 #[derive(ClapArgs)]
@@ -473,6 +605,44 @@ struct Transfer {
     /// reference, k): Parquet when it ends in .parquet, CSV otherwise.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+impl Transfer {
+    /// The transfer to the dataset named `query`, with the run `run`.
+    fn to_spec(&self, query: String, run: Option<i32>) -> TransferSpec {
+        TransferSpec {
+            query,
+            reference: self.reference.clone(),
+            k: self.k,
+            min_confidence: self.min_confidence,
+            run,
+        }
+    }
+
+    /// `--query` as a file to add first (`None`: it names a dataset of the atlas).
+    fn query_file(&self) -> Result<Option<DatasetSpec>> {
+        let file = PathBuf::from(&self.query);
+        if !file.exists() {
+            return Ok(None);
+        }
+        let Some(species) = self.species.clone() else {
+            anyhow::bail!(
+                "--query {} is a file: give its species with --species (to transfer to a dataset \
+                 of the atlas, give the dataset's name instead)",
+                file.display()
+            );
+        };
+        Ok(Some(DatasetSpec {
+            path: file,
+            species,
+            name: self.name.clone(),
+            label_column: self.label.clone().unwrap_or_default(),
+            read: ReadOptions {
+                layer: None,
+                obs_file: self.obs.clone(),
+            },
+        }))
+    }
 }
 
 #[derive(ClapArgs)]
@@ -521,6 +691,31 @@ struct Eval {
     seeds: usize,
 }
 
+impl From<&Eval> for EvalSpec {
+    fn from(args: &Eval) -> Self {
+        EvalSpec {
+            a: args.a.clone(),
+            b: args.b.clone(),
+            features: match (args.baseline, &args.orthologs) {
+                (Some(Baseline::Orthologs), Some(table)) => Features::Orthologs(OrthologBaseline {
+                    table: table.clone(),
+                    pcs: args.pcs,
+                }),
+                _ => Features::Run(args.run),
+            },
+            correspondence: match &args.correspondence_csv {
+                Some(csv) => CorrespondenceSource::Csv(csv.clone()),
+                None => CorrespondenceSource::ObsColumn(args.correspondence.clone()),
+            },
+            seed: args.seed,
+            c: args.c,
+            k: args.k,
+            stratified: args.stratified,
+            seeds: args.seeds,
+        }
+    }
+}
+
 /// Baselines `satlas eval` can evaluate instead of a model run.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Baseline {
@@ -553,6 +748,19 @@ struct De {
     genes: usize,
 }
 
+impl De {
+    fn to_spec(&self) -> Result<DeSpec, RunError> {
+        Ok(DeSpec {
+            run: self.run,
+            group: self.group.clone(),
+            scope: Scope::from_names(self.species.clone(), self.dataset.clone())?,
+            reference: Some(self.reference.clone()).filter(|r| r != "rest"),
+            top: self.top,
+            genes: self.genes,
+        })
+    }
+}
+
 #[derive(ClapArgs)]
 struct AddProteome {
     /// Species name (created if new), e.g. human, mouse.
@@ -563,6 +771,14 @@ struct AddProteome {
     gene_fallback: bool,
     /// The FASTA file (.fa, .fa.gz).
     file: PathBuf,
+}
+
+impl From<&AddProteome> for FastaOptions {
+    fn from(args: &AddProteome) -> Self {
+        FastaOptions {
+            gene_fallback: args.gene_fallback,
+        }
+    }
 }
 
 #[derive(ClapArgs)]
@@ -591,6 +807,21 @@ struct AddDataset {
     run: Option<i32>,
     /// An .h5ad file or a 10x directory (matrix.mtx[.gz], features.tsv[.gz], barcodes.tsv[.gz]).
     file: PathBuf,
+}
+
+impl From<&AddDataset> for DatasetSpec {
+    fn from(args: &AddDataset) -> Self {
+        DatasetSpec {
+            path: args.file.clone(),
+            species: args.species.clone(),
+            name: args.name.clone(),
+            label_column: args.label.clone(),
+            read: ReadOptions {
+                layer: args.layer.clone(),
+                obs_file: args.obs.clone(),
+            },
+        }
+    }
 }
 
 fn main() {
@@ -666,97 +897,43 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Atlas::open(path)?
             };
-            sql(&atlas, command.as_deref())?;
+            sql(&satlas::sql::with_procedures(atlas)?, command.as_deref())?;
         }
         Command::AddProteome(args) => {
-            let mut atlas = Atlas::open(path)?;
-            let options = FastaOptions {
-                gene_fallback: args.gene_fallback,
-            };
-            let report = ingest::add_proteome(&mut atlas, &args.species, &args.file, &options)
-                .with_context(|| format!("adding proteome {}", args.file.display()))?;
+            let report = ingest::add_proteome(
+                &mut Atlas::open(path)?,
+                &args.species,
+                &args.file,
+                &(&args).into(),
+            )
+            .with_context(|| format!("adding proteome {}", args.file.display()))?;
             println!("{report}");
         }
         Command::AddDataset(args) => {
             let mut atlas = Atlas::open(path)?;
-            let spec = DatasetSpec {
-                path: args.file.clone(),
-                species: args.species,
-                name: args.name,
-                label_column: args.label,
-                read: ReadOptions {
-                    layer: args.layer,
-                    obs_file: args.obs,
-                },
-            };
-            let report = ingest::add_dataset(&mut atlas, &spec)
-                .with_context(|| format!("adding dataset {}", args.file.display()))?;
-            println!("{report}");
+            let spec = DatasetSpec::from(&args);
+            let context = || format!("adding dataset {}", args.file.display());
             if args.embed {
-                let embedded = embed_dataset(atlas.connection_mut(), &report.name, args.run)
-                    .with_context(|| {
-                        format!(
-                            "embedding dataset {} (it was added; retry with `satlas embed-dataset --dataset {}`)",
-                            report.name, report.name
-                        )
-                    })?;
+                let (added, embedded) =
+                    add_and_embed_dataset(&mut atlas, &spec, args.run).with_context(context)?;
+                println!("{added}");
                 print!("{embedded}");
+            } else {
+                println!(
+                    "{}",
+                    ingest::add_dataset(&mut atlas, &spec).with_context(context)?
+                );
             }
         }
         Command::EmbedDataset(args) => {
-            let report =
-                embed_dataset(Atlas::open(path)?.connection_mut(), &args.dataset, args.run)
-                    .with_context(|| format!("embedding dataset {}", args.dataset))?;
+            let report = embed_dataset(&mut Atlas::open(path)?, &args.dataset, args.run)
+                .with_context(|| format!("embedding dataset {}", args.dataset))?;
             print!("{report}");
         }
-        Command::EmbedProteins(args) => {
-            let mut atlas = Atlas::open(path)?;
-            let options = EmbedOptions {
-                layer: args.layer,
-                tokens_per_batch: args.tokens_per_batch,
-                parallelism: parallelism(args.threads, args.batch_workers),
-                ..EmbedOptions::default()
-            };
-            let genes = match args.highly_variable {
-                Some(n) => {
-                    let genes =
-                        highly_variable_genes_with_protein(atlas.connection(), &args.species, n)
-                            .with_context(|| {
-                                format!(
-                                    "selecting the {n} highly variable genes of {}",
-                                    args.species
-                                )
-                            })?;
-                    println!(
-                        "{}: embedding the proteins of {} highly variable genes (top {n} among \
-                         the dataset genes with a protein)",
-                        args.species,
-                        genes.len()
-                    );
-                    Some(genes)
-                }
-                None => None,
-            };
-            let report = store::embed_species(
-                atlas.connection_mut(),
-                &args.species,
-                &args.model,
-                &options,
-                genes.as_deref(),
-            )
-            .with_context(|| {
-                format!(
-                    "embedding {} proteins with {}",
-                    args.species,
-                    args.model.display()
-                )
-            })?;
-            println!("{report}");
-        }
+        Command::EmbedProteins(args) => embed_proteins(&mut Atlas::open(path)?, &args)?,
         Command::ImportEmbeddings(args) => {
-            let mut atlas = Atlas::open(path)?;
             let report = store::import_embeddings(
-                atlas.connection_mut(),
+                &mut Atlas::open(path)?,
                 &args.species,
                 &args.file,
                 args.genes.as_deref(),
@@ -766,202 +943,61 @@ fn run(cli: Cli) -> Result<()> {
             println!("{report}");
         }
         Command::BuildMacrogenes(args) => {
-            let params = BuildParams {
-                n_macrogenes: args.n,
-                n_top_genes: args.n_top_genes,
-                seed: args.seed,
-                score: args.score,
-                embedding_model: args.embedding_model,
-                ..BuildParams::default()
-            };
-            println!(
-                "{}",
-                build_macrogenes(Atlas::open(path)?.connection_mut(), &params)?
-            );
+            let report = build_macrogenes(&mut Atlas::open(path)?, &(&args).into())?;
+            println!("{report}");
         }
         Command::Pretrain(args) => {
-            let t = &args.training;
-            let params = t.schedule().pretrain();
-            let request = PretrainRequest {
-                params,
-                macrogene_set: args.macrogene_set,
-                checkpoint_every: t.checkpoint_every,
-                vae: args.vae,
-            };
-            print_run(
-                "pretrain",
-                &run_pretrain(Atlas::open(path)?.connection_mut(), &request)?,
-            );
+            let report = run_pretrain(&mut Atlas::open(path)?, &(&args).into())?;
+            print_run("pretrain", &report);
         }
         Command::Finetune(args) => {
-            let t = &args.training;
-            let params = FinetuneParams {
-                margin: args.margin,
-                unfreeze_macrogenes: args.unfreeze,
-                ..t.schedule().finetune()
-            };
-            let request = FinetuneRequest {
-                params,
-                pretrain_run: args.pretrain_run,
-                checkpoint_every: t.checkpoint_every,
-            };
-            print_run(
-                "finetune",
-                &run_finetune(Atlas::open(path)?.connection_mut(), &request)?,
-            );
+            let report = run_finetune(&mut Atlas::open(path)?, &(&args).into())?;
+            print_run("finetune", &report);
         }
         Command::AddSpecies(args) => {
-            let t = &args.training;
-            let request = AddSpeciesRequest {
-                species: args.species.clone(),
-                params: PretrainParams {
-                    regulariser_weight: args.regulariser_weight,
-                    ..t.schedule().pretrain()
-                },
-                parent_run: args.run,
-                checkpoint_every: t.checkpoint_every,
-            };
-            let report = run_add_species(Atlas::open(path)?.connection_mut(), &request)
+            let report = run_add_species(&mut Atlas::open(path)?, &(&args).into())
                 .with_context(|| format!("adding species {}", args.species))?;
             print_run("add_species", &report.run);
             print!("{report}");
         }
-        Command::Index(IndexCommand::Build {
-            run,
-            m,
-            ef_construction,
-            ef_search,
-        }) => {
-            let params = IndexParams {
-                m,
-                ef_construction,
-                ef_search,
-            };
-            print!("{}", index::build(&mut Atlas::open(path)?, run, params)?);
+        Command::Index(IndexCommand::Build(args)) => {
+            let params = IndexParams::from(&args);
+            print!(
+                "{}",
+                index::build(&mut Atlas::open(path)?, args.run, params)?
+            );
         }
         Command::Index(IndexCommand::Update { run }) => {
             print!("{}", index::insert_new_cells(&mut Atlas::open(path)?, run)?);
         }
         Command::Knn(args) => {
-            let atlas = Atlas::open(path)?;
-            let query = KnnQuery {
-                run: args.run,
-                k: args.k,
-                scope: Scope::from_names(args.species, args.dataset)?,
-            };
-            let conn = atlas.connection();
-            let (run, neighbours) = index::knn(
-                conn,
-                &QueryPoint::Cell(args.cell),
-                &query,
-                Access::of(conn)?,
-            )?;
+            let point = QueryPoint::Cell(args.cell);
+            let (run, neighbours) = index::knn(&Atlas::open(path)?, &point, &args.to_query()?)?;
             println!("neighbours of cell {} (run {run}):", args.cell);
-            println!("rank\tcell_id\tdistance\tspecies\tdataset\tcell_type");
-            for n in neighbours {
-                println!(
-                    "{}\t{}\t{:.4}\t{}\t{}\t{}",
-                    n.rank,
-                    n.cell_id,
-                    n.distance,
-                    n.species,
-                    n.dataset,
-                    n.cell_type.unwrap_or_default()
-                );
-            }
+            print_neighbours(&neighbours);
         }
-        Command::Transfer(args) => {
-            let mut atlas = Atlas::open(path)?;
-            let (query, run) = match add_query_file(&mut atlas, &args)? {
-                Some((name, run)) => (name, Some(run)),
-                None => (args.query, args.run),
-            };
-            let spec = TransferSpec {
-                query,
-                reference: args.reference,
-                k: args.k,
-                min_confidence: args.min_confidence,
-                run,
-            };
-            let result = transfer::transfer(&mut atlas, &spec)
-                .with_context(|| format!("transferring labels to {}", spec.query))?;
-            print!("{result}");
-            if let Some(out) = args.out {
-                transfer::write_labels(atlas.connection(), result.transfer_id, &out)?;
-                println!("wrote {}", out.display());
-            }
-        }
+        Command::Transfer(args) => transfer_labels(&mut Atlas::open(path)?, &args)?,
         Command::Export(args) => {
-            let atlas = Atlas::open_read_only(path)?;
-            let report = match args.format {
-                ExportFormat::H5ad => {
-                    let options = H5adOptions {
-                        run: args.run,
-                        macrogenes: args.macrogenes,
-                    };
-                    export_h5ad(&atlas, &options, &args.out)
-                }
-                ExportFormat::Parquet if args.macrogenes => {
-                    anyhow::bail!("--macrogenes is for --format h5ad (Parquet exports the macrogene weights, not expression)")
-                }
-                ExportFormat::Parquet => export_parquet(atlas.connection(), args.run, &args.out),
-            }
-            .with_context(|| format!("exporting to {}", args.out.display()))?;
+            let report = export::export(&Atlas::open_read_only(path)?, &(&args).into(), &args.out)
+                .with_context(|| format!("exporting to {}", args.out.display()))?;
             print!("{report}");
         }
         Command::Eval(args) => {
-            let atlas = Atlas::open_read_only(path)?;
-            let spec = EvalSpec {
-                a: args.a,
-                b: args.b,
-                features: match (args.baseline, args.orthologs) {
-                    (Some(Baseline::Orthologs), Some(table)) => {
-                        Features::Orthologs(OrthologBaseline {
-                            table,
-                            pcs: args.pcs,
-                        })
-                    }
-                    _ => Features::Run(args.run),
-                },
-                correspondence: match args.correspondence_csv {
-                    Some(csv) => CorrespondenceSource::Csv(csv),
-                    None => CorrespondenceSource::ObsColumn(args.correspondence),
-                },
-                seed: args.seed,
-                c: args.c,
-                k: args.k,
-                stratified: args.stratified,
-                seeds: args.seeds,
-            };
-            let report = eval::evaluate(atlas.connection(), &spec)
+            let spec = EvalSpec::from(&args);
+            let report = eval::evaluate(&Atlas::open_read_only(path)?, &spec)
                 .with_context(|| format!("evaluating {} vs {}", spec.a, spec.b))?;
             print!("{report}");
         }
         Command::De(args) => {
-            let atlas = Atlas::open_read_only(path)?;
-            let spec = DeSpec {
-                run: args.run,
-                group: args.group,
-                scope: Scope::from_names(args.species, args.dataset)?,
-                reference: Some(args.reference).filter(|r| r != "rest"),
-                top: args.top,
-                genes: args.genes,
-            };
-            let report = de::differential_expression(atlas.connection(), &spec)
+            let spec = args.to_spec()?;
+            let report = de::differential_expression(&Atlas::open_read_only(path)?, &spec)
                 .with_context(|| format!("differential expression by {}", spec.group))?;
             print!("{report}");
         }
         Command::Layout(args) => {
-            let params = satlas::layout::UmapParams {
-                n_neighbors: args.neighbors,
-                min_dist: args.min_dist,
-                n_epochs: args.epochs,
-                seed: args.seed,
-            };
-            print!(
-                "{}",
-                satlas::layout::compute(&mut Atlas::open(path)?, args.run, params)?
-            );
+            let params = UmapParams::from(&args);
+            let report = satlas::layout::compute(&mut Atlas::open(path)?, args.run, params)?;
+            print!("{report}");
         }
         Command::Plot(PlotCommand::Umap { run, color, out }) => {
             let colour: plot::ColourBy = color.parse()?;
@@ -970,86 +1006,119 @@ fn run(cli: Cli) -> Result<()> {
             println!("layout: {origin}");
         }
         Command::Plot(PlotCommand::Training { run, out }) => {
-            let atlas = Atlas::open_read_only(path)?;
-            print!("{}", plot::plot_training(atlas.connection(), run, &out)?);
+            print!(
+                "{}",
+                plot::plot_training(&Atlas::open_read_only(path)?, run, &out)?
+            );
         }
         Command::Plot(PlotCommand::De { run, species, out }) => {
-            let atlas = Atlas::open_read_only(path)?;
             let spec = DeSpec {
                 run,
                 scope: Scope::from_names(species, None)?,
                 ..DeSpec::default()
             };
-            print!("{}", plot::plot_de(atlas.connection(), &spec, &out)?);
-        }
-        Command::Report(args) => {
-            let spec = plot::report::ReportSpec {
-                run: args.run,
-                species: args.a.zip(args.b),
-                orthologs: args.orthologs,
-            };
-            let mut atlas = Atlas::open(path)?;
             print!(
                 "{}",
-                plot::report::write_report(&mut atlas, &spec, &args.out)?
+                plot::plot_de(&Atlas::open_read_only(path)?, &spec, &out)?
             );
+        }
+        Command::Report(args) => {
+            let report =
+                plot::report::write_report(&mut Atlas::open(path)?, &(&args).into(), &args.out)?;
+            print!("{report}");
         }
     }
     Ok(())
 }
 
-/// `--threads` / `--batch-workers` of `embed-proteins`.
-fn parallelism(threads: Option<usize>, batch_workers: bool) -> Parallelism {
-    let n = threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
-    if batch_workers {
-        Parallelism::Batches(n)
-    } else {
-        Parallelism::IntraOp(n)
-    }
+/// `satlas embed-proteins`: with --highly-variable, only the proteins of the species' highly
+/// variable genes.
+fn embed_proteins(atlas: &mut Atlas, args: &EmbedProteins) -> Result<()> {
+    let genes = match args.highly_variable {
+        Some(n) => {
+            let genes =
+                highly_variable_genes_with_protein(atlas, &args.species, n).with_context(|| {
+                    format!(
+                        "selecting the {n} highly variable genes of {}",
+                        args.species
+                    )
+                })?;
+            println!(
+                "{}: embedding the proteins of {} highly variable genes (top {n} among the \
+                 dataset genes with a protein)",
+                args.species,
+                genes.len()
+            );
+            Some(genes)
+        }
+        None => None,
+    };
+    let report = store::embed_species(
+        atlas,
+        &args.species,
+        &args.model,
+        &args.into(),
+        genes.as_deref(),
+    )
+    .with_context(|| {
+        format!(
+            "embedding {} proteins with {}",
+            args.species,
+            args.model.display()
+        )
+    })?;
+    println!("{report}");
+    Ok(())
 }
 
-/// `satlas transfer --query PATH`: adds the file as a dataset and embeds it (two steps, as
-/// `add-dataset --embed`); returns its name and the run that embedded it. `None` when the query is
-/// not a path on disk (then it names a dataset in the atlas).
-fn add_query_file(atlas: &mut Atlas, args: &Transfer) -> Result<Option<(String, i32)>> {
-    let file = PathBuf::from(&args.query);
-    if !file.exists() {
-        return Ok(None);
+/// `satlas transfer`: a query file is added and embedded first (`add_and_embed_dataset`).
+fn transfer_labels(atlas: &mut Atlas, args: &Transfer) -> Result<()> {
+    let spec = match args.query_file()? {
+        Some(file) => {
+            let name = file.dataset_name();
+            let (added, embedded) = add_and_embed_dataset(atlas, &file, args.run).map_err(|e| {
+                let hint = format!(
+                    "adding query file {} as dataset {name} (to transfer to the dataset already \
+                     in the atlas, pass --query {name}; to add the file under another name, pass \
+                     --name)",
+                    file.path.display()
+                );
+                match e {
+                    satlas::Error::Model(ModelError::AddedNotEmbedded { .. }) => {
+                        anyhow::Error::from(e)
+                    }
+                    e => anyhow::Error::from(e).context(hint),
+                }
+            })?;
+            println!("{added}");
+            println!("{embedded}");
+            args.to_spec(name, Some(embedded.run_id))
+        }
+        None => args.to_spec(args.query.clone(), args.run),
+    };
+    let result = transfer::transfer(atlas, &spec)
+        .with_context(|| format!("transferring labels to {}", spec.query))?;
+    print!("{result}");
+    if let Some(out) = &args.out {
+        transfer::write_labels(atlas, result.transfer_id, out)?;
+        println!("wrote {}", out.display());
     }
-    let Some(species) = args.species.clone() else {
-        anyhow::bail!(
-            "--query {} is a file: give its species with --species (to transfer to a dataset of \
-             the atlas, give the dataset's name instead)",
-            file.display()
+    Ok(())
+}
+
+fn print_neighbours(neighbours: &[Neighbour]) {
+    println!("rank\tcell_id\tdistance\tspecies\tdataset\tcell_type");
+    for n in neighbours {
+        println!(
+            "{}\t{}\t{:.4}\t{}\t{}\t{}",
+            n.rank,
+            n.cell_id,
+            n.distance,
+            n.species,
+            n.dataset,
+            n.cell_type.as_deref().unwrap_or_default()
         );
-    };
-    let spec = DatasetSpec {
-        path: file.clone(),
-        species,
-        name: args.name.clone(),
-        label_column: args.label.clone().unwrap_or_default(),
-        read: ReadOptions {
-            layer: None,
-            obs_file: args.obs.clone(),
-        },
-    };
-    let name = spec.dataset_name();
-    let added = ingest::add_dataset(atlas, &spec).with_context(|| {
-        format!(
-            "adding query file {} as dataset {name} (to transfer to the dataset already in the \
-             atlas, pass --query {name}; to add the file under another name, pass --name)",
-            file.display()
-        )
-    })?;
-    println!("{added}");
-    let embedded = embed_dataset(atlas.connection_mut(), &name, args.run).with_context(|| {
-        format!(
-            "embedding query dataset {name} (it was added; finish with `satlas embed-dataset \
-             --dataset {name}`, then `satlas transfer --query {name}`)"
-        )
-    })?;
-    println!("{embedded}");
-    Ok(Some((name, embedded.run_id)))
+    }
 }
 
 fn print_run(kind: &str, report: &RunReport) {
@@ -1067,7 +1136,7 @@ fn print_run(kind: &str, report: &RunReport) {
     }
 }
 
-fn sql(atlas: &Atlas, command: Option<&str>) -> Result<()> {
+fn sql(atlas: &satlas::sql::SqlAtlas, command: Option<&str>) -> Result<()> {
     let conn = atlas.connection();
     match command {
         Some(sql) => print!("{}", satlas::sql::console::run(conn, sql)?),

@@ -167,8 +167,6 @@ impl<T> DbContext<T> for Result<T, duckdb::Error> {
 /// An open atlas file (or an in-memory atlas, for tests).
 pub struct Atlas {
     conn: Connection,
-    /// Keeps alive the connection satlas' SQL procedures run on (they hold a weak handle).
-    _procedures: crate::sql::SharedConnection,
     path: PathBuf,
 }
 
@@ -181,7 +179,7 @@ impl Atlas {
         }
         let conn = connect(path, AccessMode::ReadWrite)?;
         schema::create(&conn)?;
-        Atlas::wrap(conn, path)
+        Ok(Atlas::wrap(conn, path))
     }
 
     /// Opens an existing atlas for reading and writing.
@@ -199,7 +197,7 @@ impl Atlas {
         check_duckdb_library()?;
         let conn = Connection::open_in_memory().context("opening an in-memory database")?;
         schema::create(&conn)?;
-        Atlas::wrap(conn, Path::new(":memory:"))
+        Ok(Atlas::wrap(conn, Path::new(":memory:")))
     }
 
     fn open_with(path: &Path, mode: AccessMode) -> Result<Atlas, AtlasError> {
@@ -208,16 +206,24 @@ impl Atlas {
         }
         let conn = connect(path, mode)?;
         schema::check(&conn, &path.display().to_string())?;
-        Atlas::wrap(conn, path)
+        Ok(Atlas::wrap(conn, path))
     }
 
-    fn wrap(conn: Connection, path: &Path) -> Result<Atlas, AtlasError> {
-        let procedures = crate::sql::register(&conn)?;
-        Ok(Atlas {
+    fn wrap(conn: Connection, path: &Path) -> Atlas {
+        Atlas {
             conn,
-            _procedures: procedures,
             path: path.into(),
-        })
+        }
+    }
+
+    /// A second handle on the same database (its own connection, the same file and access mode):
+    /// what satlas' SQL procedures run on while a query holds the first.
+    pub fn try_clone(&self) -> Result<Atlas, AtlasError> {
+        let conn = self
+            .conn
+            .try_clone()
+            .context("opening a second connection to the atlas")?;
+        Ok(Atlas::wrap(conn, &self.path))
     }
 
     /// Where the atlas lives (`:memory:` for an in-memory atlas).
@@ -225,7 +231,8 @@ impl Atlas {
         &self.path
     }
 
-    /// The DuckDB connection, with satlas' SQL functions registered.
+    /// The DuckDB connection (satlas' SQL procedures are registered on it only when the atlas was
+    /// opened through `sql::with_procedures`).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

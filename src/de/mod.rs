@@ -13,10 +13,11 @@
 pub mod wilcoxon;
 
 use crate::atlas::{query_all, AtlasError};
-use crate::index::embeddings::{read_vectors, resolve_run, CellVector};
-use crate::index::search::{candidates, Scope};
 use crate::model::{trained_weights, SpeciesWeights};
 use crate::progress;
+use crate::runs::embeddings::read_vectors;
+use crate::runs::{self, CellVector, Need, Scope};
+use crate::Atlas;
 use duckdb::Connection;
 use ndarray::ArrayView2;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -221,11 +222,12 @@ struct Cells {
 }
 
 /// Runs the tests (read-only) and returns each tested group's top macrogenes.
-pub fn differential_expression(conn: &Connection, spec: &DeSpec) -> crate::Result<DeReport> {
+pub fn differential_expression(atlas: &Atlas, spec: &DeSpec) -> crate::Result<DeReport> {
+    let conn = atlas.connection();
     check(spec)?;
-    let run = resolve_run(conn, spec.run)?;
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     let in_scope: Option<HashSet<i64>> =
-        candidates(conn, &spec.scope)?.map(|ids| ids.into_iter().collect());
+        spec.scope.cells(conn)?.map(|ids| ids.into_iter().collect());
     let values = group_values(conn, &spec.group, in_scope.as_ref())?;
     let cells = load(conn, run, values)?;
     let plan = plan(&cells, spec, run)?;

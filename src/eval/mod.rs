@@ -33,10 +33,11 @@ pub mod logreg;
 pub mod metrics;
 
 use crate::atlas::{query_all, AtlasError};
-use crate::index::embeddings::{read, resolve_run};
 use crate::index::exact::exact_knn;
 use crate::index::transfer::vote;
-use crate::index::IndexError;
+use crate::runs::embeddings::read;
+use crate::runs::{self, Need};
+use crate::Atlas;
 use baseline::{ortholog_features, CellFeatures, OrthologBaseline};
 use duckdb::Connection;
 use metrics::{score, split, stratified_split, swaps, Correspondence, Swap};
@@ -145,12 +146,12 @@ pub enum EvalError {
         /// What a valid value is.
         rule: &'static str,
     },
-    /// Reading the run's embeddings failed.
-    #[error(transparent)]
-    Index(#[from] IndexError),
     /// Reading the atlas failed.
     #[error(transparent)]
     Atlas(#[from] AtlasError),
+    /// No run to read.
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
 }
 
 /// Where the correspondence comes from.
@@ -297,7 +298,8 @@ impl SpeciesCells {
 }
 
 /// Runs the evaluation (read-only) on the atlas behind `conn`.
-pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalError> {
+pub fn evaluate(atlas: &Atlas, spec: &EvalSpec) -> Result<EvalReport, EvalError> {
+    let conn = atlas.connection();
     check(conn, spec)?;
     let pairs = match &spec.correspondence {
         CorrespondenceSource::Csv(path) => Some(read_csv(path, &spec.a, &spec.b)?),
@@ -309,7 +311,7 @@ pub fn evaluate(conn: &Connection, spec: &EvalSpec) -> Result<EvalReport, EvalEr
     };
     let (features, a, b) = match &spec.features {
         Features::Run(run) => {
-            let run = resolve_run(conn, *run)?;
+            let run = runs::select(conn, Need::Embedded, *run)?;
             let name = format!("run {run}");
             let of = |species: &str| {
                 load(conn, species, column, &name, |keep| {

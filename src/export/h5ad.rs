@@ -9,52 +9,45 @@
 //! dimensions `dim_0`, `dim_1`, ... `uns/satlas` records the model run (id, kind, parameters and
 //! metrics as JSON, creation time), the atlas path and the satlas version.
 
-use super::{read_cells, read_matrix, CellRow, ExportReport, Matrix, RunInfo};
+use super::{cell_matrix, read_cells, CellRow, ExportReport, ExportSpec};
 use crate::atlas::{persist, temp_file_beside, AtlasError};
-use crate::index::embeddings::resolve_run;
 use crate::io::h5ad::encoding::*;
+use crate::runs::{self, CellVector, Embeddings, Need, RunInfo};
 use crate::Atlas;
 use hdf5::types::VarLenUnicode;
 use hdf5::{File, Group, Location};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// What to export.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct H5adOptions {
-    /// The model run (default: the newest finished finetune run with embeddings).
-    pub run: Option<i32>,
-    /// Also write the macrogene expression as `obsm/X_macrogenes`.
-    pub macrogenes: bool,
-}
-
 /// Everything that goes into the file.
 struct Content<'a> {
     run: RunInfo,
     atlas: &'a Path,
     cells: Vec<CellRow>,
-    embedding: Matrix,
-    macrogenes: Option<Matrix>,
+    embedding: Embeddings,
+    macrogenes: Option<Embeddings>,
 }
 
 /// Writes the embedded cells of a run of `atlas` to `out` (see the module doc).
-pub fn export_h5ad(
-    atlas: &Atlas,
-    options: &H5adOptions,
-    out: &Path,
-) -> crate::Result<ExportReport> {
+pub fn export_h5ad(atlas: &Atlas, spec: &ExportSpec, out: &Path) -> crate::Result<ExportReport> {
     let conn = atlas.connection();
-    let run = resolve_run(conn, options.run)?;
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
+    let cells = read_cells(conn, run)?;
     let content = Content {
         run: RunInfo::read(conn, run)?,
         atlas: atlas.path(),
-        cells: read_cells(conn, run)?,
-        embedding: read_matrix(conn, run, "embedding")?,
-        macrogenes: if options.macrogenes {
-            Some(read_matrix(conn, run, "macrogene_expression")?)
+        embedding: cell_matrix(conn, run, CellVector::Embedding, &cells)?,
+        macrogenes: if spec.macrogenes {
+            Some(cell_matrix(
+                conn,
+                run,
+                CellVector::MacrogeneExpression,
+                &cells,
+            )?)
         } else {
             None
         },
+        cells,
     };
     let temp = temp_file_beside(out)?;
     write_file(temp.path(), &content).map_err(|e| AtlasError::Output {
@@ -167,7 +160,7 @@ fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
 }
 
 /// A dense `rows x dim` float32 array.
-fn matrix(parent: &Group, name: &str, rows: usize, m: &Matrix) -> hdf5::Result<()> {
+fn matrix(parent: &Group, name: &str, rows: usize, m: &Embeddings) -> hdf5::Result<()> {
     let data = parent
         .new_dataset::<f32>()
         .shape([rows, m.dim])

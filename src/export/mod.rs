@@ -10,12 +10,67 @@
 pub mod h5ad;
 pub mod parquet;
 
-use crate::atlas::{query_all, AtlasError, DbContext};
-use duckdb::arrow::array::{Array, AsArray};
-use duckdb::arrow::datatypes::{Float32Type, Int64Type};
+pub use h5ad::export_h5ad;
+pub use parquet::export_parquet;
+
+use crate::atlas::{query_all, AtlasError};
+use crate::runs::embeddings::read_vectors;
+use crate::runs::{CellVector, Embeddings};
+use crate::Atlas;
 use duckdb::Connection;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportFormat {
+    /// One AnnData `.h5ad` file ([`h5ad`]).
+    #[default]
+    H5ad,
+    /// A directory of Parquet tables ([`parquet`]).
+    Parquet,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSpec {
+    /// The file format.
+    pub format: ExportFormat,
+    /// The model run (default: the newest finished finetune run with embeddings).
+    pub run: Option<i32>,
+    /// Also write the cells' macrogene expression (`obsm/X_macrogenes`; h5ad only).
+    pub macrogenes: bool,
+}
+
+/// Why an export was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Macrogene expression asked for in a format that does not carry it.
+    #[error(
+        "--macrogenes is for --format h5ad (Parquet exports the macrogene weights, not expression)"
+    )]
+    MacrogenesNeedH5ad,
+}
+
+impl ExportSpec {
+    /// Refuses a combination the format cannot write, before any work.
+    pub fn check(&self) -> Result<(), ExportError> {
+        match self.format {
+            ExportFormat::Parquet if self.macrogenes => Err(ExportError::MacrogenesNeedH5ad),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `satlas export`: the run's embedded cells in `spec.format` at `out` (a file for h5ad, a
+/// directory for Parquet).
+pub fn export(atlas: &Atlas, spec: &ExportSpec, out: &Path) -> crate::Result<ExportReport> {
+    spec.check()?;
+    match spec.format {
+        ExportFormat::H5ad => export_h5ad(atlas, spec, out),
+        ExportFormat::Parquet => export_parquet(atlas, spec, out),
+    }
+}
 
 /// The per-cell table of run `?` (bound twice): the columns of `cells.parquet` and of the h5ad's
 /// `obs`.
@@ -68,89 +123,26 @@ pub fn read_cells(conn: &Connection, run: i32) -> Result<Vec<CellRow>, AtlasErro
     )
 }
 
-/// The model run being exported, as `model_runs` records it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
-    /// `model_run_id`.
-    pub id: i32,
-    /// `pretrain`, `finetune`, ...
-    pub kind: String,
-    /// Its parameters (JSON).
-    pub params: String,
-    /// Its metrics (JSON), if recorded.
-    pub metrics: Option<String>,
-    /// When it was created.
-    pub created_at: String,
-}
-
-impl RunInfo {
-    /// Reads run `id`.
-    pub fn read(conn: &Connection, id: i32) -> Result<RunInfo, AtlasError> {
-        conn.query_row(
-            "SELECT kind, params, metrics, created_at::VARCHAR FROM model_runs WHERE model_run_id = ?",
-            [id],
-            |r| {
-                Ok(RunInfo {
-                    id,
-                    kind: r.get(0)?,
-                    params: r.get(1)?,
-                    metrics: r.get(2)?,
-                    created_at: r.get(3)?,
-                })
-            },
-        )
-        .context("reading the model run")
+/// The `vector` of each of `cells` (the exported cells of `run`), in their order: the matrix
+/// beside the cell table. A cell without one is an inconsistency.
+pub fn cell_matrix(
+    conn: &Connection,
+    run: i32,
+    vector: CellVector,
+    cells: &[CellRow],
+) -> Result<Embeddings, AtlasError> {
+    let matrix = read_vectors(conn, run, vector, |_| true)?;
+    if !matrix.covers(cells.iter().map(|c| c.cell_id)) {
+        return Err(AtlasError::Inconsistent {
+            what: format!(
+                "{} of the {} embedded cells of run {run} have a {}",
+                matrix.len(),
+                cells.len(),
+                vector.column()
+            ),
+        });
     }
-}
-
-/// A cells x `dim` matrix, row-major, rows in cell-id order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Matrix {
-    /// Columns.
-    pub dim: usize,
-    /// `rows x dim` values.
-    pub values: Vec<f32>,
-}
-
-/// The `FLOAT[]` column `column` of `cell_embeddings` for `run` (`embedding` or
-/// `macrogene_expression`), by cell id; a missing or ragged row is an inconsistency.
-pub fn read_matrix(conn: &Connection, run: i32, column: &str) -> Result<Matrix, AtlasError> {
-    let context = format!("reading {column} of run {run}");
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT cell_id, {column} FROM cell_embeddings WHERE model_run_id = ? ORDER BY cell_id"
-        ))
-        .context(&context)?;
-    let mut values = Vec::new();
-    let mut dim = None;
-    for batch in stmt.stream_arrow([run]).context(&context)? {
-        let ids = batch.column(0).as_primitive::<Int64Type>();
-        let lists = batch.column(1).as_list::<i32>();
-        for row in 0..batch.num_rows() {
-            let cell = ids.value(row);
-            let bad = |what: String| AtlasError::Inconsistent {
-                what: format!("cell {cell} of run {run} {what}"),
-            };
-            if lists.is_null(row) {
-                return Err(bad(format!("has no {column}")));
-            }
-            let list = lists.value(row);
-            let list = list.as_primitive::<Float32Type>();
-            let expected = *dim.get_or_insert(list.len());
-            if list.len() != expected || list.null_count() > 0 {
-                return Err(bad(format!(
-                    "has a {column} of {} values ({} null), the others {expected}",
-                    list.len(),
-                    list.null_count()
-                )));
-            }
-            values.extend_from_slice(list.values());
-        }
-    }
-    Ok(Matrix {
-        dim: dim.unwrap_or(0),
-        values,
-    })
+    Ok(matrix)
 }
 
 /// What an export wrote.

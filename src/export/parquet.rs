@@ -8,30 +8,36 @@
 //!   `exp(P)`), `initial_weight` (the macrogene set's rank-based weight), one row per gene and
 //!   macrogene.
 
-use super::{ExportReport, CELLS_SQL};
+use super::{ExportReport, ExportSpec, CELLS_SQL};
 use crate::atlas::parquet::{write_batches, write_query};
-use crate::atlas::{query_all, AtlasError};
-use crate::index::embeddings::resolve_run;
+use crate::atlas::{bulk, query_all, AtlasError};
 use crate::macrogene::MacrogeneSet;
 use crate::model::runs::trained_macrogene_weights;
-use duckdb::arrow::array::{ArrayRef, Float32Array, Int32Array, RecordBatch, StringArray};
+use crate::runs::embeddings::read;
+use crate::runs::{self, Embeddings, Need};
+use crate::Atlas;
+use duckdb::arrow::array::{
+    ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use duckdb::arrow::datatypes::Float32Type;
 use duckdb::Connection;
 use ndarray::Array2;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Cells per record batch of `embeddings.parquet`.
+const CELLS_PER_BATCH: usize = 8192;
 
 /// Genes per record batch of `macrogene_weights.parquet` (rows = genes x macrogenes).
 const GENES_PER_BATCH: usize = 256;
 
-/// Writes the three tables of run `run` (default: the newest finished finetune run with
+/// Writes the three tables of run `spec.run` (default: the newest finished finetune run with
 /// embeddings) into directory `dir`, created if missing.
-pub fn export_parquet(
-    conn: &Connection,
-    run: Option<i32>,
-    dir: &Path,
-) -> crate::Result<ExportReport> {
-    let run = resolve_run(conn, run)?;
+pub fn export_parquet(atlas: &Atlas, spec: &ExportSpec, dir: &Path) -> crate::Result<ExportReport> {
+    let conn = atlas.connection();
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     std::fs::create_dir_all(dir).map_err(|e| AtlasError::Output {
         path: dir.into(),
         message: format!("cannot create the output directory: {e}"),
@@ -41,12 +47,7 @@ pub fn export_parquet(
     let n_cells = write_query(conn, CELLS_SQL, [run, run], &cells)?;
     files.push((cells, n_cells));
     let embeddings = dir.join("embeddings.parquet");
-    let rows = write_query(
-        conn,
-        "SELECT cell_id, embedding FROM cell_embeddings WHERE model_run_id = ? ORDER BY cell_id",
-        [run],
-        &embeddings,
-    )?;
+    let rows = write_embeddings(conn, run, &embeddings)?;
     files.push((embeddings, rows));
     let weights = dir.join("macrogene_weights.parquet");
     let rows = write_macrogene_weights(conn, run, &weights)?;
@@ -55,6 +56,37 @@ pub fn export_parquet(
         run,
         cells: n_cells,
         files,
+    })
+}
+
+/// `embeddings.parquet`, from the run's embeddings as [`crate::runs::embeddings::read`] reads
+/// them.
+fn write_embeddings(conn: &Connection, run: i32, path: &Path) -> crate::Result<usize> {
+    let matrix = read(conn, run, |_| true)?;
+    let batches = (0..matrix.len())
+        .step_by(CELLS_PER_BATCH)
+        .map(|start| embedding_batch(&matrix, start..matrix.len().min(start + CELLS_PER_BATCH)));
+    Ok(write_batches(
+        path,
+        "cell_id BIGINT NOT NULL, embedding FLOAT[] NOT NULL",
+        batches,
+    )?)
+}
+
+fn embedding_batch(matrix: &Embeddings, rows: Range<usize>) -> Result<RecordBatch, AtlasError> {
+    let columns: [(&str, ArrayRef); 2] = [
+        (
+            "cell_id",
+            Arc::new(Int64Array::from(matrix.cell_ids[rows.clone()].to_vec())),
+        ),
+        (
+            "embedding",
+            bulk::list_column::<Float32Type, _>(rows.map(|i| matrix.row(i))),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns).map_err(|e| AtlasError::Output {
+        path: "embeddings.parquet".into(),
+        message: e.to_string(),
     })
 }
 

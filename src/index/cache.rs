@@ -6,9 +6,9 @@
 //! every lookup checks the digest against `cell_embeddings` first. The cache holds the
 //! [`CACHE_CAPACITY`] most recently used indexes.
 
-use super::embeddings::{self, CellsDigest};
 use super::store::{self, Access, Origin};
 use super::{CellIndex, IndexError, IndexParams};
+use crate::runs::{embeddings, CellsDigest};
 use duckdb::Connection;
 use std::sync::{Arc, Mutex};
 

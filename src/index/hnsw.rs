@@ -5,9 +5,9 @@
 //! hnsw_rs uses the cell id as the point's data id, so search results are cell ids directly.
 
 use super::distance::{normalized, UnitCosine};
-use super::embeddings::{CellsDigest, Embeddings};
 use super::exact::{exact_knn, Hit};
 use super::{IndexError, IndexParams, ValidIndexParams};
+use crate::runs::{CellsDigest, Embeddings};
 use hnsw_rs::hnsw::Point;
 use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use rand::rngs::StdRng;

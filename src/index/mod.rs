@@ -4,11 +4,10 @@
 //! The index is hnsw_rs' HNSW (Malkov & Yashunin, *IEEE TPAMI* 2020) with cosine distance
 //! `1 - a·b / (|a||b|)`, built in parallel. It is persisted in `hnsw_indexes` as the two hnsw_rs
 //! dump files (zstd-compressed), its parameters, and a digest of the embeddings it covers
-//! ([`CellsDigest`]); loading compares that digest with `cell_embeddings` so a stale index is
+//! ([`crate::runs::CellsDigest`]); loading compares that digest with `cell_embeddings` so a stale index is
 //! never used: it is extended (only cells were added), rebuilt, or refused on a read-only atlas.
 //!
 //! - [`params`]: M, ef_construction, ef_search, checked before any work.
-//! - [`embeddings`]: the reader of `cell_embeddings` (runs, vectors, digest).
 //! - [`distance`]: the cosine distance, vectorised (hnsw_rs' own sums serially in f64).
 //! - [`exact`]: brute-force cosine kNN (fallback for small filtered subsets, recall reference).
 //! - [`hnsw`]: [`CellIndex`], the in-memory index: build, insert, search, dump and reload.
@@ -19,7 +18,6 @@
 
 pub mod cache;
 pub mod distance;
-pub mod embeddings;
 pub mod exact;
 pub mod hnsw;
 pub mod params;
@@ -27,15 +25,15 @@ pub mod search;
 pub mod store;
 pub mod transfer;
 
-pub use embeddings::{resolve_run, CellsDigest};
 pub use exact::{exact_knn, Hit};
 pub use hnsw::{Candidates, CellIndex};
 pub use params::{IndexParams, ValidIndexParams};
-pub use search::{knn, KnnQuery, Neighbour, Scope};
+pub use search::{knn, KnnQuery, Neighbour};
 pub use store::{build, insert_new_cells, open, Access, IndexReport, Origin};
-pub use transfer::{transfer_labels, LabelTransfer, TransferSpec, UNKNOWN_LABEL};
+pub use transfer::{transfer, LabelTransfer, TransferSpec, UNKNOWN_LABEL};
 
 use crate::atlas::AtlasError;
+use crate::runs::RunError;
 
 /// Why an index could not be built, loaded or searched, or a transfer could not run.
 #[derive(Debug, thiserror::Error)]
@@ -49,20 +47,6 @@ pub enum IndexError {
         value: String,
         /// What a valid value is.
         rule: &'static str,
-    },
-    /// No model run with cell embeddings to index.
-    #[error(
-        "no finetune run with cell embeddings in the atlas: train and embed first \
-         (`saturn_finetune`), or name a run with --run / run := N"
-    )]
-    NoEmbeddedRun,
-    /// The run asked for has no cell embeddings.
-    #[error("model run {run} has no cell embeddings (runs with embeddings: {known})")]
-    RunWithoutEmbeddings {
-        /// The run asked for.
-        run: i32,
-        /// Runs that have embeddings, comma-separated.
-        known: String,
     },
     /// Embeddings of one run have different lengths.
     #[error("cell {cell_id} of run {run} has a {found}-d embedding, the others are {expected}-d")]
@@ -166,4 +150,7 @@ pub enum IndexError {
     /// The atlas could not be read or written.
     #[error(transparent)]
     Atlas(#[from] AtlasError),
+    /// No model run to index or search.
+    #[error(transparent)]
+    Run(#[from] RunError),
 }

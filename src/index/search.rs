@@ -3,47 +3,17 @@
 //! `knn_vector`).
 
 use super::cache;
-use super::embeddings::resolve_run;
 use super::hnsw::Candidates;
 use super::store::Access;
 use super::{CellIndex, IndexError};
 use crate::atlas::query_all;
+use crate::runs::{self, Need, Scope};
+use crate::Atlas;
 use duckdb::Connection;
 use std::collections::HashMap;
 
 /// Largest k a query may ask for.
 pub const MAX_K: usize = 10_000;
-
-/// Which cells a query may return.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Scope {
-    /// Every cell with an embedding.
-    #[default]
-    All,
-    /// Cells of one species.
-    Species(String),
-    /// Cells of one dataset.
-    Dataset(String),
-}
-
-impl Scope {
-    /// The scope named by optional species / dataset arguments (at most one may be given).
-    pub fn from_names(
-        species: Option<String>,
-        dataset: Option<String>,
-    ) -> Result<Scope, IndexError> {
-        match (species, dataset) {
-            (None, None) => Ok(Scope::All),
-            (Some(s), None) => Ok(Scope::Species(s)),
-            (None, Some(d)) => Ok(Scope::Dataset(d)),
-            (Some(s), Some(d)) => Err(IndexError::InvalidParam {
-                name: "species/dataset",
-                value: format!("{s}/{d}"),
-                rule: "give a species or a dataset, not both",
-            }),
-        }
-    }
-}
 
 /// What to search for.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,16 +66,17 @@ pub fn check_k(k: usize) -> Result<usize, IndexError> {
 }
 
 /// The `k` nearest neighbours of `point` within `query.scope`: exactly `min(k, cells in scope)`,
-/// nearest first. The index comes from the [`cache`] (rebuilt if stale when `access` allows).
+/// nearest first. The index comes from the [`cache`] (rebuilt if stale unless the atlas is read-only).
 pub fn knn(
-    conn: &Connection,
+    atlas: &Atlas,
     point: &QueryPoint,
     query: &KnnQuery,
-    access: Access,
 ) -> Result<(i32, Vec<Neighbour>), IndexError> {
+    let conn = atlas.connection();
+    let access = Access::of(conn)?;
     let k = check_k(query.k)?;
-    let run = resolve_run(conn, query.run)?;
-    let candidates = candidates(conn, &query.scope)?;
+    let run = runs::select(conn, Need::Embedded, query.run)?;
+    let candidates = query.scope.cells(conn)?;
     let (index, _) = cache::get(conn, run, access)?;
     let candidates = candidates.map_or(Candidates::All, |ids| restrict(&index, ids));
     let (vector, exclude) = match point {
@@ -130,36 +101,6 @@ pub fn knn(
         })
         .collect();
     Ok((run, neighbours))
-}
-
-/// The cell ids of a scope (`None` for all cells), checking that the name exists.
-pub(crate) fn candidates(conn: &Connection, scope: &Scope) -> Result<Option<Vec<i64>>, IndexError> {
-    let (kind, column, table, name) = match scope {
-        Scope::All => return Ok(None),
-        Scope::Species(name) => ("species", "species", "species", name),
-        Scope::Dataset(name) => ("dataset", "dataset", "datasets", name),
-    };
-    let known = query_all(
-        conn,
-        &format!("SELECT name FROM {table} ORDER BY name"),
-        [],
-        "listing names",
-        |r| r.get::<_, String>(0),
-    )?;
-    if !known.contains(name) {
-        return Err(IndexError::UnknownName {
-            kind,
-            name: name.clone(),
-            known: known.join(", "),
-        });
-    }
-    Ok(Some(query_all(
-        conn,
-        &format!("SELECT cell_id FROM cell_info WHERE {column} = ? ORDER BY cell_id"),
-        [name],
-        "listing the cells of a scope",
-        |r| r.get(0),
-    )?))
 }
 
 /// The ids among `ids` that the index holds, as a search filter.

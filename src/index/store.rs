@@ -2,9 +2,9 @@
 //! the stored index still matches `cell_embeddings`: load it, extend it with newly embedded
 //! cells, rebuild it, or (read-only atlas) refuse.
 
-use super::embeddings::{self, CellsDigest};
 use super::{CellIndex, IndexError, IndexParams, ValidIndexParams};
 use crate::atlas::{query_opt, AtlasError, DbContext};
+use crate::runs::{self, embeddings, CellsDigest, Need};
 use crate::Atlas;
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
@@ -231,7 +231,7 @@ pub fn build(
     let params = params.check()?;
     let start = Instant::now();
     let index = atlas.write(|tx| -> Result<CellIndex, IndexError> {
-        let run = embeddings::resolve_run(tx, run)?;
+        let run = runs::select(tx, Need::Embedded, run)?;
         let index = CellIndex::build(run, &embeddings::read(tx, run, |_| true)?, params)?;
         write(tx, &index)?;
         Ok(index)
@@ -245,7 +245,7 @@ pub fn build(
 pub fn insert_new_cells(atlas: &mut Atlas, run: Option<i32>) -> crate::Result<IndexReport> {
     let start = Instant::now();
     let (index, origin) = atlas.write(|tx| {
-        let run = embeddings::resolve_run(tx, run)?;
+        let run = runs::select(tx, Need::Embedded, run)?;
         open(tx, run, Access::ReadWrite, IndexParams::default().check()?)
     })?;
     Ok(report(&index, origin, start))

@@ -18,11 +18,11 @@
 //! transfer id, written by the caller's transaction) and are returned.
 
 use super::cache;
-use super::embeddings::resolve_run;
-use super::search::{candidates, check_k, restrict, Scope};
+use super::search::{check_k, restrict};
 use super::store::Access;
 use super::IndexError;
 use crate::atlas::{bulk, query_all, DbContext};
+use crate::runs::{self, Need, Scope};
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::Int64Type;
@@ -124,16 +124,18 @@ impl std::fmt::Display for LabelTransfer {
     }
 }
 
-/// Runs a transfer on `conn` and stores it in `label_transfers`; the caller owns the transaction
-/// (see [`transfer`] for the one-transaction entry point).
-pub fn transfer_labels(
+/// Runs a transfer on `conn` and stores it in `label_transfers`, in the caller's transaction
+/// ([`transfer`]).
+fn transfer_labels(
     conn: &Connection,
     spec: &TransferSpec,
     access: Access,
 ) -> Result<LabelTransfer, IndexError> {
     spec.check()?;
-    let run = resolve_run(conn, spec.run)?;
-    let query_cells = candidates(conn, &Scope::Dataset(spec.query.clone()))?.unwrap_or_default();
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
+    let query_cells = Scope::Dataset(spec.query.clone())
+        .cells(conn)?
+        .unwrap_or_default();
     let column = reference_column(conn, &spec.reference)?;
     let labels = reference_labels(conn, column, &spec.reference, &spec.query)?;
     let (index, _) = cache::get(conn, run, access)?;
@@ -179,9 +181,11 @@ pub fn transfer_labels(
     })
 }
 
-/// `satlas transfer`: [`transfer_labels`] as one transaction of the atlas.
+/// `satlas transfer`, `transfer_labels(...)`: [`transfer_labels`] as one transaction of the
+/// atlas (a stale index is refused on a read-only atlas, as every index user does).
 pub fn transfer(atlas: &mut Atlas, spec: &TransferSpec) -> crate::Result<LabelTransfer> {
-    Ok(atlas.write(|tx| transfer_labels(tx, spec, Access::ReadWrite))?)
+    let access = Access::of(atlas.connection())?;
+    Ok(atlas.write(|tx| transfer_labels(tx, spec, access))?)
 }
 
 /// The distance-weighted vote of the module doc: `(label, confidence)`.
@@ -314,7 +318,8 @@ fn store(
 
 /// Writes transfer `transfer_id` with each cell's dataset, barcode and original label: as Parquet
 /// when `path` ends in `.parquet`, else as CSV (DuckDB's `COPY`). Same columns either way.
-pub fn write_labels(conn: &Connection, transfer_id: i32, path: &Path) -> Result<(), IndexError> {
+pub fn write_labels(atlas: &Atlas, transfer_id: i32, path: &Path) -> Result<(), IndexError> {
+    let conn = atlas.connection();
     let rows = format!(
         "SELECT t.cell_id, c.dataset, c.barcode, c.cell_type AS original_label, \
                 t.predicted_label, t.confidence, t.reference, t.k \

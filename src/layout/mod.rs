@@ -76,6 +76,9 @@ pub enum LayoutError {
     /// Reading or writing the atlas failed.
     #[error(transparent)]
     Atlas(#[from] AtlasError),
+    /// No run to read.
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
 }
 
 /// UMAP parameters as given (see [`UmapParams::check`]).

@@ -10,9 +10,10 @@ use super::umap::{self, FuzzyGraph, KnnGraph, SgdSettings};
 use super::{LayoutError, LayoutOrigin, UmapParams, ValidUmapParams, EXACT_KNN_BELOW};
 use crate::atlas::{bulk, query_all, query_opt, AtlasError, DbContext};
 use crate::index::distance::normalized;
-use crate::index::embeddings::{self, Embeddings};
 use crate::index::search::restrict;
-use crate::index::{exact_knn, Access, Candidates, CellIndex, CellsDigest, Hit, IndexParams};
+use crate::index::{exact_knn, Access, Candidates, CellIndex, Hit, IndexParams};
+use crate::runs::CellsDigest;
+use crate::runs::{self, embeddings, Embeddings, Need};
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, BooleanArray, Float32Array, Int32Array, Int64Array};
 use duckdb::Connection;
@@ -101,7 +102,7 @@ pub fn compute(
     let params = params.check()?;
     let start = Instant::now();
     let layout = atlas.write(|tx| -> Result<Layout, LayoutError> {
-        let run = embeddings::resolve_run(tx, run)?;
+        let run = runs::select(tx, Need::Embedded, run)?;
         let layout = lay_out(tx, run, &params)?;
         write(tx, &layout)?;
         Ok(layout)
@@ -505,11 +506,11 @@ pub fn current(atlas: &mut Atlas, run: Option<i32>) -> Result<(Layout, LayoutOri
     match Access::of(atlas.connection())? {
         Access::ReadOnly => {
             let conn = atlas.connection();
-            let run = embeddings::resolve_run(conn, run)?;
+            let run = runs::select(conn, Need::Embedded, run)?;
             ensure(conn, run, Access::ReadOnly, params)
         }
         Access::ReadWrite => atlas.write(|tx| {
-            let run = embeddings::resolve_run(tx, run)?;
+            let run = runs::select(tx, Need::Embedded, run)?;
             ensure(tx, run, Access::ReadWrite, params)
         }),
     }

@@ -15,6 +15,7 @@ use super::{
 use crate::atlas::counts::{read_counts, Cells};
 use crate::atlas::{self, bulk, query_all, query_opt, species, AtlasError, DbContext};
 use crate::protein::store::{float_list, read_gene_matrix};
+use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Int32Array};
 use duckdb::arrow::datatypes::Float32Type;
 use duckdb::Connection;
@@ -128,10 +129,8 @@ impl std::str::FromStr for ScoreFunction {
 }
 
 /// Builds a macrogene set from the atlas' datasets and gene embeddings.
-pub fn build_macrogenes(
-    conn: &mut Connection,
-    params: &BuildParams,
-) -> crate::Result<MacrogeneReport> {
+pub fn build_macrogenes(atlas: &mut Atlas, params: &BuildParams) -> crate::Result<MacrogeneReport> {
+    let conn = atlas.connection_mut();
     let species = species_with_datasets(conn)?;
     let model = match params.embedding_model {
         Some(id) => id,
@@ -226,10 +225,11 @@ pub fn species_highly_variable_genes(
 /// have a protein (gene ids, ascending): the genes whose proteins `satlas embed-proteins
 /// --highly-variable N` embeds, so that `build-macrogenes --n-top-genes N` later selects the same.
 pub fn highly_variable_genes_with_protein(
-    conn: &Connection,
+    atlas: &Atlas,
     species_name: &str,
     n_top_genes: usize,
 ) -> crate::Result<Vec<i32>> {
+    let conn = atlas.connection();
     let species_id = species::require(conn, species_name)?;
     let candidates: Vec<i32> = query_all(
         conn,

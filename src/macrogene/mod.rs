@@ -6,8 +6,10 @@
 //!    centroids are the macrogenes.
 //! 3. [`weights`] — gene-to-macrogene initial weights from the rank of each centroid's distance.
 //!
-//! Everything here is pure and in memory: counts come in as borrowed CSR slices ([`CsrView`]),
-//! embeddings as `ndarray` matrices.
+//! These three are pure and in memory: counts come in as borrowed CSR slices ([`CsrView`]),
+//! embeddings as `ndarray` matrices. [`build`] is the atlas side: it reads the counts and gene
+//! embeddings, runs the three steps and writes one macrogene set (`satlas build-macrogenes`), and
+//! [`MacrogeneSet::read`] reads a set back.
 
 pub mod build;
 pub mod hvg;

@@ -6,16 +6,37 @@
 //! cells without any count there are dropped (as in training), the rest are embedded with
 //! [`Saturn::embed`] and stored in `cell_embeddings` in one transaction. If the run has an HNSW
 //! index it is then extended with just the new cells (the index module's extend path), in a
-//! second transaction.
+//! second transaction. [`add_and_embed_dataset`] chains the ingest and the embedding
+//! (`add-dataset --embed`, `transfer --query FILE`).
 
 use super::runs::{finished_model_run, species_cells, weights_of, write_embeddings};
 use super::{ModelError, Saturn};
 use crate::atlas::counts::Cells;
 use crate::atlas::{self, query_all, query_opt, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
+use crate::ingest::{add_dataset, DatasetReport, DatasetSpec};
 use crate::macrogene::MacrogeneSet;
+use crate::runs::embeddings;
+use crate::Atlas;
 use duckdb::Connection;
 use std::fmt;
+
+/// Adds the dataset of `spec` and embeds it with the finished run `run` (default: the newest):
+/// two transactions, the ingest's then the embedding's, so if embedding fails the dataset stays
+/// added and the error ([`ModelError::AddedNotEmbedded`]) says how to finish.
+pub fn add_and_embed_dataset(
+    atlas: &mut Atlas,
+    spec: &DatasetSpec,
+    run: Option<i32>,
+) -> crate::Result<(DatasetReport, EmbedReport)> {
+    let added = add_dataset(atlas, spec)?;
+    let embedded =
+        embed_dataset(atlas, &added.name, run).map_err(|e| ModelError::AddedNotEmbedded {
+            dataset: added.name.clone(),
+            source: Box::new(e),
+        })?;
+    Ok((added, embedded))
+}
 
 /// What [`embed_dataset`] did.
 #[derive(Debug, Clone)]
@@ -91,10 +112,11 @@ impl fmt::Display for EmbedReport {
 /// Refused, with the atlas unchanged, when the dataset is unknown, its species is not one the
 /// model was trained on, the run has embedded it already, or there is no finished finetune run.
 pub fn embed_dataset(
-    conn: &mut Connection,
+    atlas: &mut Atlas,
     dataset: &str,
     run: Option<i32>,
 ) -> crate::Result<EmbedReport> {
+    let conn = atlas.connection_mut();
     let (dataset_id, species) = find_dataset(conn, dataset)?;
     let (run, set_id, config) = finished_model_run(conn, run)?;
     let set = MacrogeneSet::read(conn, Some(set_id))?;
@@ -107,19 +129,12 @@ pub fn embed_dataset(
         }
         .into());
     };
-    let already: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM cell_embeddings e JOIN cells c USING (cell_id)
-             WHERE e.model_run_id = ? AND c.dataset_id = ?",
-            [run, dataset_id],
-            |r| r.get(0),
-        )
-        .context("looking for embeddings of the dataset")?;
+    let already = embeddings::count_in_dataset(conn, run, dataset_id)?;
     if already > 0 {
         return Err(ModelError::AlreadyEmbedded {
             dataset: dataset.into(),
             run,
-            cells: already as usize,
+            cells: already,
         }
         .into());
     }

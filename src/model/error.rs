@@ -43,12 +43,6 @@ pub enum ModelError {
         /// What differs and what to do.
         reason: String,
     },
-    /// No finished fine-tuning run to embed with.
-    #[error("{what}: fine-tune first (`satlas finetune`, CALL saturn_finetune()), or name a finished finetune run with --run / run := N")]
-    NoFinetuneRun {
-        /// "no finished finetune run in the atlas", or which run was asked for and why it fails.
-        what: String,
-    },
     /// A dataset name the atlas does not know.
     #[error("unknown dataset {name:?} (known: {known}); add it with `satlas add-dataset` first")]
     UnknownDataset {
@@ -80,6 +74,18 @@ pub enum ModelError {
         run: i32,
         /// Its cells with an embedding in the run.
         cells: usize,
+    },
+    /// A dataset was added, then could not be embedded (the addition stays committed).
+    #[error(
+        "dataset {dataset:?} was added but not embedded: {source}; finish with \
+         `satlas embed-dataset --dataset {dataset}`"
+    )]
+    AddedNotEmbedded {
+        /// The dataset, now in the atlas.
+        dataset: String,
+        /// Why embedding failed.
+        #[source]
+        source: Box<crate::Error>,
     },
     /// `saturn_add_species` for a species the model already has.
     #[error("species {species:?} is already in model run {run} (trained on {known}): nothing to add; embed a new dataset of it with `satlas embed-dataset`")]

@@ -1,8 +1,10 @@
 //! The SATURN network, its losses and its two training loops (SATURN.md sections 4-6).
 //!
-//! 1. [`network`] — the network ([`Saturn`]), its configuration (the VAE variant included),
-//!    forward pass, embedding and checkpoints (state dict to and from bytes); [`product`] — its
-//!    macrogene layer's product on sparse counts, with the backward pass by hand.
+//! 1. [`network`] — the network ([`Saturn`]): its configuration (the VAE variant included),
+//!    blocks, forward pass and embedding; [`ops`] — the tensor ops the blocks use (dropout,
+//!    `ndarray` conversion); [`checkpoint`] — weights to and from bytes; [`surgery`] — a trained
+//!    network grown by one species; [`product`] — the macrogene layer's product on sparse
+//!    counts, with the backward pass by hand.
 //! 2. [`zinb`] — the ZINB log-likelihood of the pretraining loss.
 //! 3. [`losses`] — the protein-similarity regulariser and the triplet loss.
 //! 4. [`triplet`] — the cross-species semi-hard triplet miner.
@@ -16,24 +18,27 @@
 //! [`Saturn::embed`] per species → [`Saturn::save_bytes`].
 
 pub mod adam;
+pub mod checkpoint;
 pub mod embed;
 pub mod losses;
 pub mod network;
+pub mod ops;
 pub mod product;
 pub mod runs;
 pub mod species;
+pub mod surgery;
 pub mod train;
 pub mod triplet;
 pub mod zinb;
 
 mod error;
 
-pub use embed::{embed_dataset, EmbedReport};
+pub use embed::{add_and_embed_dataset, embed_dataset, EmbedReport};
 pub use error::{ModelError, Result};
 pub use network::{Embedding, Forward, Saturn, SaturnConfig};
 pub use runs::{
     load_run_model, run_finetune, run_pretrain, trained_weights, FinetuneRequest, PretrainRequest,
-    RunReport, Schedule, SpeciesWeights,
+    RunReport, Schedule, SpeciesWeights, DEFAULT_CHECKPOINT_EVERY,
 };
 pub use species::{run_add_species, AddSpeciesReport, AddSpeciesRequest};
 pub use train::{

@@ -18,12 +18,13 @@
 //!
 //! FIXes against upstream: dropout on the macrogene layer only in training; the decoder gets the
 //! real species one-hot (upstream always set column 0).
+//!
+//! The blocks are here; the tensor ops they use are in [`super::ops`], weights to and from bytes
+//! in [`super::checkpoint`], and growing a trained network by a species in [`super::surgery`].
 
-use super::error::{invalid, torch, ModelError, Result};
+use super::error::{invalid, ModelError, Result};
+use super::ops::{dense_tensor, dropout, dropout_mask_tensor, to_array};
 use super::product::{MacrogeneProduct, SparseRows, WeightLeaves};
-use crate::kernels::host::f32_data_mut;
-use crate::kernels::pool::map_parts;
-use crate::kernels::simd::widest;
 use crate::macrogene::CsrView;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -146,7 +147,7 @@ impl SaturnConfig {
 /// `full_block(in, out)` = Linear -> LayerNorm -> ReLU -> Dropout (paths `0` and `1`).
 #[derive(Debug)]
 pub struct FullBlock {
-    linear: nn::Linear,
+    pub(super) linear: nn::Linear,
     norm: nn::LayerNorm,
     dropout: f64,
 }
@@ -311,10 +312,10 @@ impl Encoder {
 /// The macrogene layer: trainable `P` (M x G), its LayerNorm and the per-species column blocks.
 #[derive(Debug)]
 pub struct MacrogeneLayer {
-    p_weights: Tensor,
+    pub(super) p_weights: Tensor,
     norm: nn::LayerNorm,
-    offsets: Vec<i64>,
-    genes: Vec<i64>,
+    pub(super) offsets: Vec<i64>,
+    pub(super) genes: Vec<i64>,
     dropout: f64,
 }
 
@@ -428,14 +429,14 @@ impl Forward {
 
 /// The SATURN network: one `VarStore` holding every parameter listed in the module doc.
 pub struct Saturn {
-    vs: nn::VarStore,
-    config: SaturnConfig,
-    macrogenes: MacrogeneLayer,
+    pub(super) vs: nn::VarStore,
+    pub(super) config: SaturnConfig,
+    pub(super) macrogenes: MacrogeneLayer,
     encoder: Encoder,
-    px_decoder: FullBlock,
+    pub(super) px_decoder: FullBlock,
     cl_scale_decoder: FullBlock,
-    px_dropout_decoders: Vec<nn::Linear>,
-    px_rs: Vec<Tensor>,
+    pub(super) px_dropout_decoders: Vec<nn::Linear>,
+    pub(super) px_rs: Vec<Tensor>,
     p_weights_embeddings: FullBlock,
 }
 
@@ -461,84 +462,6 @@ impl Saturn {
         let w = dense_tensor(initial_weights);
         tch::no_grad(|| model.macrogenes.p_weights.shallow_clone().copy_(&w.log()));
         Ok(model)
-    }
-
-    /// This network extended with one more species (appended last): every existing parameter is
-    /// copied unchanged, the new species' block of `P` is `ln(initial_weights)` (M x G_new, from
-    /// [`crate::macrogene::rank_weights`] against the stored centroids), and its parts that do not
-    /// exist yet (its one-hot column of `px_decoder`, its `px_dropout_decoders` and `px_rs`) get
-    /// PyTorch's default initialisation. Seed with `tch::manual_seed` first for reproducibility.
-    pub fn with_species(
-        &self,
-        species: &str,
-        initial_weights: ArrayView2<'_, f32>,
-    ) -> Result<Self> {
-        let mut config = self.config.clone();
-        config.species.push(species.to_string());
-        config.genes_per_species.push(initial_weights.ncols());
-        let model = Self::build(config)?;
-        check_initial_weights(
-            initial_weights,
-            self.config.n_macrogenes,
-            initial_weights.ncols(),
-        )?;
-        let old = self.vs.variables();
-        tch::no_grad(|| {
-            for (name, var) in model.vs.variables() {
-                let Some(src) = old.get(&name) else {
-                    continue; // a part of the new species
-                };
-                let grown = src.size().iter().zip(var.size()).position(|(a, b)| *a != b);
-                let mut target = match grown {
-                    None => var,
-                    Some(dim) => var.narrow(dim as i64, 0, src.size()[dim]),
-                };
-                target.copy_(src);
-            }
-            let w = dense_tensor(initial_weights).log();
-            let old_genes = self.config.n_genes() as i64;
-            let mut block = model.macrogenes.p_weights.narrow(1, old_genes, w.size()[1]);
-            block.copy_(&w);
-        });
-        Ok(model)
-    }
-
-    /// Freezes every parameter except those of species `species` (its block of `P`, its one-hot
-    /// column of `px_decoder`, its `px_dropout_decoders` and `px_rs`): the others stop requiring
-    /// gradients. `P` and `px_decoder`'s weight are shared tensors, so they keep requiring
-    /// gradients and are returned with a 0/1 mask of the same shape that the training loop
-    /// multiplies their gradient by (Adam leaves a parameter whose gradient is always 0 exactly
-    /// as it was).
-    pub fn train_only_species(&self, species: usize) -> Vec<(Tensor, Tensor)> {
-        for var in self.vs.variables().values() {
-            let _ = var.set_requires_grad(false);
-        }
-        let head = &self.px_dropout_decoders[species];
-        let mut own = vec![head.ws.shallow_clone(), self.px_rs[species].shallow_clone()];
-        own.extend(head.bs.iter().map(Tensor::shallow_clone));
-        for var in &own {
-            let _ = var.set_requires_grad(true);
-        }
-        let p = &self.macrogenes.p_weights;
-        let decoder = &self.px_decoder.linear.ws;
-        let onehot_column = (self.config.latent_dim + species) as i64;
-        let masks = [
-            (
-                p,
-                self.macrogenes.offsets[species],
-                self.macrogenes.genes[species],
-            ),
-            (decoder, onehot_column, 1),
-        ];
-        masks
-            .into_iter()
-            .map(|(var, first, width)| {
-                let _ = var.set_requires_grad(true);
-                let mask = Tensor::zeros(var.size(), (Kind::Float, Device::Cpu));
-                let _ = mask.narrow(1, first, width).fill_(1.0);
-                (var.shallow_clone(), mask)
-            })
-            .collect()
     }
 
     /// Builds the network with `P = 0`, to be filled by [`Saturn::load_bytes`] or
@@ -765,53 +688,6 @@ impl Saturn {
             macrogenes: cat(ms, self.config.n_macrogenes)?,
         })
     }
-
-    /// Serialises every parameter (libtorch's named-tensor format) for storage as a blob.
-    pub fn save_bytes(&self) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        self.vs
-            .save_to_stream(&mut buf)
-            .map_err(torch("saving the state dict"))?;
-        Ok(buf)
-    }
-
-    /// Rebuilds a network from its configuration and [`Saturn::save_bytes`] output.
-    pub fn load_bytes(config: SaturnConfig, bytes: &[u8]) -> Result<Self> {
-        let mut model = Self::build(config)?;
-        model
-            .vs
-            .load_from_stream(std::io::Cursor::new(bytes))
-            .map_err(|e| ModelError::Checkpoint {
-                reason: format!(
-                    "{e}; was it saved with the same species, gene counts and dimensions?"
-                ),
-            })?;
-        Ok(model)
-    }
-
-    /// Overwrites parameters by name (e.g. weights exported from PyTorch); every name must exist
-    /// with the same shape. Parameters not named keep their values.
-    pub fn set_parameters(&mut self, named: &[(String, Tensor)]) -> Result<()> {
-        let vars = self.vs.variables();
-        for (name, t) in named {
-            let Some(v) = vars.get(name) else {
-                return Err(ModelError::Checkpoint {
-                    reason: format!("no parameter named {name:?}"),
-                });
-            };
-            if v.size() != t.size() {
-                return Err(ModelError::Checkpoint {
-                    reason: format!(
-                        "{name}: checkpoint has shape {:?}, the model {:?}",
-                        t.size(),
-                        v.size()
-                    ),
-                });
-            }
-            tch::no_grad(|| v.shallow_clone().copy_(&t.to_kind(Kind::Float)));
-        }
-        Ok(())
-    }
 }
 
 /// The per-cell outputs stored in the atlas.
@@ -823,58 +699,12 @@ pub struct Embedding {
     pub macrogenes: Array2<f32>,
 }
 
-/// Inverted dropout: when `train`, each entry is zeroed with probability `p` and the others are
-/// scaled by `1 / (1 - p)`, as `Tensor::dropout`. The mask comes from a counter-based generator
-/// (SplitMix64 of the entry's index) in parallel instead of libtorch's serial Bernoulli sampler;
-/// its seed is drawn from libtorch's generator, so `tch::manual_seed` still fixes it.
-pub(crate) fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
-    if !train || p == 0.0 {
-        return xs.shallow_clone();
-    }
-    xs * dropout_mask_tensor(&xs.size(), p)
-}
-
-/// A mask of [`dropout`] of the given shape, its seed drawn from libtorch's generator (all ones
-/// when `p` is 0, without a draw, as [`dropout`] draws nothing then).
-fn dropout_mask_tensor(shape: &[i64], p: f64) -> Tensor {
-    if p == 0.0 {
-        return Tensor::ones(shape, (Kind::Float, Device::Cpu));
-    }
-    let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
-    let mut mask = Tensor::empty(shape, (Kind::Float, Device::Cpu));
-    // SAFETY: `mask` is a new contiguous float tensor on the CPU, not shared yet; every element
-    // is written before it is read.
-    fill_dropout_mask(unsafe { f32_data_mut(&mut mask) }, p, seed);
-    mask
-}
-
-/// Fills `mask` with `0` (probability `p`) or `1 / (1 - p)`; entry `i` depends only on `seed` and
-/// `i` (SplitMix64 of the index), so chunks are filled in parallel.
-fn fill_dropout_mask(mask: &mut [f32], p: f64, seed: u64) {
-    const CHUNK: usize = 1 << 14;
-    let threshold = (p * 2f64.powi(32)) as u64; // dropped when the top 32 bits fall below it
-    let keep = (1.0 / (1.0 - p)) as f32;
-    map_parts(mask.chunks_mut(CHUNK).collect(), |c, chunk| {
-        mask_chunk(chunk, (c * CHUNK) as u64, seed, threshold, keep)
-    });
-}
-
-widest! {
-    /// One chunk of [`fill_dropout_mask`], its first entry at index `first`.
-    fn mask_chunk(chunk: &mut [f32], first: u64, seed: u64, threshold: u64, keep: f32) {
-        const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-        for (i, m) in chunk.iter_mut().enumerate() {
-            let mut z = seed.wrapping_add(GOLDEN.wrapping_mul(first + i as u64 + 1));
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            *m = if z >> 32 >= threshold { keep } else { 0.0 };
-        }
-    }
-}
-
 /// Checks initial gene weights: `m` x `g`, finite and >= 0.
-fn check_initial_weights(weights: ArrayView2<'_, f32>, m: usize, g: usize) -> Result<()> {
+pub(super) fn check_initial_weights(
+    weights: ArrayView2<'_, f32>,
+    m: usize,
+    g: usize,
+) -> Result<()> {
     if weights.dim() != (m, g) {
         return Err(ModelError::Shape {
             species: String::new(),
@@ -906,25 +736,6 @@ pub(crate) fn check_counts(species: &str, counts: &CsrView<'_>, genes: usize) ->
         });
     }
     Ok(())
-}
-
-/// An `ndarray` matrix as a float tensor.
-pub(crate) fn dense_tensor(a: ArrayView2<'_, f32>) -> Tensor {
-    let flat: Vec<f32> = a.iter().copied().collect();
-    Tensor::from_slice(&flat).reshape([a.nrows() as i64, a.ncols() as i64])
-}
-
-/// A 2-D float tensor as an `ndarray` matrix.
-pub(crate) fn to_array(t: &Tensor) -> Result<Array2<f32>> {
-    let size = t.size();
-    let flat: Vec<f32> = Vec::try_from(&t.to_kind(Kind::Float).contiguous().view([-1]))
-        .map_err(torch("reading a tensor"))?;
-    Array2::from_shape_vec((size[0] as usize, size[1] as usize), flat).map_err(|e| {
-        ModelError::Shape {
-            species: String::new(),
-            what: e.to_string(),
-        }
-    })
 }
 
 #[cfg(test)]
@@ -1028,39 +839,5 @@ mod tests {
         let eval = tch::no_grad(|| encoder.latent_t(&m, false));
         assert!(eval.z.equal(&tch::no_grad(|| encoder.forward_t(&m, false))));
         assert_eq!(eval.z.mean(Kind::Float).double_value(&[]), 3.0);
-    }
-
-    #[test]
-    fn dropout_mask_drops_a_fraction_p_and_scales_the_rest() {
-        let (n, p) = (1 << 20, 0.1);
-        let mask = |seed| {
-            let mut m = vec![0f32; n];
-            fill_dropout_mask(&mut m, p, seed);
-            m
-        };
-        let (mask, again, other) = (mask(42), mask(42), mask(43));
-        let kept: Vec<&f32> = mask.iter().filter(|&&m| m != 0.0).collect();
-        let dropped = 1.0 - kept.len() as f64 / n as f64;
-        assert!((dropped - p).abs() < 2e-3, "dropped {dropped}, want {p}");
-        assert!(kept.iter().all(|&&m| m == (1.0 / (1.0 - p)) as f32));
-        assert_eq!(mask, again, "same seed, same mask");
-        assert_ne!(mask, other, "another seed, another mask");
-    }
-
-    #[test]
-    fn dropout_follows_libtorch_seed_and_is_identity_in_eval() {
-        let _rng = crate::model::torch_rng();
-        let x = Tensor::ones([64, 100], (Kind::Float, Device::Cpu));
-        let draw = || {
-            tch::manual_seed(7);
-            dropout(&x, 0.1, true)
-        };
-        assert!(draw().equal(&draw()), "tch::manual_seed fixes the mask");
-        assert!(dropout(&x, 0.1, false).equal(&x));
-        let mean = draw().mean(Kind::Float).double_value(&[]);
-        assert!(
-            (mean - 1.0).abs() < 0.05,
-            "inverted dropout keeps the mean: {mean}"
-        );
     }
 }

@@ -12,18 +12,20 @@ use super::{
     SpeciesData,
 };
 use crate::atlas::counts::{read_counts, Cells};
-use crate::atlas::{self, bulk, query_opt, AtlasError, DbContext};
+use crate::atlas::{self, query_opt, AtlasError, DbContext};
 use crate::macrogene::{Csr, CsrView, MacrogeneSet, SpeciesGenes};
 use crate::progress;
-use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array};
-use duckdb::arrow::datatypes::Float32Type;
+use crate::runs::{self, embeddings, Need, RunInfo};
+use crate::Atlas;
 use duckdb::Connection;
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// zstd level of stored weights.
 const ZSTD_LEVEL: i32 = 3;
+
+/// Default epochs between stored checkpoints (the resume granularity).
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 10;
 
 /// The settings both training loops share, as a caller overrides them (CLI flags, SQL named
 /// parameters); unset ones keep SATURN's defaults for the loop.
@@ -37,9 +39,16 @@ pub struct Schedule {
     pub lr: Option<f64>,
     /// Seed.
     pub seed: Option<u64>,
+    /// Store the weights every this many epochs.
+    pub checkpoint_every: Option<usize>,
 }
 
 impl Schedule {
+    /// Epochs between stored checkpoints: as set, else [`DEFAULT_CHECKPOINT_EVERY`].
+    pub fn checkpoint_every(&self) -> usize {
+        self.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY)
+    }
+
     /// Pretraining parameters: SATURN's defaults with this schedule applied.
     pub fn pretrain(&self) -> PretrainParams {
         let d = PretrainParams::default();
@@ -123,7 +132,8 @@ pub(super) struct SpeciesCells {
 
 /// Pretrains SATURN (ZINB + protein-similarity regulariser) on every cell of the macrogene set's
 /// species, resuming an interrupted run with the same parameters.
-pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::Result<RunReport> {
+pub fn run_pretrain(atlas: &mut Atlas, request: &PretrainRequest) -> crate::Result<RunReport> {
+    let conn = atlas.connection_mut();
     request.params.check()?;
     let set = MacrogeneSet::read(conn, request.macrogene_set)?;
     let (cells, dropped) = training_cells(conn, &set)?;
@@ -169,7 +179,8 @@ pub fn run_pretrain(conn: &mut Connection, request: &PretrainRequest) -> crate::
 
 /// Fine-tunes a pretrained SATURN with the cross-species triplet loss, then embeds every cell and
 /// stores the embeddings (and macrogene expression) with the run.
-pub fn run_finetune(conn: &mut Connection, request: &FinetuneRequest) -> crate::Result<RunReport> {
+pub fn run_finetune(atlas: &mut Atlas, request: &FinetuneRequest) -> crate::Result<RunReport> {
+    let conn = atlas.connection_mut();
     request.params.check()?;
     let (base_run, base): (i32, StoredParams<PretrainRequest>) =
         finished_pretrain(conn, request.pretrain_run)?;
@@ -213,12 +224,11 @@ pub fn run_finetune(conn: &mut Connection, request: &FinetuneRequest) -> crate::
 
 /// The macrogene set a run trained on.
 fn macrogene_set_of(conn: &Connection, run: i32) -> Result<i32, AtlasError> {
-    conn.query_row(
-        "SELECT macrogene_set_id FROM model_runs WHERE model_run_id = ?",
-        [run],
-        |r| r.get(0),
-    )
-    .context("reading the pretraining run")
+    RunInfo::read(conn, run)?
+        .macrogene_set_id
+        .ok_or_else(|| AtlasError::Inconsistent {
+            what: format!("model run {run} has no macrogene set"),
+        })
 }
 
 /// Every cell of the set's species over the set's genes; cells without any count in those genes
@@ -434,23 +444,13 @@ pub(super) fn finish_run(
     Ok(())
 }
 
+/// The finished pretraining run `run` (default: the newest) with its stored parameters.
 fn finished_pretrain(
     conn: &Connection,
     run: Option<i32>,
 ) -> crate::Result<(i32, StoredParams<PretrainRequest>)> {
-    let row: Option<(i32, String)> = query_opt(
-        conn,
-        "SELECT model_run_id, params FROM model_runs WHERE kind = 'pretrain' AND status = 'done'
-               AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
-                                               WHERE kind = 'pretrain' AND status = 'done'))",
-        [run],
-        "finding the pretraining run",
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (id, json) = row.ok_or_else(|| ModelError::Checkpoint {
-        reason: "no finished pretraining run: run `satlas pretrain` (CALL saturn_pretrain()) first"
-            .into(),
-    })?;
+    let id = runs::select(conn, Need::Pretrained, run)?;
+    let json = RunInfo::read(conn, id)?.params;
     let stored = serde_json::from_str(&json).map_err(|e| ModelError::Checkpoint {
         reason: format!("run #{id}: {e}"),
     })?;
@@ -513,60 +513,31 @@ pub(super) fn write_embeddings(
     let mut total = 0;
     for species in cells {
         let embedding = model.embed(&species.name, &species.counts.view()?)?;
-        let z: Vec<Vec<f32>> = embedding.z.axis_iter(Axis(0)).map(|r| r.to_vec()).collect();
-        let m: Vec<Vec<f32>> = embedding
-            .macrogenes
-            .axis_iter(Axis(0))
-            .map(|r| r.to_vec())
-            .collect();
-        let n = species.cell_ids.len();
-        let columns: Vec<(&str, ArrayRef)> = vec![
-            ("model_run_id", Arc::new(Int32Array::from(vec![run; n]))),
-            (
-                "cell_id",
-                Arc::new(Int64Array::from(species.cell_ids.clone())),
-            ),
-            (
-                "embedding",
-                bulk::list_column::<Float32Type, _>(z.iter().map(Vec::as_slice)),
-            ),
-            (
-                "macrogene_expression",
-                bulk::list_column::<Float32Type, _>(m.iter().map(Vec::as_slice)),
-            ),
-        ];
-        bulk::append(conn, "cell_embeddings", columns)?;
-        total += n;
+        embeddings::append(
+            conn,
+            run,
+            &species.cell_ids,
+            embedding.z.view(),
+            embedding.macrogenes.view(),
+        )?;
+        total += species.cell_ids.len();
     }
     Ok(total)
 }
 
 /// The finished run `run` whose model embeds cells (a finetune or add-species run; default: the
-/// newest), with its macrogene set and model configuration.
+/// newest, [`runs::select`]), with its macrogene set and model configuration.
 pub(super) fn finished_model_run(
     conn: &Connection,
     run: Option<i32>,
 ) -> crate::Result<(i32, i32, SaturnConfig)> {
-    let row: Option<(i32, i32, String)> = query_opt(
-        conn,
-        "SELECT model_run_id, macrogene_set_id, params FROM model_runs
-             WHERE kind IN ('finetune', 'add_species') AND status = 'done'
-               AND model_run_id = coalesce(?, (SELECT max(model_run_id) FROM model_runs
-                   WHERE kind IN ('finetune', 'add_species') AND status = 'done'))",
-        [run],
-        "finding the finetune run",
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let Some((id, set, json)) = row else {
-        let what = match run {
-            Some(run) => {
-                format!("model run {run} is not a finished finetune run (nor add-species run)")
-            }
-            None => "no finished finetune run in the atlas".into(),
-        };
-        return Err(ModelError::NoFinetuneRun { what }.into());
-    };
-    Ok((id, set, stored_config(id, &json)?))
+    let id = runs::select(conn, Need::Embedded, run)?;
+    let set = macrogene_set_of(conn, id)?;
+    Ok((
+        id,
+        set,
+        stored_config(id, &RunInfo::read(conn, id)?.params)?,
+    ))
 }
 
 /// The model configuration in a run's stored parameters.

@@ -28,6 +28,8 @@ use crate::atlas::{self, query_opt, species, AtlasError, DbContext};
 use crate::index::{self, Access, IndexParams, Origin};
 use crate::macrogene::{MacrogeneSet, SpeciesAssignment};
 use crate::protein::store::read_gene_matrix;
+use crate::runs::embeddings;
+use crate::Atlas;
 use duckdb::Connection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -124,9 +126,10 @@ impl fmt::Display for AddSpeciesReport {
 /// as a new run (see the module doc). Refused, with the atlas unchanged, for an unknown species,
 /// a species the run already has, or one whose proteome, gene embeddings or datasets are missing.
 pub fn run_add_species(
-    conn: &mut Connection,
+    atlas: &mut Atlas,
     request: &AddSpeciesRequest,
 ) -> crate::Result<AddSpeciesReport> {
+    let conn = atlas.connection_mut();
     request.params.check()?;
     let (parent, parent_set, parent_config) = finished_model_run(conn, request.parent_run)?;
     let name = request.species.as_str();
@@ -231,14 +234,7 @@ fn finish(
     cells: &SpeciesCells,
     logs: &[super::EpochLog],
 ) -> crate::Result<(usize, usize, Option<Origin>)> {
-    let copied = tx
-        .execute(
-            "INSERT INTO cell_embeddings
-             SELECT ?, cell_id, embedding, macrogene_expression FROM cell_embeddings
-             WHERE model_run_id = ?",
-            [run, parent],
-        )
-        .context("copying the parent run's cell embeddings")?;
+    let copied = embeddings::copy(tx, parent, run)?;
     let embedded = write_embeddings(tx, run, model, std::slice::from_ref(cells))?;
     let index = extend_index(tx, parent, run)?;
     finish_run(tx, run, model, logs)?;

@@ -16,8 +16,9 @@ pub mod svg;
 use crate::atlas::{query_all, AtlasError};
 use crate::de::{differential_expression, DeSpec};
 use crate::export::read_cells;
-use crate::index::embeddings::{read_vectors, resolve_run, CellVector};
 use crate::layout::{self, Layout, LayoutOrigin};
+use crate::runs::embeddings::read_vectors;
+use crate::runs::{self, CellVector, Need};
 use crate::Atlas;
 use charts::{Colouring, Heatmap, ScatterText, Series};
 use duckdb::Connection;
@@ -324,9 +325,10 @@ pub fn stack(charts: &[svg::Svg]) -> String {
 
 /// `satlas plot training`: [`training_charts`] of `run` (default: the newest finetune or
 /// add-species run) to `out`.
-pub fn plot_training(conn: &Connection, run: Option<i32>, out: &Path) -> crate::Result<PlotReport> {
+pub fn plot_training(atlas: &Atlas, run: Option<i32>, out: &Path) -> crate::Result<PlotReport> {
+    let conn = atlas.connection();
     let out = Output::check(out, &[Format::Svg, Format::Png])?;
-    let run = resolve_run(conn, run)?;
+    let run = runs::select(conn, Need::Embedded, run)?;
     let charts = training_charts(conn, run)?;
     out.write_svg(&stack(&charts))?;
     Ok(PlotReport {
@@ -344,13 +346,14 @@ pub const DE_TOP: usize = 3;
 /// the mean stored macrogene expression of the group's cells scaled to [0, 1] per macrogene
 /// (scanpy's `standard_scale='var'`), over the cells of the spec's scope; each cell's tooltip
 /// has the value.
-pub fn de_chart(conn: &Connection, spec: &DeSpec) -> crate::Result<svg::Svg> {
+pub fn de_chart(atlas: &Atlas, spec: &DeSpec) -> crate::Result<svg::Svg> {
+    let conn = atlas.connection();
     let spec = DeSpec {
         top: DE_TOP,
         genes: 1,
         ..spec.clone()
     };
-    let report = differential_expression(conn, &spec)?;
+    let report = differential_expression(atlas, &spec)?;
     let mut columns: Vec<(usize, String)> = Vec::new();
     for row in &report.rows {
         if !columns.iter().any(|c| c.0 == row.macrogene) {
@@ -364,7 +367,7 @@ pub fn de_chart(conn: &Connection, spec: &DeSpec) -> crate::Result<svg::Svg> {
     }
     let groups: Vec<String> = report.groups.iter().map(|g| g.0.clone()).collect();
     let mut group_of = group_labels(conn, report.run, &spec.group)?;
-    if let Some(in_scope) = crate::index::search::candidates(conn, &spec.scope)? {
+    if let Some(in_scope) = spec.scope.cells(conn)? {
         let in_scope: std::collections::HashSet<i64> = in_scope.into_iter().collect();
         group_of.retain(|id, _| in_scope.contains(id));
     }
@@ -450,11 +453,12 @@ fn group_labels(
 }
 
 /// `satlas plot de`: [`de_chart`] to `out`.
-pub fn plot_de(conn: &Connection, spec: &DeSpec, out: &Path) -> crate::Result<PlotReport> {
+pub fn plot_de(atlas: &Atlas, spec: &DeSpec, out: &Path) -> crate::Result<PlotReport> {
+    let conn = atlas.connection();
     let out = Output::check(out, &[Format::Svg, Format::Png])?;
-    let run = resolve_run(conn, spec.run)?;
+    let run = runs::select(conn, Need::Embedded, spec.run)?;
     let chart = de_chart(
-        conn,
+        atlas,
         &DeSpec {
             run: Some(run),
             ..spec.clone()

@@ -92,7 +92,7 @@ pub fn write_report(atlas: &mut Atlas, spec: &ReportSpec, out: &Path) -> crate::
     }
 
     html.push_str("<h2 id=\"evaluation\">Evaluation</h2>\n");
-    evaluation(&mut html, conn, run, spec)?;
+    evaluation(&mut html, atlas, run, spec)?;
 
     html.push_str("<h2 id=\"transfer\">Label transfer</h2>\n");
     confusion(&mut html, conn, run)?;
@@ -102,7 +102,7 @@ pub fn write_report(atlas: &mut Atlas, spec: &ReportSpec, out: &Path) -> crate::
         run: Some(run),
         ..DeSpec::default()
     };
-    match de_chart(conn, &de) {
+    match de_chart(atlas, &de) {
         Ok(svg) => figure(&mut html, &svg.finish()),
         Err(e) => note(&mut html, &crate::error::messages(&e).join(": ")),
     }
@@ -247,12 +247,8 @@ fn species_pair(
     })
 }
 
-fn evaluation(
-    html: &mut String,
-    conn: &Connection,
-    run: i32,
-    spec: &ReportSpec,
-) -> crate::Result<()> {
+fn evaluation(html: &mut String, atlas: &Atlas, run: i32, spec: &ReportSpec) -> crate::Result<()> {
+    let conn = atlas.connection();
     let Some((a, b)) = species_pair(conn, run, spec)? else {
         note(
             html,
@@ -262,7 +258,7 @@ fn evaluation(
     };
     let mut eval_spec = EvalSpec::new(&a, &b);
     eval_spec.features = Features::Run(Some(run));
-    let model = match eval::evaluate(conn, &eval_spec) {
+    let model = match eval::evaluate(atlas, &eval_spec) {
         Ok(r) => r,
         Err(e) => {
             note(
@@ -280,7 +276,7 @@ fn evaluation(
             }),
             ..EvalSpec::new(&a, &b)
         };
-        eval::evaluate(conn, &spec).map_err(|e| crate::error::messages(&e).join(": "))
+        eval::evaluate(atlas, &spec).map_err(|e| crate::error::messages(&e).join(": "))
     });
     let _ = writeln!(
         html,

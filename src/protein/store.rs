@@ -9,6 +9,7 @@ use crate::atlas::{self, bulk, query_all, query_opt, species, AtlasError, DbCont
 use crate::ingest::genes;
 use crate::io::embeddings::read_gene_embeddings;
 use crate::progress;
+use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Int32Array};
 use duckdb::arrow::datatypes::Float32Type;
 use duckdb::Connection;
@@ -96,12 +97,13 @@ impl fmt::Display for EmbeddingReport {
 /// `genes` restricts the work to the proteins of those genes (ids of the species' genes, e.g. its
 /// highly variable genes); the report then counts only them.
 pub fn embed_species(
-    conn: &mut Connection,
+    atlas: &mut Atlas,
     species_name: &str,
     model_path: &Path,
     options: &EmbedOptions,
     genes: Option<&[i32]>,
 ) -> crate::Result<EmbeddingReport> {
+    let conn = atlas.connection_mut();
     let only = gene_filter(genes);
     let species_id = species::require(conn, species_name)?;
     let model = Esm2::open(model_path, tch::Device::Cpu)?;
@@ -164,12 +166,13 @@ pub fn embed_species(
 /// for a species, in one transaction. Genes the atlas lacks are added (they may appear in later
 /// datasets). Under a `model` name that is already in the atlas, the dimension must match it.
 pub fn import_embeddings(
-    conn: &mut Connection,
+    atlas: &mut Atlas,
     species_name: &str,
     path: &Path,
     gene_list: Option<&Path>,
     model: Option<&str>,
 ) -> crate::Result<EmbeddingReport> {
+    let conn = atlas.connection_mut();
     let species_id = species::require(conn, species_name)?;
     let embeddings = read_gene_embeddings(path, gene_list)?;
     // Files imported under one model name share one embedding space (one `embedding_models` row,

@@ -6,12 +6,12 @@
 use super::knn_cells::run_arg;
 use super::{Args, Procedure};
 use crate::de::{differential_expression, DeSpec};
-use crate::index::Scope;
+use crate::runs::Scope;
+use crate::Atlas;
 use duckdb::arrow::array::{Float64Array, Int32Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 use std::sync::Arc;
 
 /// `SELECT * FROM satlas_de(groupby := 'cell_type')`.
@@ -45,7 +45,7 @@ impl Procedure for De {
         ])
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let defaults = DeSpec::default();
         let spec = DeSpec {
             run: run_arg(args)?,
@@ -55,7 +55,7 @@ impl Procedure for De {
             top: args.usize("top")?.unwrap_or(defaults.top),
             genes: args.usize("genes")?.unwrap_or(defaults.genes),
         };
-        let rows = differential_expression(conn, &spec)?.rows;
+        let rows = differential_expression(atlas, &spec)?.rows;
         let float = |f: fn(&crate::de::DeRow) -> f64| {
             Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
         };

@@ -5,11 +5,11 @@ use super::{Args, Procedure};
 use crate::macrogene::highly_variable_genes_with_protein;
 use crate::protein::store::{embed_species, import_embeddings, EmbeddingReport};
 use crate::protein::EmbedOptions;
+use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ impl Procedure for EmbedProteins {
         report_schema()
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let species = args.required_text("species")?;
         let model = args.required_text("model")?;
         let options = EmbedOptions {
@@ -42,11 +42,11 @@ impl Procedure for EmbedProteins {
             ..EmbedOptions::default()
         };
         let genes = match args.usize("highly_variable")? {
-            Some(n) => Some(highly_variable_genes_with_protein(conn, &species, n)?),
+            Some(n) => Some(highly_variable_genes_with_protein(atlas, &species, n)?),
             None => None,
         };
         let report = embed_species(
-            conn,
+            atlas,
             &species,
             Path::new(&model),
             &options,
@@ -78,13 +78,13 @@ impl Procedure for ImportEmbeddings {
         report_schema()
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let species = args.required_text("species")?;
         let file = args.required_text("file")?;
         let genes = args.text("genes")?;
         let model = args.text("model")?;
         let genes = genes.as_deref().map(Path::new);
-        let report = import_embeddings(conn, &species, Path::new(&file), genes, model.as_deref())?;
+        let report = import_embeddings(atlas, &species, Path::new(&file), genes, model.as_deref())?;
         Ok(Self::batch(report_columns(&report))?)
     }
 }

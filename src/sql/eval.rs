@@ -4,11 +4,11 @@
 use super::{Args, Procedure};
 use crate::eval::baseline::{OrthologBaseline, DEFAULT_PCS};
 use crate::eval::{evaluate, CorrespondenceSource, EvalSpec, Features};
+use crate::Atlas;
 use duckdb::arrow::array::{Float64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 use std::sync::Arc;
 
 /// `SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := N, correspondence := 'col',
@@ -45,7 +45,7 @@ impl Procedure for Eval {
         ])
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let mut spec = EvalSpec::new(&args.required_text("a")?, &args.required_text("b")?);
         spec.features = match args.text("orthologs")? {
             Some(table) => Features::Orthologs(OrthologBaseline {
@@ -65,7 +65,7 @@ impl Procedure for Eval {
         spec.k = args.usize("k")?.unwrap_or(spec.k);
         spec.stratified = args.bool("stratified")?.unwrap_or(spec.stratified);
         spec.seeds = args.usize("seeds")?.unwrap_or(spec.seeds);
-        let report = evaluate(conn, &spec)?;
+        let report = evaluate(atlas, &spec)?;
         let rows = &report.rows;
         Ok(Self::batch(vec![
             Arc::new(StringArray::from_iter_values(

@@ -2,11 +2,11 @@
 
 use super::{Args, Procedure};
 use crate::atlas::AtlasSummary;
+use crate::Atlas;
 use duckdb::arrow::array::{Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 use std::sync::Arc;
 
 /// `SELECT * FROM satlas_info()`: one row per species figure, dataset figure, cell type, kind of gene
@@ -29,8 +29,8 @@ impl Procedure for SatlasInfo {
         ])
     }
 
-    fn run(conn: &mut Connection, _args: &Args) -> crate::Result<RecordBatch> {
-        let summary = AtlasSummary::read(conn, std::path::Path::new(""))?;
+    fn run(atlas: &mut Atlas, _args: &Args) -> crate::Result<RecordBatch> {
+        let summary = AtlasSummary::read(atlas.connection(), std::path::Path::new(""))?;
         let rows = summary_rows(&summary);
         Ok(Self::batch(vec![
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),

@@ -4,12 +4,13 @@
 
 use super::{Args, Procedure};
 use crate::index::search::{knn, QueryPoint};
-use crate::index::{Access, IndexError, KnnQuery, Neighbour, Scope};
+use crate::index::{IndexError, KnnQuery, Neighbour};
+use crate::runs::Scope;
+use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float32Array, Int64Array, StringArray, UInt32Array};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 use std::sync::Arc;
 
 /// Default neighbours per query.
@@ -32,14 +33,14 @@ impl Procedure for KnnCells {
     }
 
     /// Finds the neighbours of the cell (never the cell itself) in the run's index.
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let cell_id = args.int("cell_id")?.ok_or(IndexError::InvalidParam {
             name: "cell_id",
             value: "missing".into(),
             rule: "knn_cells needs cell_id := <a cell id from cells>",
         })?;
         let query = knn_query(args)?;
-        let (_, neighbours) = knn(conn, &QueryPoint::Cell(cell_id), &query, Access::of(conn)?)?;
+        let (_, neighbours) = knn(atlas, &QueryPoint::Cell(cell_id), &query)?;
         Ok(Self::batch(neighbours_columns(Some(cell_id), &neighbours))?)
     }
 }

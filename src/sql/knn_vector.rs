@@ -5,11 +5,11 @@
 use super::knn_cells::{knn_query, neighbours_columns, neighbours_schema, query_parameters};
 use super::{Args, Procedure};
 use crate::index::search::{knn, QueryPoint};
-use crate::index::{Access, IndexError};
+use crate::index::IndexError;
+use crate::Atlas;
 use duckdb::arrow::datatypes::Schema;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 
 /// `SELECT * FROM knn_vector(embedding := [0.1, 0.2, ...]::FLOAT[], k := 5)`.
 pub struct KnnVector;
@@ -28,14 +28,14 @@ impl Procedure for KnnVector {
     }
 
     /// Searches the run's index for the vector (its length must be the run's dimension).
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let embedding = args.floats("embedding")?.ok_or(IndexError::InvalidParam {
             name: "embedding",
             value: "missing".into(),
             rule: "knn_vector needs embedding := [..]::FLOAT[] of the run's dimension",
         })?;
         let point = QueryPoint::Vector(embedding.iter().map(|&x| x as f32).collect());
-        let (_, neighbours) = knn(conn, &point, &knn_query(args)?, Access::of(conn)?)?;
+        let (_, neighbours) = knn(atlas, &point, &knn_query(args)?)?;
         Ok(Self::batch(neighbours_columns(None, &neighbours))?)
     }
 }

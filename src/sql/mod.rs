@@ -1,11 +1,13 @@
-//! SQL procedures: the stages of satlas as DuckDB table functions, registered on every connection
-//! an [`Atlas`](crate::Atlas) opens (so `satlas sql` and library users see the same surface).
+//! SQL procedures: the stages of satlas as DuckDB table functions, registered on an opened
+//! [`Atlas`] by [`with_procedures`] (what `satlas sql` does, and library users who want to call
+//! them). The atlas itself knows nothing of them: this module sits on top of every stage.
 //!
 //! Every procedure is a [`Procedure`]: it declares its named parameters, and `run` turns the
 //! validated arguments into an Arrow [`RecordBatch`] using a second connection to the same
 //! database. [`ProcedureVTab`] adapts any procedure to DuckDB's table-function interface: bind
-//! reads the arguments and runs the procedure (so errors surface as query errors before any row is
-//! produced), init starts a cursor, func streams the batch one vector at a time.
+//! reads the arguments and declares the result's schema, init runs the procedure once per
+//! execution (DuckDB may bind a prepared query more than once; errors still surface as query
+//! errors before any row is produced), func streams the batch one vector at a time.
 
 mod args;
 pub mod console;
@@ -19,9 +21,9 @@ mod training;
 mod transfer_labels;
 
 pub use args::{Args, ArgsError};
-pub use training::DEFAULT_CHECKPOINT_EVERY;
 
 use crate::atlas::{AtlasError, DbContext};
+use crate::Atlas;
 use duckdb::arrow::array::ArrayRef;
 use duckdb::arrow::datatypes::Schema;
 use duckdb::arrow::record_batch::RecordBatch;
@@ -32,16 +34,48 @@ use duckdb::vtab::{
 };
 use duckdb::Connection;
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-/// A second connection to the atlas database, owned by the [`Atlas`](crate::Atlas) and used by its
+/// A second handle on the atlas ([`Atlas::try_clone`]), owned by the [`SqlAtlas`] and used by its
 /// procedures.
-pub type SharedConnection = Arc<Mutex<Connection>>;
+type SharedAtlas = Arc<Mutex<Atlas>>;
+
+/// An [`Atlas`] whose connection has every satlas procedure registered; it derefs to the atlas.
+pub struct SqlAtlas {
+    // Field order is drop order: the atlas' connection closes before the procedures' one.
+    atlas: Atlas,
+    /// Keeps alive the handle the procedures run on (they hold a weak one).
+    _procedures: SharedAtlas,
+}
+
+impl Deref for SqlAtlas {
+    type Target = Atlas;
+    fn deref(&self) -> &Atlas {
+        &self.atlas
+    }
+}
+
+impl DerefMut for SqlAtlas {
+    fn deref_mut(&mut self) -> &mut Atlas {
+        &mut self.atlas
+    }
+}
+
+/// `atlas` with satlas' SQL procedures registered on its connection.
+pub fn with_procedures(atlas: Atlas) -> Result<SqlAtlas, AtlasError> {
+    let procedures = register(&atlas)?;
+    Ok(SqlAtlas {
+        atlas,
+        _procedures: procedures,
+    })
+}
 
 /// What the registered functions hold: a weak handle, so that the database (which owns the
-/// registrations) does not keep its own connection alive and closes when the `Atlas` is dropped.
-type ProcedureHandle = Weak<Mutex<Connection>>;
+/// registrations) does not keep its own connection alive and closes when the `SqlAtlas` is
+/// dropped.
+type ProcedureHandle = Weak<Mutex<Atlas>>;
 
 /// A satlas operation callable from SQL as `SELECT * FROM name(param := value, ...)` or
 /// `CALL name(...)`.
@@ -52,8 +86,8 @@ pub trait Procedure: 'static {
     fn parameters() -> Vec<(&'static str, LogicalTypeId)>;
     /// The result columns (declared at bind time, before anything runs).
     fn schema() -> Schema;
-    /// Runs the procedure on the atlas behind `conn`; the rows it returns become the result.
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch>;
+    /// Runs the procedure on `atlas`; the rows it returns become the result.
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch>;
 
     /// A result batch of [`Procedure::schema`] from its columns, in order.
     fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, AtlasError> {
@@ -64,13 +98,11 @@ pub trait Procedure: 'static {
     }
 }
 
-/// Registers every satlas procedure on `conn`; returns the connection the procedures use, which
-/// the caller must keep alive as long as `conn`.
-pub(crate) fn register(conn: &Connection) -> Result<SharedConnection, AtlasError> {
-    let shared: SharedConnection = Arc::new(Mutex::new(
-        conn.try_clone()
-            .context("opening the procedure connection")?,
-    ));
+/// Registers every satlas procedure on `atlas`' connection; returns the handle the procedures
+/// use, which the caller must keep alive as long as `atlas`.
+fn register(atlas: &Atlas) -> Result<SharedAtlas, AtlasError> {
+    let conn = atlas.connection();
+    let shared: SharedAtlas = Arc::new(Mutex::new(atlas.try_clone()?));
     let handle = Arc::downgrade(&shared);
     register_one::<info::SatlasInfo>(conn, &handle)?;
     register_one::<embeddings::EmbedProteins>(conn, &handle)?;
@@ -141,13 +173,13 @@ impl<P: Procedure> VTab for ProcedureVTab<P> {
         let shared = handle
             .upgrade()
             .ok_or_else(|| format!("{}: the atlas was closed", P::NAME))?;
-        let mut conn = shared.lock().map_err(|_| {
+        let mut atlas = shared.lock().map_err(|_| {
             format!(
                 "{}: the atlas connection is poisoned by an earlier panic; reopen the atlas",
                 P::NAME
             )
         })?;
-        let batch = P::run(&mut conn, &bound.args)
+        let batch = P::run(&mut atlas, &bound.args)
             .map_err(|e| format!("{}: {}", P::NAME, error_chain(&e)))?;
         // SAFETY: a constant getter of the linked DuckDB library, no arguments, no state.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;

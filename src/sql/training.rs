@@ -9,15 +9,12 @@ use crate::model::{
     embed_dataset, run_add_species, run_finetune, run_pretrain, AddSpeciesRequest, EpochLog,
     FinetuneParams, FinetuneRequest, PretrainParams, PretrainRequest, RunReport, Schedule,
 };
+use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::Connection;
 use std::sync::Arc;
-
-/// Default epochs between stored checkpoints.
-pub const DEFAULT_CHECKPOINT_EVERY: usize = 10;
 
 /// `CALL satlas_build_macrogenes(n := 2000, n_top_genes := 8000, seed := 0, score := 'default')`.
 pub struct BuildMacrogenes;
@@ -47,7 +44,7 @@ impl Procedure for BuildMacrogenes {
         ])
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let defaults = BuildParams::default();
         let params = BuildParams {
             n_macrogenes: args.usize("n")?.unwrap_or(defaults.n_macrogenes),
@@ -59,7 +56,7 @@ impl Procedure for BuildMacrogenes {
             max_iter: args.usize("max_iter")?.unwrap_or(defaults.max_iter),
             embedding_model: args.int("embedding_model")?.map(|m| m as i32),
         };
-        let report = build_macrogenes(conn, &params)?;
+        let report = build_macrogenes(atlas, &params)?;
         let n = report.species.len();
         Ok(Self::batch(vec![
             Arc::new(Int32Array::from(vec![report.macrogene_set_id; n])),
@@ -98,23 +95,15 @@ impl Procedure for Pretrain {
         epochs_schema()
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
-        let schedule = schedule(args)?.pretrain();
-        let params = PretrainParams {
-            regulariser_weight: args
-                .float("regulariser_weight")?
-                .unwrap_or(schedule.regulariser_weight),
-            ..schedule
-        };
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
+        let (params, checkpoint_every) = pretrain_params(args)?;
         let request = PretrainRequest {
             params,
             macrogene_set: args.int("macrogene_set")?.map(|s| s as i32),
-            checkpoint_every: args
-                .usize("checkpoint_every")?
-                .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+            checkpoint_every,
             vae: args.bool("vae")?.unwrap_or(false),
         };
-        Ok(Self::batch(epoch_columns(&run_pretrain(conn, &request)?))?)
+        Ok(Self::batch(epoch_columns(&run_pretrain(atlas, &request)?))?)
     }
 }
 
@@ -138,8 +127,9 @@ impl Procedure for Finetune {
         epochs_schema()
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
-        let schedule = schedule(args)?.finetune();
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
+        let plan = schedule(args)?;
+        let schedule = plan.finetune();
         let params = FinetuneParams {
             margin: args.float("margin")?.unwrap_or(schedule.margin),
             unfreeze_macrogenes: args
@@ -150,11 +140,9 @@ impl Procedure for Finetune {
         let request = FinetuneRequest {
             params,
             pretrain_run: args.int("pretrain_run")?.map(|r| r as i32),
-            checkpoint_every: args
-                .usize("checkpoint_every")?
-                .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+            checkpoint_every: plan.checkpoint_every(),
         };
-        Ok(Self::batch(epoch_columns(&run_finetune(conn, &request)?))?)
+        Ok(Self::batch(epoch_columns(&run_finetune(atlas, &request)?))?)
     }
 }
 
@@ -180,22 +168,15 @@ impl Procedure for AddSpecies {
         epochs_schema()
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
-        let schedule = schedule(args)?.pretrain();
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
+        let (params, checkpoint_every) = pretrain_params(args)?;
         let request = AddSpeciesRequest {
             species: args.required_text("species")?,
-            params: PretrainParams {
-                regulariser_weight: args
-                    .float("regulariser_weight")?
-                    .unwrap_or(schedule.regulariser_weight),
-                ..schedule
-            },
+            params,
             parent_run: args.int("run")?.map(|r| r as i32),
-            checkpoint_every: args
-                .usize("checkpoint_every")?
-                .unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+            checkpoint_every,
         };
-        let report = run_add_species(conn, &request)?;
+        let report = run_add_species(atlas, &request)?;
         Ok(Self::batch(epoch_columns(&report.run))?)
     }
 }
@@ -226,10 +207,10 @@ impl Procedure for EmbedDataset {
         ])
     }
 
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let dataset = args.required_text("dataset")?;
         let run = args.int("run")?.map(|r| r as i32);
-        let report = embed_dataset(conn, &dataset, run)?;
+        let report = embed_dataset(atlas, &dataset, run)?;
         let index = report
             .index
             .map_or_else(|| "no index".to_string(), |o| o.to_string());
@@ -247,12 +228,27 @@ impl Procedure for EmbedDataset {
 }
 
 /// The shared training settings named by [`common_parameters`].
+/// The pretraining parameters of `saturn_pretrain` and `saturn_add_species` (the schedule and
+/// `regulariser_weight :=` over SATURN's defaults), with the checkpoint interval.
+fn pretrain_params(args: &Args) -> crate::Result<(PretrainParams, usize)> {
+    let plan = schedule(args)?;
+    let defaults = plan.pretrain();
+    let params = PretrainParams {
+        regulariser_weight: args
+            .float("regulariser_weight")?
+            .unwrap_or(defaults.regulariser_weight),
+        ..defaults
+    };
+    Ok((params, plan.checkpoint_every()))
+}
+
 fn schedule(args: &Args) -> crate::Result<Schedule> {
     Ok(Schedule {
         epochs: args.usize("epochs")?,
         batch_size: args.usize("batch_size")?,
         lr: args.float("lr")?,
         seed: args.usize("seed")?.map(|s| s as u64),
+        checkpoint_every: args.usize("checkpoint_every")?,
     })
 }
 

@@ -4,14 +4,13 @@
 
 use super::knn_cells::{k_arg, run_arg};
 use super::{Args, Procedure};
-use crate::atlas::DbContext;
-use crate::index::transfer::{transfer_labels, TransferSpec};
-use crate::index::{Access, IndexError};
+use crate::index::transfer::{transfer, TransferSpec};
+use crate::index::IndexError;
+use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::core::LogicalTypeId;
-use duckdb::{Connection, Transaction};
 use std::sync::Arc;
 
 /// `SELECT * FROM transfer_labels(query := 'baron_mouse', reference := 'human')`.
@@ -41,7 +40,7 @@ impl Procedure for TransferLabels {
 
     /// Runs the transfer in one transaction of the procedure connection (committed only if it
     /// succeeds) and returns one row per query cell.
-    fn run(conn: &mut Connection, args: &Args) -> crate::Result<RecordBatch> {
+    fn run(atlas: &mut Atlas, args: &Args) -> crate::Result<RecordBatch> {
         let required = |name: &'static str| -> crate::Result<String> {
             Ok(args.text(name)?.ok_or(IndexError::InvalidParam {
                 name,
@@ -55,10 +54,7 @@ impl Procedure for TransferLabels {
             spec.min_confidence = c;
         }
         spec.run = run_arg(args)?;
-        let access = Access::of(conn)?;
-        let tx = Transaction::new_unchecked(conn).context("starting a transaction")?;
-        let result = transfer_labels(&tx, &spec, access)?; // dropping `tx` on error rolls back
-        tx.commit().context("committing the transfer")?;
+        let result = transfer(atlas, &spec)?;
         let n = result.predictions.len();
         let p = &result.predictions;
         let columns: Vec<ArrayRef> = vec![

@@ -8,16 +8,17 @@ use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
 use satlas::io::FastaOptions;
 use satlas::model::{load_run_model, Saturn};
+use satlas::sql::SqlAtlas;
 use satlas::Atlas;
 
 /// A small SATURN trained on human only, with an HNSW index; the mouse proteome and gene
 /// embeddings are in the atlas, the mouse dataset too when `with_mouse`.
-fn human_model(with_mouse: bool) -> Atlas {
+fn human_model(with_mouse: bool) -> SqlAtlas {
     human_model_of(with_mouse, false)
 }
 
 /// [`human_model`], of SATURN's VAE variant if `vae`.
-fn human_model_of(with_mouse: bool, vae: bool) -> Atlas {
+fn human_model_of(with_mouse: bool, vae: bool) -> SqlAtlas {
     let mut atlas = fill_atlas(Atlas::in_memory().unwrap(), &["human"]);
     let pretrain =
         format!("SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1, batch_size := 64, vae := {vae})");

@@ -4,6 +4,7 @@
 
 use satlas::ingest::{add_dataset, add_proteome, DatasetSpec};
 use satlas::io::{FastaOptions, ReadOptions};
+use satlas::sql::{with_procedures, SqlAtlas};
 use satlas::Atlas;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -222,13 +223,13 @@ pub fn dataset_spec(species: &str, name: &str, path: &str) -> DatasetSpec {
 /// embeddings (deterministic, from each gene's upper-cased symbol, so orthologs with the same
 /// symbol share one) under one embedding model. Numerics are checked against PyTorch elsewhere;
 /// these tests are about the atlas plumbing.
-pub fn atlas_with_embeddings() -> Atlas {
+pub fn atlas_with_embeddings() -> SqlAtlas {
     fill_atlas(Atlas::in_memory().unwrap(), &["human", "mouse"])
 }
 
 /// `atlas` with both proteomes and the synthetic gene embeddings of [`atlas_with_embeddings`],
-/// and the Baron dataset (`baron_{species}`) of each of `datasets` only.
-pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> Atlas {
+/// and the Baron dataset (`baron_{species}`) of each of `datasets` only; with the SQL procedures.
+pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> SqlAtlas {
     for (species, fasta) in [
         ("human", "proteins/human.fa.gz"),
         ("mouse", "proteins/mouse_surrogate.fa.gz"),
@@ -253,7 +254,28 @@ pub fn fill_atlas(mut atlas: Atlas, datasets: &[&str]) -> Atlas {
              FROM genes g WHERE g.gene_id IN (SELECT gene_id FROM proteins);",
         )
         .unwrap();
-    atlas
+    with_procedures(atlas).unwrap()
+}
+
+/// SATURN at test size through its SQL procedures: 30 macrogenes over 300 highly variable genes
+/// per species (seed 0), pretraining for `pretrain.0` epochs with seed `pretrain.1`, then
+/// `finetune_epochs` epochs of fine-tuning (seed 0), which embeds every cell.
+pub fn train(atlas: &SqlAtlas, pretrain: (usize, u64), finetune_epochs: usize) {
+    count(
+        atlas,
+        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
+    );
+    count(
+        atlas,
+        &format!(
+            "SELECT count(*) FROM saturn_pretrain(epochs := {}, seed := {})",
+            pretrain.0, pretrain.1
+        ),
+    );
+    count(
+        atlas,
+        &format!("SELECT count(*) FROM saturn_finetune(epochs := {finetune_epochs}, seed := 0)"),
+    );
 }
 
 /// Adds the Baron fixture of `species` (human or mouse) as dataset `baron_{species}`.

@@ -7,7 +7,7 @@
 //! that listed genes are each species' largest trained weights, and the refusals (atlas
 //! unchanged).
 
-use crate::common::{atlas_with_embeddings, count, TRAINING};
+use crate::common::{atlas_with_embeddings, train, TRAINING};
 use ndarray::Array2;
 use satlas::de::wilcoxon::{rank_sum_tests, Reference};
 use satlas::model::trained_weights;
@@ -159,18 +159,7 @@ fn assert_top_genes(atlas: &Atlas, rows: &[Row], genes: usize) {
 fn de_reports_marker_macrogenes_and_refuses_bad_arguments() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let atlas = atlas_with_embeddings();
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 1, seed := 0)",
-    );
+    train(&atlas, (2, 0), 1);
     let before = atlas.content_digest().unwrap();
 
     // Each cell type of the mouse dataset vs the rest of it.
@@ -212,7 +201,10 @@ fn de_reports_marker_macrogenes_and_refuses_bad_arguments() {
         ("top := 0", "top = 0"),
         ("species := 'human', dataset := 'baron_mouse'", "not both"),
         ("species := 'zebrafish'", "unknown species \"zebrafish\""),
-        ("run := 1", "model run 1 has no cell embeddings"),
+        (
+            "run := 1",
+            "model run 1 is not a finished finetune run with cell embeddings",
+        ),
     ] {
         let error = de_failure(&atlas, args);
         assert!(error.contains(expected), "{args}: {error}");

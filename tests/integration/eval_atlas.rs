@@ -6,7 +6,7 @@
 //! that every row exists, lies in [0, 1], that the maximum achievable accuracy bounds the
 //! accuracy, and that a refused call leaves the atlas unchanged.
 
-use crate::common::{atlas_with_embeddings, count, failure, TRAINING};
+use crate::common::{atlas_with_embeddings, failure, train, TRAINING};
 use satlas::Atlas;
 use std::collections::HashMap;
 
@@ -64,18 +64,7 @@ fn check_rows(rows: &HashMap<(String, String), f64>) {
 fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let atlas = atlas_with_embeddings();
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 3, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 2, seed := 0)",
-    );
+    train(&atlas, (3, 0), 2);
     let before = atlas.content_digest().unwrap();
 
     let rows = eval_rows(
@@ -138,7 +127,7 @@ fn eval_reports_saturn_metrics_and_refuses_bad_arguments() {
         ),
         (
             "SELECT * FROM satlas_eval(a := 'human', b := 'mouse', run := 1)".to_string(),
-            "has no cell embeddings",
+            "is not a finished finetune run with cell embeddings",
         ),
         (
             format!(

@@ -2,7 +2,7 @@
 //! a trained file atlas; the files are read back with the hdf5 crate and DuckDB's `read_parquet` and compared
 //! with the atlas tables (values, AnnData encodings and attributes; no Python needed).
 
-use crate::common::{count, fill_atlas, satlas, satlas_ok, TRAINING};
+use crate::common::{count, fill_atlas, satlas, satlas_ok, train, TRAINING};
 use duckdb::arrow::array::{Array, AsArray, RecordBatch};
 use duckdb::arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type};
 use hdf5::types::VarLenUnicode;
@@ -32,18 +32,7 @@ struct Cell {
 /// transfers to the mouse cells (the second, with k = 5, is the latest); closed when returned.
 fn trained_atlas(path: &Path) {
     let mut atlas = fill_atlas(Atlas::create(path).unwrap(), &["human", "mouse"]);
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 1, seed := 0)",
-    );
+    train(&atlas, (2, 1), 1);
     index::build(&mut atlas, None, IndexParams::default()).unwrap();
     for k in [15, 5] {
         let spec = TransferSpec {
@@ -533,11 +522,11 @@ fn refused_exports_leave_no_file() {
     let cases: [(Vec<&str>, &str); 4] = [
         (
             vec!["--format", "h5ad", "--out", &h5ad],
-            "no finetune run with cell embeddings",
+            "no finished finetune run with cell embeddings",
         ),
         (
             vec!["--format", "parquet", "--run", "7", "--out", &tables],
-            "model run 7 has no cell embeddings",
+            "model run 7 is not a finished finetune run with cell embeddings",
         ),
         (
             vec!["--format", "parquet", "--macrogenes", "--out", &tables],

@@ -255,14 +255,7 @@ fn a_refused_checkpoint_leaves_the_atlas_unchanged() {
     satlas::ingest::add_proteome(&mut atlas, "human", &fasta, &FastaOptions::default()).unwrap();
     let before = atlas.content_digest().unwrap();
     let bad = fixture("fair_esm/bad/missing_layer_tensor.pt");
-    let err = embed_species(
-        atlas.connection_mut(),
-        "human",
-        &bad,
-        &EmbedOptions::default(),
-        None,
-    )
-    .unwrap_err();
+    let err = embed_species(&mut atlas, "human", &bad, &EmbedOptions::default(), None).unwrap_err();
     assert!(err.to_string().contains("layers.1.fc2.weight"), "{err}");
     assert_eq!(atlas.content_digest().unwrap(), before);
 }

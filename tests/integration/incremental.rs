@@ -7,7 +7,8 @@
 //! counts as `baron/human.h5ad`, another encoding and file — as the new dataset `human_again`.
 
 use crate::common::{
-    atlas_with_embeddings, count, dataset_spec, failure, fill_atlas, fixture, satlas_ok, TRAINING,
+    atlas_with_embeddings, count, dataset_spec, failure, fill_atlas, fixture, satlas_ok, train,
+    TRAINING,
 };
 use satlas::index::{self, Access, IndexParams, Origin};
 use satlas::ingest::{add_dataset, add_proteome};
@@ -46,18 +47,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     .to_string();
     assert!(err.contains("no finished finetune run"), "{err}");
 
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 2, seed := 1)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 1, seed := 0)",
-    );
+    train(&atlas, (2, 1), 1);
     let run = count(
         &atlas,
         "SELECT max(model_run_id) FROM model_runs WHERE kind = 'finetune' AND status = 'done'",
@@ -216,7 +206,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
     rat.read.obs_file = Some(fixture("baron/human_10x/obs.csv"));
     add_dataset(&mut atlas, &rat).unwrap();
     let digest = atlas.content_digest().unwrap();
-    let err = embed_dataset(atlas.connection_mut(), "rat_cells", None)
+    let err = embed_dataset(&mut atlas, "rat_cells", None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -235,7 +225,7 @@ fn a_new_dataset_of_a_trained_species_is_embedded_and_searchable() {
         &dataset_spec("human", "few_genes", "legacy/anndata06.h5ad"),
     )
     .unwrap();
-    let report = embed_dataset(atlas.connection_mut(), "few_genes", None).unwrap();
+    let report = embed_dataset(&mut atlas, "few_genes", None).unwrap();
     let (present, total) = report.gene_overlap;
     assert!(total > 0 && present < total / 2, "{present} of {total}");
     assert!(

@@ -10,13 +10,13 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use satlas::atlas::bulk;
-use satlas::index::embeddings::Embeddings;
 use satlas::index::store::{self, Access, Origin};
 use satlas::index::transfer::{transfer, TransferSpec, UNKNOWN_LABEL};
 use satlas::index::{
     cache, exact_knn, knn, search::QueryPoint, Candidates, CellIndex, IndexError, IndexParams,
-    KnnQuery, Scope,
+    KnnQuery,
 };
+use satlas::runs::{Embeddings, Scope};
 use satlas::{Atlas, Error};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -337,7 +337,7 @@ fn filtered_search_returns_exactly_k_even_for_a_small_species() {
             k,
             scope: scope.clone(),
         };
-        let (_, hits) = knn(conn, &QueryPoint::Cell(5), &query, Access::ReadWrite).unwrap();
+        let (_, hits) = knn(&atlas, &QueryPoint::Cell(5), &query).unwrap();
         assert_eq!(hits.len(), expected, "{scope:?} k={k}");
         assert!(hits
             .iter()
@@ -349,9 +349,7 @@ fn filtered_search_returns_exactly_k_even_for_a_small_species() {
         k: 5,
         scope: Scope::Species("zebrafish".into()),
     };
-    let err = knn(conn, &QueryPoint::Cell(5), &unknown, Access::ReadWrite)
-        .err()
-        .unwrap();
+    let err = knn(&atlas, &QueryPoint::Cell(5), &unknown).err().unwrap();
     assert!(err.to_string().contains("known: human, mouse"), "{err}");
     let (_, first) = cache::get(conn, run, Access::ReadWrite).unwrap();
     assert_eq!(
@@ -434,7 +432,7 @@ fn failed_transfer_leaves_the_atlas_unchanged() {
 #[test]
 fn sql_knn_joins_with_cell_info_and_transfers_labels() {
     let mut rng = StdRng::seed_from_u64(6);
-    let mut atlas = Atlas::in_memory().unwrap();
+    let mut atlas = satlas::sql::with_procedures(Atlas::in_memory().unwrap()).unwrap();
     let (_, centres) = pancreas_like(&mut atlas, &mut rng);
     let conn = atlas.connection();
 

@@ -2,31 +2,23 @@
 //! `satlas plot` pictures (SVG points and legend, PNG colours), the HTML report, and the refused
 //! inputs that must write nothing.
 
-use crate::common::{count, dataset_spec, fill_atlas, satlas, satlas_ok, Snapshot, TRAINING};
-use satlas::index::embeddings::read;
+use crate::common::{
+    count, dataset_spec, fill_atlas, satlas, satlas_ok, train, Snapshot, TRAINING,
+};
 use satlas::index::exact::exact_knn;
 use satlas::index::{self, IndexParams, TransferSpec};
 use satlas::ingest::add_dataset;
 use satlas::layout::{self, umap, LayoutOrigin, UmapParams};
+use satlas::runs::embeddings::read;
+use satlas::sql::SqlAtlas;
 use satlas::Atlas;
 use std::path::Path;
 
 /// Both Baron datasets (synthetic gene embeddings), a short pretraining and fine-tuning, an index
 /// and a label transfer mouse <- human.
-fn trained(atlas: Atlas) -> Atlas {
+fn trained(atlas: Atlas) -> SqlAtlas {
     let mut atlas = fill_atlas(atlas, &["human", "mouse"]);
-    count(
-        &atlas,
-        "SELECT count(*) FROM satlas_build_macrogenes(n := 30, n_top_genes := 300, seed := 0)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_pretrain(epochs := 3, seed := 1)",
-    );
-    count(
-        &atlas,
-        "SELECT count(*) FROM saturn_finetune(epochs := 2, seed := 0)",
-    );
+    train(&atlas, (3, 1), 2);
     index::build(&mut atlas, None, IndexParams::default()).unwrap();
     index::transfer::transfer(&mut atlas, &TransferSpec::new("baron_mouse", "human")).unwrap();
     atlas
@@ -108,7 +100,7 @@ fn layout_is_seeded_trustworthy_stored_and_extended_by_placement() {
         &dataset_spec("human", "human_again", "baron/human_modern.h5ad"),
     )
     .unwrap();
-    satlas::model::embed_dataset(atlas.connection_mut(), "human_again", None).unwrap();
+    satlas::model::embed_dataset(&mut atlas, "human_again", None).unwrap();
     let new = count(&atlas, "SELECT count(*) FROM cell_embeddings") as usize - n;
     assert!(new > 0);
     let (placed, origin) = layout::current(&mut atlas, None).unwrap();
@@ -292,7 +284,7 @@ fn plots_and_report_are_written_and_refusals_write_nothing() {
         (
             &empty,
             vec!["plot".into(), "umap".into(), "--out".into(), at("x.svg")],
-            "no finetune run with cell embeddings",
+            "no finished finetune run with cell embeddings",
         ),
         (
             &path,
@@ -304,7 +296,7 @@ fn plots_and_report_are_written_and_refusals_write_nothing() {
                 "--out".into(),
                 at("x.svg"),
             ],
-            "model run 1 has no cell embeddings",
+            "model run 1 is not a finished finetune run with cell embeddings",
         ),
         (
             &path,

@@ -11,6 +11,7 @@ use satlas::protein::store::{
     embed_species, float_list, import_embeddings, read_gene_matrix, EmbeddingReport,
 };
 use satlas::protein::{embed_proteins, EmbedOptions, Esm2};
+use satlas::sql::with_procedures;
 use satlas::Atlas;
 use std::path::{Path, PathBuf};
 
@@ -56,14 +57,7 @@ fn add(atlas: &mut Atlas, species: &str, proteins: &[(&str, &str, &str)]) {
 }
 
 fn embed(atlas: &mut Atlas, species: &str) -> EmbeddingReport {
-    embed_species(
-        atlas.connection_mut(),
-        species,
-        &tiny(),
-        &EmbedOptions::default(),
-        None,
-    )
-    .unwrap()
+    embed_species(atlas, species, &tiny(), &EmbedOptions::default(), None).unwrap()
 }
 
 /// `accession -> embedding` of the species' proteins.
@@ -234,14 +228,8 @@ fn shipped_demo_embeddings_round_trip_exactly() {
     for (species, stem, n_genes) in [("human", "human", 1447), ("mouse", "mouse_surrogate", 1188)] {
         let npy = fixture(&format!("embeddings/esm2_t6_{stem}.npy"));
         let list = fixture(&format!("embeddings/esm2_t6_{stem}.genes.txt"));
-        let report = import_embeddings(
-            atlas.connection_mut(),
-            species,
-            &npy,
-            Some(&list),
-            Some("esm2_t6"),
-        )
-        .unwrap();
+        let report =
+            import_embeddings(&mut atlas, species, &npy, Some(&list), Some("esm2_t6")).unwrap();
         assert_eq!(report.genes, n_genes, "{report}");
         let symbols: Vec<String> = std::fs::read_to_string(&list)
             .unwrap()
@@ -273,7 +261,7 @@ fn refused_inputs_leave_the_atlas_unchanged() {
     let mut atlas = Atlas::in_memory().unwrap();
     add(&mut atlas, "human", &HUMAN);
     import_embeddings(
-        atlas.connection_mut(),
+        &mut atlas,
         "human",
         &fixture("embeddings/saturn_genes.torch"),
         None,
@@ -281,7 +269,7 @@ fn refused_inputs_leave_the_atlas_unchanged() {
     )
     .unwrap();
     let before = atlas.content_digest().unwrap();
-    let conn = atlas.connection_mut();
+    let conn = &mut atlas;
     let options = EmbedOptions::default();
     let errors = [
         (
@@ -359,9 +347,9 @@ fn gene_embeddings(atlas: &Atlas, model_id: i32) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn parquet_import_equals_the_npy_import_of_the_same_embeddings() {
-    let mut atlas = Atlas::in_memory().unwrap();
+    let mut atlas = with_procedures(Atlas::in_memory().unwrap()).unwrap();
     add(&mut atlas, "human", &HUMAN);
-    let conn = atlas.connection_mut();
+    let conn = &mut atlas;
     let npy = import_embeddings(
         conn,
         "human",
@@ -400,7 +388,7 @@ fn refused_parquet_imports_and_dimension_mismatches_leave_the_atlas_unchanged() 
     let mut atlas = Atlas::in_memory().unwrap();
     add(&mut atlas, "human", &HUMAN);
     let shared = Some("shared");
-    let conn = atlas.connection_mut();
+    let conn = &mut atlas;
     import_embeddings(
         conn,
         "human",
@@ -410,7 +398,7 @@ fn refused_parquet_imports_and_dimension_mismatches_leave_the_atlas_unchanged() 
     )
     .unwrap();
     let before = atlas.content_digest().unwrap();
-    let conn = atlas.connection_mut();
+    let conn = &mut atlas;
     let mismatch = import_embeddings(
         conn,
         "human",
@@ -431,7 +419,7 @@ fn refused_parquet_imports_and_dimension_mismatches_leave_the_atlas_unchanged() 
         ("bad_no_embedding.parquet", "no column"),
     ] {
         let file = fixture(&format!("embeddings/{name}"));
-        let e = import_embeddings(atlas.connection_mut(), "human", &file, None, shared)
+        let e = import_embeddings(&mut atlas, "human", &file, None, shared)
             .unwrap_err()
             .to_string();
         assert!(e.contains(needle) && e.contains(name), "{e}");
@@ -487,7 +475,7 @@ fn cli_import_prints_the_report() {
 /// sequences only where its own selection asks for them).
 #[test]
 fn highly_variable_embedding_is_what_macrogenes_select() {
-    let mut atlas = Atlas::in_memory().unwrap();
+    let mut atlas = with_procedures(Atlas::in_memory().unwrap()).unwrap();
     for (species, fasta, h5ad) in [
         ("human", "proteins/human.fa.gz", "baron/human.h5ad"),
         (
@@ -515,10 +503,10 @@ fn highly_variable_embedding_is_what_macrogenes_select() {
     const N: usize = 40;
     let mut selections = Vec::new();
     for species in ["human", "mouse"] {
-        let genes = highly_variable_genes_with_protein(atlas.connection(), species, N).unwrap();
+        let genes = highly_variable_genes_with_protein(&atlas, species, N).unwrap();
         assert_eq!(genes.len(), N, "{species}");
         let report = embed_species(
-            atlas.connection_mut(),
+            &mut atlas,
             species,
             &tiny(),
             &EmbedOptions::default(),
@@ -549,7 +537,7 @@ fn highly_variable_embedding_is_what_macrogenes_select() {
         n_top_genes: N,
         ..BuildParams::default()
     };
-    build_macrogenes(atlas.connection_mut(), &params).unwrap();
+    build_macrogenes(&mut atlas, &params).unwrap();
     let set = MacrogeneSet::read(atlas.connection(), None).unwrap();
     let chosen: Vec<&Vec<i32>> = set.species.iter().map(|s| &s.gene_ids).collect();
     assert_eq!(chosen, selections.iter().collect::<Vec<_>>());
@@ -575,7 +563,7 @@ fn another_species_file_is_refused_by_its_exact_symbols() {
     };
     let (npy, genes) = mouse_file();
     // Case-insensitively, the mouse file's Gcg is human GCG: only exact symbols tell them apart.
-    let e = import_embeddings(atlas.connection_mut(), "human", &npy, Some(&genes), None)
+    let e = import_embeddings(&mut atlas, "human", &npy, Some(&genes), None)
         .unwrap_err()
         .to_string();
     for needle in [
@@ -588,7 +576,6 @@ fn another_species_file_is_refused_by_its_exact_symbols() {
         assert!(e.contains(needle), "{needle:?} not in {e}");
     }
     assert_eq!(atlas.content_digest().unwrap(), before);
-    let report =
-        import_embeddings(atlas.connection_mut(), "mouse", &npy, Some(&genes), None).unwrap();
+    let report = import_embeddings(&mut atlas, "mouse", &npy, Some(&genes), None).unwrap();
     assert_eq!(report.genes, 1188);
 }

@@ -1,55 +1,15 @@
-//! The reader of `cell_embeddings` for the index: which run to use, the vectors (Arrow bulk
-//! path), and the digest that says which embeddings an index covers.
+//! The writer and the reader of `cell_embeddings`: a run's embeddings appended (Arrow bulk
+//! path) or copied to another run, read back as a row-major matrix, and the digest that says
+//! which embeddings an index or a layout covers.
 
-use super::IndexError;
-use crate::atlas::{query_all, query_opt, AtlasError, DbContext};
-use duckdb::arrow::array::AsArray;
+use crate::atlas::{bulk, AtlasError, DbContext};
+use duckdb::arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array};
 use duckdb::arrow::datatypes::{Float32Type, Int64Type};
 use duckdb::Connection;
+use ndarray::ArrayView2;
 use std::fmt;
 use std::str::FromStr;
-
-/// The run to index or search: `run` if given (it must have embeddings), else the newest
-/// finished finetune or add-species run with embeddings.
-pub fn resolve_run(conn: &Connection, run: Option<i32>) -> Result<i32, IndexError> {
-    let with_embeddings = query_all(
-        conn,
-        "SELECT r.model_run_id FROM model_runs r \
-         WHERE EXISTS (SELECT 1 FROM cell_embeddings e WHERE e.model_run_id = r.model_run_id) \
-         ORDER BY r.model_run_id",
-        [],
-        "listing model runs with embeddings",
-        |row| row.get::<_, i32>(0),
-    )?;
-    match run {
-        Some(run) if with_embeddings.contains(&run) => Ok(run),
-        Some(run) => Err(IndexError::RunWithoutEmbeddings {
-            run,
-            known: join(&with_embeddings),
-        }),
-        None => query_opt(
-            conn,
-            "SELECT r.model_run_id FROM model_runs r \
-                 WHERE r.kind IN ('finetune', 'add_species') AND r.status = 'done' AND EXISTS \
-                   (SELECT 1 FROM cell_embeddings e WHERE e.model_run_id = r.model_run_id) \
-                 ORDER BY r.created_at DESC, r.model_run_id DESC LIMIT 1",
-            [],
-            "finding the newest finetune run",
-            |row| row.get(0),
-        )?
-        .ok_or(IndexError::NoEmbeddedRun),
-    }
-}
-
-fn join(runs: &[i32]) -> String {
-    if runs.is_empty() {
-        return "none".into();
-    }
-    runs.iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use std::sync::Arc;
 
 /// Which embeddings an index covers: their number and the sum of DuckDB's
 /// `hash(cell_id, embedding)` over them. The sum is additive, so an index that lacks only some
@@ -151,6 +111,12 @@ impl Embeddings {
         self.cell_ids.is_empty()
     }
 
+    /// True when these are the rows of exactly the cells `cell_ids`, in that order (a matrix
+    /// that goes beside a table of those cells).
+    pub fn covers(&self, cell_ids: impl ExactSizeIterator<Item = i64>) -> bool {
+        cell_ids.len() == self.cell_ids.len() && cell_ids.zip(&self.cell_ids).all(|(a, &b)| a == b)
+    }
+
     /// The digest of these rows.
     pub fn digest(&self) -> CellsDigest {
         self.hashes
@@ -170,12 +136,68 @@ pub enum CellVector {
 }
 
 impl CellVector {
-    fn column(self) -> &'static str {
+    /// Its column in `cell_embeddings`.
+    pub fn column(self) -> &'static str {
         match self {
             CellVector::Embedding => "embedding",
             CellVector::MacrogeneExpression => "macrogene_expression",
         }
     }
+}
+
+/// Appends the embeddings of `cell_ids` to run `run`: row `i` of `embedding` (cells x latent)
+/// and of `macrogene_expression` (cells x macrogenes) belong to `cell_ids[i]`.
+pub fn append(
+    conn: &Connection,
+    run: i32,
+    cell_ids: &[i64],
+    embedding: ArrayView2<'_, f32>,
+    macrogene_expression: ArrayView2<'_, f32>,
+) -> Result<(), AtlasError> {
+    let rows =
+        |m: ArrayView2<'_, f32>| -> Vec<Vec<f32>> { m.outer_iter().map(|r| r.to_vec()).collect() };
+    let (z, m) = (rows(embedding), rows(macrogene_expression));
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "model_run_id",
+            Arc::new(Int32Array::from(vec![run; cell_ids.len()])),
+        ),
+        ("cell_id", Arc::new(Int64Array::from(cell_ids.to_vec()))),
+        (
+            "embedding",
+            bulk::list_column::<Float32Type, _>(z.iter().map(Vec::as_slice)),
+        ),
+        (
+            "macrogene_expression",
+            bulk::list_column::<Float32Type, _>(m.iter().map(Vec::as_slice)),
+        ),
+    ];
+    bulk::append(conn, "cell_embeddings", columns)
+}
+
+/// Copies every embedding of run `from` to run `to` (a run that extends another owns a copy of
+/// its embeddings); returns the number copied.
+pub fn copy(conn: &Connection, from: i32, to: i32) -> Result<usize, AtlasError> {
+    conn.execute(
+        "INSERT INTO cell_embeddings
+         SELECT ?, cell_id, embedding, macrogene_expression FROM cell_embeddings
+         WHERE model_run_id = ?",
+        [to, from],
+    )
+    .context("copying the parent run's cell embeddings")
+}
+
+/// The number of cells of dataset `dataset_id` embedded by run `run`.
+pub fn count_in_dataset(conn: &Connection, run: i32, dataset_id: i32) -> Result<usize, AtlasError> {
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM cell_embeddings e JOIN cells c USING (cell_id)
+             WHERE e.model_run_id = ? AND c.dataset_id = ?",
+            [run, dataset_id],
+            |r| r.get(0),
+        )
+        .context("looking for embeddings of the dataset")?;
+    Ok(n as usize)
 }
 
 /// Reads the embeddings of `run` (ordered by cell id) whose cell id `keep` accepts, through
@@ -184,7 +206,7 @@ pub fn read(
     conn: &Connection,
     run: i32,
     keep: impl Fn(i64) -> bool,
-) -> Result<Embeddings, IndexError> {
+) -> Result<Embeddings, AtlasError> {
     read_vectors(conn, run, CellVector::Embedding, keep)
 }
 
@@ -194,7 +216,7 @@ pub fn read_vectors(
     run: i32,
     vector: CellVector,
     keep: impl Fn(i64) -> bool,
-) -> Result<Embeddings, IndexError> {
+) -> Result<Embeddings, AtlasError> {
     let context = "reading cell embeddings";
     let column = vector.column();
     let mut stmt = conn
@@ -220,11 +242,11 @@ pub fn read_vectors(
             let values = values.as_primitive::<Float32Type>();
             let expected = *dim.get_or_insert(values.len());
             if values.len() != expected {
-                return Err(IndexError::DimensionMismatch {
-                    run,
-                    cell_id,
-                    expected,
-                    found: values.len(),
+                return Err(AtlasError::Inconsistent {
+                    what: format!(
+                        "cell {cell_id} of run {run} has a {}-value {column}, the others {expected}",
+                        values.len()
+                    ),
                 });
             }
             out.cell_ids.push(cell_id);
