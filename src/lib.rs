@@ -22,6 +22,8 @@
 //! 12. [`plot`] — pictures (UMAP scatter, training curves, DE heatmap) as SVG or PNG, and the
 //!     one-page HTML report.
 //! 13. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 14. [`synth`] — synthetic datasets of any size drawn from a real one, for capacity planning
+//!     and benchmarks (outside the data path).
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -44,6 +46,7 @@ pub mod de;
 pub mod layout;
 pub mod plot;
 pub mod sql;
+pub mod synth;
 pub mod progress;
 
 mod kernels;

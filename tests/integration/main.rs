@@ -27,3 +27,4 @@ mod resume;
 mod saturn_atlas;
 mod saturn_parity;
 mod saturn_training;
+mod synth;
