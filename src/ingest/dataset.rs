@@ -140,6 +140,7 @@ fn add_stream(
         return Err(unusable(spec, "the count matrix has no cells".into()).into());
     }
     let labels = label_values(spec, &stream)?;
+    bulk::flush_each_row_group(atlas.connection())?;
     atlas.write(|tx| write_dataset(tx, spec, name, checksum, &mut stream, &labels))
 }
 

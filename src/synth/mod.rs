@@ -77,7 +77,7 @@ impl SimulateParams {
                 self.cells
             ));
         }
-        if !self.out.extension().is_some_and(|e| e == "h5ad") {
+        if self.out.extension().is_none_or(|e| e != "h5ad") {
             return bad(format!(
                 "--out {}: the output must be an .h5ad file",
                 self.out.display()
