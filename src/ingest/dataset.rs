@@ -526,3 +526,39 @@ fn hash_file(path: &Path, hasher: &mut Sha256) -> Result<(), ReadError> {
     std::io::copy(&mut file, hasher).map_err(io_err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::add_proteome;
+    use crate::io::FastaOptions;
+
+    /// `X` normalised, `raw/X` counts: the streamed `X` fails on its first value and the dataset
+    /// is read from `raw/X` instead, in a new transaction; the dataset row gets the stored nnz.
+    #[test]
+    fn a_normalised_x_is_retried_from_raw_x() {
+        let dir = tempfile::tempdir().unwrap();
+        let fasta = dir.path().join("p.fa");
+        std::fs::write(&fasta, ">A\nMKV\n>B\nMKL\n").unwrap();
+        let h5ad = dir.path().join("raw.h5ad");
+        crate::io::h5ad::tests::write_normalised_with_raw(&h5ad).unwrap();
+        let mut atlas = Atlas::in_memory().unwrap();
+        add_proteome(&mut atlas, "human", &fasta, &FastaOptions::default()).unwrap();
+        let spec = DatasetSpec {
+            path: h5ad,
+            species: "human".into(),
+            name: None,
+            label_column: String::new(),
+            read: ReadOptions::default(),
+        };
+        let report = add_dataset(&mut atlas, &spec).unwrap();
+        assert_eq!((report.genes, report.nnz, report.total_counts), (2, 1, 4));
+        let stored: (i64, i64) = atlas
+            .connection()
+            .query_row("SELECT nnz, n_cells FROM datasets", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(stored, (1, 1));
+    }
+}

@@ -705,7 +705,7 @@ fn attr_strings(location: &Location, name: &str) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::str::FromStr;
 
@@ -867,21 +867,52 @@ mod tests {
     fn raw_x_is_the_fallback_when_x_is_normalised() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raw.h5ad");
-        (|| -> H5Result {
-            let f = File::create(&path)?;
-            frame(&f, "obs", &["c0"])?;
-            frame(&f, "var", &["A"])?;
-            sparse(&f, "X", "csr_matrix", [1, 1], &[0, 1], &[0], &[0.25])?;
-            let raw = f.create_group("raw")?;
-            frame(&raw, "var", &["A", "B"])?;
-            sparse(&raw, "X", "csr_matrix", [1, 2], &[0, 1], &[1], &[4.0])
-        })()
-        .unwrap();
+        write_normalised_with_raw(&path).unwrap();
         let d = read_h5ad(&path, &ReadOptions::default()).unwrap();
         assert_eq!(d.counts.genes, ["A", "B"]);
         assert_eq!(d.counts.data, [4]);
         let err = read_h5ad(&path, &with_layer("X")).unwrap_err();
         assert!(matches!(err, ReadError::NonIntegerCounts { .. }), "{err}");
+    }
+
+    /// One cell c0: `X` over gene A holds 0.25 (normalised), `raw/X` over A, B holds B = 4.
+    pub(crate) fn write_normalised_with_raw(path: &Path) -> H5Result {
+        let f = File::create(path)?;
+        frame(&f, "obs", &["c0"])?;
+        frame(&f, "var", &["A"])?;
+        sparse(&f, "X", "csr_matrix", [1, 1], &[0, 1], &[0], &[0.25])?;
+        let raw = f.create_group("raw")?;
+        frame(&raw, "var", &["A", "B"])?;
+        sparse(&raw, "X", "csr_matrix", [1, 2], &[0, 1], &[1], &[4.0])
+    }
+
+    /// The streamed CSR reader gives what the whole-file reader gives, names raw/X as the
+    /// fallback of a streamed X, and finds X's non-integer value while streaming.
+    #[test]
+    fn streamed_csr_matches_the_whole_read() {
+        let (_dir, path) = example();
+        let lognorm = with_layer("lognorm");
+        let mut stream = crate::io::open_dataset(&path, &lognorm).unwrap();
+        assert!(stream.fallback.is_none());
+        let err = stream.next_chunk().unwrap_err();
+        assert!(
+            matches!(&err, ReadError::NonIntegerCounts { cell, gene, .. } if cell == "c0" && gene == "B"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw.h5ad");
+        write_normalised_with_raw(&path).unwrap();
+        let mut stream = crate::io::open_dataset(&path, &ReadOptions::default()).unwrap();
+        let fallback = stream.fallback.clone().unwrap();
+        assert_eq!(fallback.layer.as_deref(), Some("raw/X"));
+        let err = stream.next_chunk().unwrap_err();
+        assert!(matches!(err, ReadError::NonIntegerCounts { .. }), "{err}");
+        let mut raw = crate::io::open_dataset(&path, &fallback).unwrap();
+        let whole = read_h5ad(&path, &ReadOptions::default()).unwrap();
+        assert_eq!(raw.genes, whole.counts.genes);
+        assert_eq!(raw.next_chunk().unwrap(), Some(whole.counts));
+        assert_eq!(raw.next_chunk().unwrap(), None);
     }
 
     #[test]
