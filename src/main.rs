@@ -138,7 +138,7 @@ enum Command {
     /// curves, evaluation (with the 1:1-ortholog baseline given --orthologs), species mixing,
     /// label-transfer confusion matrix, DE heatmap.
     Report(ReportArgs),
-    /// Write a synthetic dataset of any size drawn from a real one (capacity planning and
+    /// Write a synthetic dataset (h5ad or 10x) of any size drawn from a real one (capacity planning and
     /// benchmarks): cell-type shares, library sizes, mean expression and dispersions fitted to
     /// --like, negative-binomial counts, the same gene symbols, the true type in obs. Seeded: the
     /// same arguments give the same file content. Needs no atlas.
@@ -159,7 +159,8 @@ struct SimulateArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// The .h5ad file to write (replaced once complete).
+    /// The .h5ad file to write (replaced once complete), or any other name: a new 10x directory
+    /// (matrix.mtx, features.tsv, barcodes.tsv, and obs.csv for `add-dataset --obs`).
     #[arg(long)]
     out: PathBuf,
 }

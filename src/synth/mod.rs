@@ -4,10 +4,10 @@
 //! [`profile::Profile`] fitted to it: cell-type shares, log-normal library sizes per type,
 //! per-type mean expression and per-gene negative-binomial dispersions. Cells are then drawn from
 //! it ([`sample`]) with the source's real gene symbols and the ground-truth type kept in `obs`,
-//! and written to an h5ad a chunk of cells at a time (`write`), so memory does not grow with the
-//! number of cells beyond 14 bytes per cell (row pointer, type, barcode at the end). The same
-//! source, seed and size give the same file content; cells are drawn in parallel, each from its
-//! own seeded stream.
+//! and written to an h5ad or a 10x directory a chunk of cells at a time (`write`), so memory grows
+//! with the number of cells only by a few tens of bytes per cell (row pointer, type, and the
+//! barcodes written at the end). The same source, seed and size give the same file content;
+//! cells are drawn in parallel, each from its own seeded stream.
 
 pub mod profile;
 pub mod sample;
@@ -59,7 +59,7 @@ pub struct SimulateParams {
     pub cells: usize,
     /// Seed of every random draw.
     pub seed: u64,
-    /// The `.h5ad` file to write.
+    /// The `.h5ad` file to write, or (any other name) the 10x directory to create.
     pub out: PathBuf,
 }
 
@@ -77,9 +77,10 @@ impl SimulateParams {
                 self.cells
             ));
         }
-        if self.out.extension().is_none_or(|e| e != "h5ad") {
+        if !is_h5ad(&self.out) && self.out.exists() {
             return bad(format!(
-                "--out {}: the output must be an .h5ad file",
+                "--out {}: a 10x directory is written only where nothing exists (an .h5ad \
+                 file is replaced)",
                 self.out.display()
             ));
         }
@@ -136,18 +137,36 @@ impl std::fmt::Display for SimulateReport {
 }
 
 /// Fits the profile of `params.like` and writes `params.cells` cells drawn from it to
-/// `params.out` (replaced only once complete).
+/// `params.out` (an `.h5ad` file, else a 10x directory), moved into place only once complete.
 pub fn simulate(params: &ValidSimulateParams) -> crate::Result<SimulateReport> {
     let p = &params.0;
     let source = read_dataset(&p.like, &p.read)?;
     let profile = profile::fit(&source, &p.label)?;
     drop(source);
-    let temp = temp_file_beside(&p.out)?;
-    let nnz = write_cells(&profile, p, temp.path()).map_err(|e| SynthError::Write {
+    let write_error = |message: String| SynthError::Write {
         path: p.out.clone(),
-        message: e.to_string(),
-    })?;
-    persist(temp, &p.out)?;
+        message,
+    };
+    let nnz = if is_h5ad(&p.out) {
+        let temp = temp_file_beside(&p.out)?;
+        let sink =
+            write::H5adWriter::create(temp.path()).map_err(|e| write_error(e.to_string()))?;
+        let nnz = write_cells(&profile, p, Box::new(sink)).map_err(write_error)?;
+        persist(temp, &p.out)?;
+        nnz
+    } else {
+        let parent = p.out.parent().filter(|d| !d.as_os_str().is_empty());
+        let temp = tempfile::Builder::new()
+            .prefix(".satlas-")
+            .suffix(".partial")
+            .tempdir_in(parent.unwrap_or(Path::new(".")))
+            .map_err(|e| write_error(e.to_string()))?;
+        let sink = write::TenxWriter::create(temp.path(), profile.genes.len())
+            .map_err(|e| write_error(e.to_string()))?;
+        let nnz = write_cells(&profile, p, Box::new(sink)).map_err(write_error)?;
+        std::fs::rename(temp.keep(), &p.out).map_err(|e| write_error(e.to_string()))?;
+        nnz
+    };
     Ok(SimulateReport {
         out: p.out.clone(),
         cells: p.cells,
@@ -157,9 +176,16 @@ pub fn simulate(params: &ValidSimulateParams) -> crate::Result<SimulateReport> {
     })
 }
 
-/// Draws the cells chunk by chunk into `path`; returns the non-zeros written.
-fn write_cells(profile: &profile::Profile, p: &SimulateParams, path: &Path) -> hdf5::Result<u64> {
-    let mut writer = write::H5adWriter::create(path)?;
+fn is_h5ad(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "h5ad")
+}
+
+/// Draws the cells chunk by chunk into `sink`; returns the non-zeros written.
+fn write_cells(
+    profile: &profile::Profile,
+    p: &SimulateParams,
+    mut sink: Box<dyn write::Sink>,
+) -> Result<u64, String> {
     let bar = progress::bar(p.cells as u64, "simulating cells");
     let mut nnz = 0u64;
     for start in (0..p.cells).step_by(CELLS_PER_CHUNK) {
@@ -169,13 +195,13 @@ fn write_cells(profile: &profile::Profile, p: &SimulateParams, path: &Path) -> h
             .map(|i| sample::cell(profile, p.seed, i as u64))
             .collect();
         nnz += cells.iter().map(|c| c.genes.len() as u64).sum::<u64>();
-        writer.append(&cells)?;
+        sink.append(&cells)?;
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
     let names: Vec<String> = profile.types.iter().map(|t| t.name.clone()).collect();
     let seed = p.seed;
-    writer.finish(&profile.genes, &names, &p.label, |i| {
+    sink.finish(&profile.genes, &names, &p.label, &|i| {
         format!("sim{seed}-{i}")
     })?;
     Ok(nnz)

@@ -1,7 +1,7 @@
 //! `satlas simulate` / `satlas::synth`: a synthetic dataset drawn from the Baron human fixture is
-//! deterministic, reads back with the h5ad reader, keeps the source's genes and cell types, and
-//! reproduces the fitted profile (type shares, library sizes, mean expression); bad arguments are
-//! refused before anything is written.
+//! deterministic, reads back with the h5ad and 10x readers (the same cells in both), keeps the
+//! source's genes and cell types, and reproduces the fitted profile (type shares, library sizes,
+//! mean expression); bad arguments are refused before anything is written.
 
 use crate::common::fixture;
 use satlas::io::h5ad::read_h5ad;
@@ -38,6 +38,27 @@ fn same_seed_same_content_other_seed_other_cells() {
     let (a, b, c) = (read(&paths[0]), read(&paths[1]), read(&paths[2]));
     assert_eq!(a, b);
     assert_ne!(a.counts.data, c.counts.data);
+}
+
+/// A 10x directory of the same seed holds the same cells as the h5ad (labels in `obs.csv`).
+#[test]
+fn tenx_output_matches_the_h5ad() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h5ad, tenx) = (dir.path().join("a.h5ad"), dir.path().join("a_10x"));
+    for out in [&h5ad, &tenx] {
+        simulate(&params(out, 300, 4).check().unwrap()).unwrap();
+    }
+    let from_h5ad = read_h5ad(&h5ad, &ReadOptions::default()).unwrap();
+    let with_obs = ReadOptions {
+        obs_file: Some(tenx.join("obs.csv")),
+        ..ReadOptions::default()
+    };
+    let from_10x = read_dataset(&tenx, &with_obs).unwrap();
+    assert_eq!(from_10x.counts, from_h5ad.counts);
+    assert_eq!(
+        from_10x.obs_column("cell_type1"),
+        from_h5ad.obs_column("cell_type1")
+    );
 }
 
 #[test]
@@ -103,8 +124,8 @@ fn bad_arguments_are_refused_before_writing() {
     let out = dir.path().join("out.h5ad");
     let refused = |p: SimulateParams| p.check().unwrap_err().to_string();
     assert!(refused(params(&out, 0, 0)).contains("--cells 0 is out of range"));
-    let mut p = params(&dir.path().join("out.csv"), 10, 0);
-    assert!(refused(p.clone()).contains("must be an .h5ad file"));
+    let mut p = params(dir.path(), 10, 0);
+    assert!(refused(p.clone()).contains("a 10x directory is written only where nothing exists"));
     p.out = out.clone();
     p.like = dir.path().join("missing.h5ad");
     assert!(refused(p).contains("no such file"));
