@@ -45,6 +45,9 @@ pub enum Error {
     /// A picture or the report could not be drawn or written.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
+    /// A synthetic dataset (`satlas simulate`) was refused or could not be written.
+    #[error(transparent)]
+    Synth(#[from] crate::synth::SynthError),
 }
 
 /// `Result` with the crate [`Error`].

@@ -24,6 +24,8 @@
 //! 13. [`plot`] — pictures (UMAP scatter, training curves, DE heatmap) as SVG or PNG, and the
 //!     one-page HTML report.
 //! 14. [`sql`] — the DuckDB table functions that expose the stages as SQL procedures.
+//! 15. [`synth`] — synthetic datasets of any size drawn from a real one, for capacity planning
+//!     and benchmarks (outside the data path).
 //!
 //! ```no_run
 //! use satlas::Atlas;
@@ -47,6 +49,7 @@ pub mod de;
 pub mod layout;
 pub mod plot;
 pub mod sql;
+pub mod synth;
 pub mod progress;
 
 mod kernels;

@@ -139,6 +139,31 @@ enum Command {
     /// curves, evaluation (with the 1:1-ortholog baseline given --orthologs), species mixing,
     /// label-transfer confusion matrix, DE heatmap.
     Report(ReportArgs),
+    /// Write a synthetic dataset (h5ad or 10x) of any size drawn from a real one (capacity planning and
+    /// benchmarks): cell-type shares, library sizes, mean expression and dispersions fitted to
+    /// --like, negative-binomial counts, the same gene symbols, the true type in obs. Seeded: the
+    /// same arguments give the same file content. Needs no atlas.
+    Simulate(SimulateArgs),
+}
+
+#[derive(ClapArgs)]
+struct SimulateArgs {
+    /// The real dataset to imitate (h5ad or 10x directory of raw counts).
+    #[arg(long)]
+    like: PathBuf,
+    /// obs column of its cell types (kept under the same name in the output).
+    #[arg(short, long)]
+    label: String,
+    /// Number of cells to write.
+    #[arg(long)]
+    cells: usize,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The .h5ad file to write (replaced once complete), or any other name: a new 10x directory
+    /// (matrix.mtx, features.tsv, barcodes.tsv, and obs.csv for `add-dataset --obs`).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(ClapArgs)]
@@ -1026,6 +1051,17 @@ fn run(cli: Cli) -> Result<()> {
             let report =
                 plot::report::write_report(&mut Atlas::open(path)?, &(&args).into(), &args.out)?;
             print!("{report}");
+        }
+        Command::Simulate(args) => {
+            let params = satlas::synth::SimulateParams {
+                like: args.like,
+                read: ReadOptions::default(),
+                label: args.label,
+                cells: args.cells,
+                seed: args.seed,
+                out: args.out,
+            };
+            println!("{}", satlas::synth::simulate(&params.check()?)?);
         }
     }
     Ok(())

@@ -27,6 +27,17 @@ pub fn append(
     appender.flush().context(&context)
 }
 
+/// Makes DuckDB write a bulk append's row groups to the file as soon as each is full, instead of
+/// buffering five (its default) in memory before the commit. A row group is 122,880 rows: with
+/// one row per cell and ~2,000 counts per cell that is about 2 GB, so five of them were most of
+/// a 250,000-cell ingest's 5.7 GB peak RSS. A setting of this connection (the process).
+pub fn flush_each_row_group(conn: &Connection) -> Result<(), AtlasError> {
+    conn.execute_batch(
+        "SET write_buffer_row_group_count = 1; SET write_buffer_row_group_memory_limit = '256MB';",
+    )
+    .context("limiting DuckDB's bulk-append buffer")
+}
+
 /// A `LIST` column: one list per row, from row-major slices.
 pub fn list_column<'a, T, I>(rows: I) -> ArrayRef
 where

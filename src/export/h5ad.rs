@@ -148,7 +148,7 @@ fn attr(location: &Location, name: &str, value: &str) -> hdf5::Result<()> {
 }
 
 /// The `encoding-type` and `encoding-version` attributes.
-fn encode(location: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
+pub(crate) fn encode(location: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
     attr(location, TYPE, kind)?;
     attr(location, VERSION, version)
 }
@@ -183,7 +183,7 @@ fn strings<S: AsRef<str>>(parent: &Group, name: &str, values: &[S]) -> hdf5::Res
 
 /// A dataframe group with index `index` (stored as `_index`) and `columns` in order (written by
 /// the caller); an empty `column-order` is an empty float array, as h5py writes it.
-fn dataframe(
+pub(crate) fn dataframe(
     parent: &Group,
     name: &str,
     index: &[String],
@@ -210,7 +210,7 @@ fn dataframe(
 }
 
 /// A categorical column: sorted distinct values as categories, code -1 for a missing value.
-fn categorical<'a>(
+pub(crate) fn categorical<'a>(
     parent: &Group,
     name: &str,
     values: impl Iterator<Item = Option<&'a str>> + Clone,

@@ -2,14 +2,13 @@
 
 use super::{check_name, genes, IngestError};
 use crate::atlas::{bulk, query_all, query_opt, species, AtlasError, DbContext};
-use crate::io::{read_dataset, CountMatrix, DatasetFile, ReadError, ReadOptions};
+use crate::io::{open_dataset, CountMatrix, DatasetStream, ReadError, ReadOptions};
 use crate::progress;
 use crate::Atlas;
 use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::Int32Type;
 use duckdb::Connection;
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -105,30 +104,56 @@ impl fmt::Display for DatasetReport {
     }
 }
 
-/// Reads a dataset file and adds it to the atlas in one transaction.
+/// Reads a dataset file and adds it to the atlas in one transaction. The counts are read a chunk
+/// of cells at a time ([`open_dataset`]) and written as they come, so memory does not grow with
+/// the number of cells (CSR h5ad); a fault found in any chunk rolls the whole dataset back.
 pub fn add_dataset(atlas: &mut Atlas, spec: &DatasetSpec) -> crate::Result<DatasetReport> {
     let name = spec.dataset_name();
     check_name("dataset", &name)?;
     species::require(atlas.connection(), &spec.species)?;
     let checksum = checksum(&spec.path)?;
-    let file = read_dataset(&spec.path, &spec.read)?;
-    if file.counts.n_cells() == 0 {
-        return Err(unusable(spec, "the count matrix has no cells".into()).into());
+    let stream = open_dataset(&spec.path, &spec.read)?;
+    let fallback = stream.fallback.clone();
+    let mut add = |stream| add_stream(atlas, spec, &name, &checksum, stream);
+    match (add(stream), fallback) {
+        // X held non-integers: the counts are in raw/X, as `read_dataset` decides (its error
+        // is X's when raw/X cannot be read either).
+        (Err(crate::Error::Read(error @ ReadError::NonIntegerCounts { .. })), Some(options)) => {
+            let retried = open_dataset(&spec.path, &options).map_err(crate::Error::from);
+            retried.and_then(&mut add).map_err(|e| match e {
+                crate::Error::Read(_) => error.into(),
+                other => other,
+            })
+        }
+        (result, _) => result,
     }
-    let labels = label_values(spec, &file)?;
-    atlas.write(|tx| write_dataset(tx, spec, &name, &checksum, &file, &labels))
 }
 
-fn label_values<'a>(
+fn add_stream(
+    atlas: &mut Atlas,
     spec: &DatasetSpec,
-    file: &'a DatasetFile,
-) -> Result<Cow<'a, [Option<String>]>, IngestError> {
+    name: &str,
+    checksum: &str,
+    mut stream: DatasetStream,
+) -> crate::Result<DatasetReport> {
+    if stream.n_cells() == 0 {
+        return Err(unusable(spec, "the count matrix has no cells".into()).into());
+    }
+    let labels = label_values(spec, &stream)?;
+    bulk::flush_each_row_group(atlas.connection())?;
+    atlas.write(|tx| write_dataset(tx, spec, name, checksum, &mut stream, &labels))
+}
+
+fn label_values(
+    spec: &DatasetSpec,
+    file: &DatasetStream,
+) -> Result<Vec<Option<String>>, IngestError> {
     if spec.label_column.is_empty() {
-        return Ok(Cow::Owned(vec![None; file.counts.n_cells()]));
+        return Ok(vec![None; file.n_cells()]);
     }
     let problem = match file.obs_column(&spec.label_column) {
         Some(column) if column.values.iter().any(Option::is_some) => {
-            return Ok(Cow::Borrowed(&column.values))
+            return Ok(column.values.clone())
         }
         Some(_) => "holds no value (every cell is missing it)",
         None if file.obs.is_empty() => {
@@ -153,18 +178,24 @@ fn label_values<'a>(
     })
 }
 
+/// Sums over the chunks written.
+#[derive(Default)]
+struct Totals {
+    nnz: usize,
+    counts: u64,
+}
+
 fn write_dataset(
     conn: &Connection,
     spec: &DatasetSpec,
     name: &str,
     checksum: &str,
-    file: &DatasetFile,
+    file: &mut DatasetStream,
     labels: &[Option<String>],
 ) -> crate::Result<DatasetReport> {
     let species_id = species::require(conn, &spec.species)?;
     refuse_duplicate(conn, spec, name, checksum)?;
-    let counts = &file.counts;
-    let symbols: Vec<&str> = counts.genes.iter().map(String::as_str).collect();
+    let symbols: Vec<&str> = file.genes.iter().map(String::as_str).collect();
     let (gene_ids, _) = genes::resolve_or_create(conn, species_id, &symbols)?;
     let with_protein = genes_with_protein(conn, species_id)?;
     if !gene_ids.iter().any(|g| with_protein.contains(g)) {
@@ -178,43 +209,60 @@ fn write_dataset(
         return Err(unusable(spec, reason).into());
     }
     let distinct: HashSet<i32> = gene_ids.iter().copied().collect();
-    let dataset_id = insert_dataset(
-        conn,
-        spec,
-        name,
-        checksum,
-        file,
-        species_id,
-        &gene_ids,
-        &with_protein,
-    )?;
+    let n_with_protein = gene_ids.iter().filter(|g| with_protein.contains(g)).count();
+    let dataset_id = insert_dataset(conn, spec, name, checksum, file, species_id, n_with_protein)?;
     insert_dataset_genes(conn, dataset_id, &gene_ids)?;
     let first_cell: i64 = conn
         .query_row("SELECT coalesce(max(cell_id), 0) + 1 FROM cells", [], |r| {
             r.get(0)
         })
         .context("allocating cell ids")?;
-    insert_cells(conn, dataset_id, first_cell, counts, labels)?;
     insert_obs(conn, first_cell, file, &spec.label_column)?;
-    insert_counts(
-        conn,
-        first_cell,
-        counts,
-        &gene_ids,
-        distinct.len() < gene_ids.len(),
-    )?;
+    let merge = distinct.len() < gene_ids.len();
+    let totals = insert_chunks(conn, dataset_id, first_cell, file, labels, &gene_ids, merge)?;
+    conn.execute(
+        "UPDATE datasets SET nnz = ? WHERE dataset_id = ?",
+        duckdb::params![totals.nnz as i64, dataset_id],
+    )
+    .context("recording the dataset's non-zeros")?;
     Ok(DatasetReport {
         name: name.into(),
         species: spec.species.clone(),
         format: file.format.into(),
-        cells: counts.n_cells(),
-        genes: counts.n_genes(),
-        genes_with_protein: gene_ids.iter().filter(|g| with_protein.contains(g)).count(),
+        cells: file.n_cells(),
+        genes: file.genes.len(),
+        genes_with_protein: n_with_protein,
         merged_genes: gene_ids.len() - distinct.len(),
-        nnz: counts.nnz(),
-        total_counts: counts.data.iter().map(|&c| c as u64).sum(),
+        nnz: totals.nnz,
+        total_counts: totals.counts,
         cell_types: cell_type_counts(labels),
     })
+}
+
+/// Reads the counts chunk by chunk, writing each chunk's cells and counts.
+fn insert_chunks(
+    conn: &Connection,
+    dataset_id: i32,
+    first_cell: i64,
+    file: &mut DatasetStream,
+    labels: &[Option<String>],
+    gene_ids: &[i32],
+    merge: bool,
+) -> crate::Result<Totals> {
+    let bar = progress::bar(file.n_cells() as u64, "ingesting cells");
+    let (mut done, mut totals) = (0usize, Totals::default());
+    while let Some(chunk) = file.next_chunk()? {
+        let n = chunk.n_cells();
+        let first = first_cell + done as i64;
+        insert_cells(conn, dataset_id, first, &chunk, &labels[done..done + n])?;
+        insert_counts(conn, first, &chunk, gene_ids, merge)?;
+        totals.nnz += chunk.nnz();
+        totals.counts += chunk.data.iter().map(|&c| u64::from(c)).sum::<u64>();
+        done += n;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(totals)
 }
 
 fn unusable(spec: &DatasetSpec, reason: String) -> IngestError {
@@ -271,19 +319,16 @@ fn genes_with_protein(conn: &Connection, species_id: i32) -> Result<HashSet<i32>
     Ok(ids.into_iter().collect())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The dataset's row; its `nnz` is set once the counts are written.
 fn insert_dataset(
     conn: &Connection,
     spec: &DatasetSpec,
     name: &str,
     checksum: &str,
-    file: &DatasetFile,
+    file: &DatasetStream,
     species_id: i32,
-    gene_ids: &[i32],
-    with_protein: &HashSet<i32>,
+    n_with_protein: usize,
 ) -> Result<i32, AtlasError> {
-    let counts = &file.counts;
-    let n_with_protein = gene_ids.iter().filter(|g| with_protein.contains(g)).count() as i64;
     conn.query_row(
         "INSERT INTO datasets (name, species_id, source_file, checksum, format, label_column,
              n_cells, n_genes, n_genes_with_protein, nnz)
@@ -295,10 +340,10 @@ fn insert_dataset(
             checksum,
             file.format,
             spec.label_column,
-            counts.n_cells() as i64,
-            counts.n_genes() as i64,
-            n_with_protein,
-            counts.nnz() as i64
+            file.n_cells() as i64,
+            file.genes.len() as i64,
+            n_with_protein as i64,
+            0i64
         ],
         |r| r.get(0),
     )
@@ -365,7 +410,7 @@ fn insert_cells(
 fn insert_obs(
     conn: &Connection,
     first_cell: i64,
-    file: &DatasetFile,
+    file: &DatasetStream,
     label: &str,
 ) -> Result<(), AtlasError> {
     let (mut cells, mut names, mut values) = (Vec::new(), Vec::new(), Vec::new());
@@ -394,7 +439,6 @@ fn insert_counts(
     gene_ids: &[i32],
     merge_repeats: bool,
 ) -> Result<(), AtlasError> {
-    let bar = progress::bar(counts.n_cells() as u64, "storing counts");
     for start in (0..counts.n_cells()).step_by(CELLS_PER_BATCH) {
         let end = (start + CELLS_PER_BATCH).min(counts.n_cells());
         let rows: Vec<(Vec<i32>, Vec<i32>)> = (start..end)
@@ -417,9 +461,7 @@ fn insert_counts(
             ),
         ];
         bulk::append(conn, "counts", columns)?;
-        bar.inc((end - start) as u64);
     }
-    bar.finish_and_clear();
     Ok(())
 }
 
@@ -483,4 +525,40 @@ fn hash_file(path: &Path, hasher: &mut Sha256) -> Result<(), ReadError> {
     let mut file = std::fs::File::open(path).map_err(io_err)?;
     std::io::copy(&mut file, hasher).map_err(io_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::add_proteome;
+    use crate::io::FastaOptions;
+
+    /// `X` normalised, `raw/X` counts: the streamed `X` fails on its first value and the dataset
+    /// is read from `raw/X` instead, in a new transaction; the dataset row gets the stored nnz.
+    #[test]
+    fn a_normalised_x_is_retried_from_raw_x() {
+        let dir = tempfile::tempdir().unwrap();
+        let fasta = dir.path().join("p.fa");
+        std::fs::write(&fasta, ">A\nMKV\n>B\nMKL\n").unwrap();
+        let h5ad = dir.path().join("raw.h5ad");
+        crate::io::h5ad::tests::write_normalised_with_raw(&h5ad).unwrap();
+        let mut atlas = Atlas::in_memory().unwrap();
+        add_proteome(&mut atlas, "human", &fasta, &FastaOptions::default()).unwrap();
+        let spec = DatasetSpec {
+            path: h5ad,
+            species: "human".into(),
+            name: None,
+            label_column: String::new(),
+            read: ReadOptions::default(),
+        };
+        let report = add_dataset(&mut atlas, &spec).unwrap();
+        assert_eq!((report.genes, report.nnz, report.total_counts), (2, 1, 4));
+        let stored: (i64, i64) = atlas
+            .connection()
+            .query_row("SELECT nnz, n_cells FROM datasets", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(stored, (1, 1));
+    }
 }

@@ -23,9 +23,11 @@
 //! are stringified (integers exactly, floats in Rust's shortest round-trip form, NaN as missing),
 //! so nothing is silently lost. Not supported (a clear error says so): fixed-length strings.
 
-use super::sparse::{push_compressed, push_dense, CountsBuilder, Major};
+use super::sparse::{
+    check_pointers, check_unique, push_compressed, push_dense, CountsBuilder, Major,
+};
 use super::text::ObsTable;
-use super::{CountMatrix, DatasetFile, ObsColumn, ReadError, ReadOptions};
+use super::{CountMatrix, DatasetFile, DatasetStream, ObsColumn, ReadError, ReadOptions, Rows};
 use encoding::{CATEGORICAL, CATEGORIES, CODES, COLUMN_ORDER, INDEX, NULLABLE_PREFIX, TYPE};
 use hdf5::types::{CompoundField, CompoundType, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, File, Group, H5Type, Location, ObjectReference1, ReferencedObject};
@@ -75,18 +77,7 @@ pub mod encoding {
 
 /// Reads an h5ad file: counts per `options.layer`, obs columns, and `options.obs_file` joined on.
 pub fn read_h5ad(path: &Path, options: &ReadOptions) -> Result<DatasetFile, ReadError> {
-    std::fs::metadata(path).map_err(|source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file = File::open(path).map_err(|e| ReadError::Hdf5 {
-        path: path.to_path_buf(),
-        object: "/".into(),
-        message: format!(
-            "{e}; the file is truncated, corrupt or not HDF5 (re-download or re-write it)"
-        ),
-    })?;
-    let h5ad = H5ad { path, file };
+    let h5ad = H5ad::open(path)?;
     let barcodes = h5ad.frame_index("obs")?;
     let counts = h5ad.counts(&barcodes, options.layer.as_deref())?;
     let mut obs = h5ad.obs_columns(barcodes.len())?;
@@ -100,13 +91,170 @@ pub fn read_h5ad(path: &Path, options: &ReadOptions) -> Result<DatasetFile, Read
     })
 }
 
+/// Opens an h5ad whose counts (per `options.layer`, `X` when none) are a CSR matrix for reading
+/// a chunk of cells at a time; `None` when they are not (CSC, dense, or a missing layer, which
+/// [`read_h5ad`] reads or reports). Obs, var and the row pointer are read and checked now.
+pub(crate) fn open_csr(
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<Option<DatasetStream>, ReadError> {
+    let h5ad = H5ad::open(path)?;
+    let (object, var) = match options.layer.as_deref() {
+        Some(layer) => layer_matrix(layer),
+        None => ("X".to_string(), "var"),
+    };
+    if !h5ad.is_group(&object) {
+        return Ok(None);
+    }
+    let barcodes = h5ad.frame_index("obs")?;
+    let genes = h5ad.frame_index(var)?;
+    check_unique(path, "cell", &barcodes)?;
+    check_unique(path, "gene", &genes)?;
+    if h5ad.sparse_layout(&object, var, [barcodes.len(), genes.len()])? != Major::Cell {
+        return Ok(None);
+    }
+    let rows = CsrRows::open(&h5ad, &object, barcodes.len())?;
+    let mut obs = h5ad.obs_columns(barcodes.len())?;
+    if let Some(obs_file) = &options.obs_file {
+        ObsTable::read(obs_file)?.join(&barcodes, &mut obs)?;
+    }
+    let fallback =
+        (options.layer.is_none() && h5ad.file.link_exists("raw/X")).then(|| ReadOptions {
+            layer: Some("raw/X".into()),
+            ..options.clone()
+        });
+    Ok(Some(DatasetStream {
+        barcodes,
+        genes,
+        obs,
+        format: "h5ad",
+        fallback,
+        rows: Rows::Csr(rows),
+    }))
+}
+
+/// Stored entries a streamed chunk holds at most (unless one cell alone holds more): about
+/// 100 MB of buffers while it is decoded.
+const ENTRIES_PER_CHUNK: i64 = 1 << 21;
+
+/// A CSR matrix of an h5ad read a chunk of cells at a time: the row pointer whole, `indices`
+/// and `data` by hyperslab.
+pub(crate) struct CsrRows {
+    path: std::path::PathBuf,
+    object: String,
+    indptr: Vec<i64>,
+    indices: Dataset,
+    data: Dataset,
+    next: usize,
+}
+
+impl CsrRows {
+    /// Reads and checks the row pointer of the CSR group `object` of `n_cells` rows.
+    fn open(h5ad: &H5ad<'_>, object: &str, n_cells: usize) -> Result<CsrRows, ReadError> {
+        let member = |name: &str| h5ad.dataset(&format!("{object}/{name}"));
+        let fail = |e: hdf5::Error| h5ad.error(object, e);
+        let indptr = read_values::<i64>(&member("indptr")?, None).map_err(fail)?;
+        let (indices, data) = (member("indices")?, member("data")?);
+        check_declared(&indices).map_err(fail)?;
+        check_declared(&data).map_err(fail)?;
+        check_pointers(
+            Major::Cell,
+            n_cells,
+            &indptr,
+            indices.size(),
+            data.size(),
+            |m| h5ad.error(object, m),
+        )?;
+        Ok(CsrRows {
+            path: h5ad.path.to_path_buf(),
+            object: object.to_string(),
+            indptr,
+            indices,
+            data,
+            next: 0,
+        })
+    }
+
+    /// The next cells holding about [`ENTRIES_PER_CHUNK`] entries, validated and in CSR order.
+    pub(crate) fn next_chunk(
+        &mut self,
+        barcodes: &[String],
+        genes: &[String],
+    ) -> Result<Option<CountMatrix>, ReadError> {
+        let start = self.next;
+        if start == barcodes.len() {
+            return Ok(None);
+        }
+        let first = self.indptr[start];
+        let limit = first.saturating_add(ENTRIES_PER_CHUNK);
+        let end = (start + self.indptr[start + 1..].partition_point(|&p| p <= limit))
+            .clamp(start + 1, barcodes.len());
+        let last = self.indptr[end];
+        let fail = |e: hdf5::Error| self.error(e.to_string());
+        let range = first as usize..last as usize;
+        let (indices, data) = if range.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let indices = self.indices.read_slice_1d::<i64, _>(range.clone());
+            let data = self.data.read_slice_1d::<f64, _>(range);
+            (
+                indices.map_err(fail)?.to_vec(),
+                data.map_err(fail)?.to_vec(),
+            )
+        };
+        let pointer: Vec<i64> = self.indptr[start..=end].iter().map(|p| p - first).collect();
+        let mut builder =
+            CountsBuilder::new(&self.path, barcodes[start..end].to_vec(), genes.to_vec())?;
+        push_compressed(&mut builder, Major::Cell, &pointer, &indices, &data, |m| {
+            self.error(format!("{m} (of the chunk from cell {start})"))
+        })?;
+        self.next = end;
+        Ok(Some(builder.finish()))
+    }
+
+    fn error(&self, message: String) -> ReadError {
+        ReadError::Hdf5 {
+            path: self.path.clone(),
+            object: self.object.clone(),
+            message,
+        }
+    }
+}
+
+/// The matrix and its var dataframe for a [`ReadOptions::layer`] value.
+fn layer_matrix(layer: &str) -> (String, &'static str) {
+    match layer {
+        "X" => ("X".to_string(), "var"),
+        "raw/X" | "raw" => ("raw/X".to_string(), "raw/var"),
+        l => (
+            format!("layers/{}", l.strip_prefix("layers/").unwrap_or(l)),
+            "var",
+        ),
+    }
+}
+
 /// An open h5ad file and its path (for errors).
 struct H5ad<'a> {
     path: &'a Path,
     file: File,
 }
 
-impl H5ad<'_> {
+impl<'a> H5ad<'a> {
+    fn open(path: &'a Path) -> Result<H5ad<'a>, ReadError> {
+        std::fs::metadata(path).map_err(|source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file = File::open(path).map_err(|e| ReadError::Hdf5 {
+            path: path.to_path_buf(),
+            object: "/".into(),
+            message: format!(
+                "{e}; the file is truncated, corrupt or not HDF5 (re-download or re-write it)"
+            ),
+        })?;
+        Ok(H5ad { path, file })
+    }
+
     fn error(&self, object: &str, message: impl std::fmt::Display) -> ReadError {
         ReadError::Hdf5 {
             path: self.path.to_path_buf(),
@@ -348,14 +496,7 @@ impl H5ad<'_> {
     /// The counts per `layer` (see [`ReadOptions::layer`]).
     fn counts(&self, barcodes: &[String], layer: Option<&str>) -> Result<CountMatrix, ReadError> {
         if let Some(layer) = layer {
-            let (matrix, var) = match layer {
-                "X" => ("X".to_string(), "var"),
-                "raw/X" | "raw" => ("raw/X".to_string(), "raw/var"),
-                l => (
-                    format!("layers/{}", l.strip_prefix("layers/").unwrap_or(l)),
-                    "var",
-                ),
-            };
+            let (matrix, var) = layer_matrix(layer);
             if !self.file.link_exists(&matrix) {
                 return Err(self.error(
                     &matrix,
@@ -386,34 +527,30 @@ impl H5ad<'_> {
         found
     }
 
-    /// Reads the matrix at `object` (cells x genes of `var`) into a validated [`CountMatrix`].
-    fn matrix(
+    fn shape_error(
         &self,
         object: &str,
         var: &str,
-        barcodes: &[String],
-    ) -> Result<CountMatrix, ReadError> {
-        let genes = self.frame_index(var)?;
-        let mut builder = CountsBuilder::new(self.path, barcodes.to_vec(), genes)?;
-        let expected = [builder.n_cells(), builder.n_genes()];
-        let shape_error = |shape: &[usize]| {
-            self.error(
-                object,
-                format!(
-                    "shape {shape:?} does not match {} obs x {} {var} rows",
-                    expected[0], expected[1]
-                ),
-            )
-        };
-        if !self.is_group(object) {
-            let dense = self.dataset(object)?;
-            if dense.shape() != expected {
-                return Err(shape_error(&dense.shape()));
-            }
-            let values = read_values::<f64>(&dense, None).map_err(|e| self.error(object, e))?;
-            push_dense(&mut builder, &values)?;
-            return Ok(builder.finish());
-        }
+        shape: &[usize],
+        expected: [usize; 2],
+    ) -> ReadError {
+        self.error(
+            object,
+            format!(
+                "shape {shape:?} does not match {} obs x {} {var} rows",
+                expected[0], expected[1]
+            ),
+        )
+    }
+
+    /// The compression axis of the sparse matrix group `object`, checked to be `expected`
+    /// (cells x genes of `var`) in shape.
+    fn sparse_layout(
+        &self,
+        object: &str,
+        var: &str,
+        expected: [usize; 2],
+    ) -> Result<Major, ReadError> {
         let group = self.group(object)?;
         let format = attr_string(&group, TYPE)
             .or_else(|| attr_string(&group, "h5sparse_format"))
@@ -434,8 +571,31 @@ impl H5ad<'_> {
             .ok_or_else(|| self.error(object, "sparse matrix without a shape attribute"))?;
         let shape: Vec<usize> = shape.into_iter().map(|v| v as usize).collect();
         if shape != expected {
-            return Err(shape_error(&shape));
+            return Err(self.shape_error(object, var, &shape, expected));
         }
+        Ok(major)
+    }
+
+    /// Reads the matrix at `object` (cells x genes of `var`) into a validated [`CountMatrix`].
+    fn matrix(
+        &self,
+        object: &str,
+        var: &str,
+        barcodes: &[String],
+    ) -> Result<CountMatrix, ReadError> {
+        let genes = self.frame_index(var)?;
+        let mut builder = CountsBuilder::new(self.path, barcodes.to_vec(), genes)?;
+        let expected = [builder.n_cells(), builder.n_genes()];
+        if !self.is_group(object) {
+            let dense = self.dataset(object)?;
+            if dense.shape() != expected {
+                return Err(self.shape_error(object, var, &dense.shape(), expected));
+            }
+            let values = read_values::<f64>(&dense, None).map_err(|e| self.error(object, e))?;
+            push_dense(&mut builder, &values)?;
+            return Ok(builder.finish());
+        }
+        let major = self.sparse_layout(object, var, expected)?;
         let read = |name: &str| self.dataset(&format!("{object}/{name}"));
         let indptr = read_values::<i64>(&read("indptr")?, None);
         let indices = read_values::<i64>(&read("indices")?, None);
@@ -486,6 +646,18 @@ const MIN_ELEMENT_LIMIT: u64 = 1 << 20;
 /// far more elements than its stored bytes can hold is refused before anything is allocated: a
 /// corrupt dataspace must not make the reader allocate terabytes.
 fn read_values<V: H5Type>(dataset: &Dataset, field: Option<&str>) -> hdf5::Result<Vec<V>> {
+    check_declared(dataset)?;
+    let Some(name) = field else {
+        return dataset.read_raw::<V>();
+    };
+    FIELD_NAME.with(|n| name.clone_into(&mut n.borrow_mut()));
+    let values = dataset.read_raw::<Field<V>>()?;
+    Ok(values.into_iter().map(|f| f.0).collect())
+}
+
+/// Refuses a dataset declaring far more elements than its stored bytes can hold (see
+/// [`read_values`]).
+fn check_declared(dataset: &Dataset) -> hdf5::Result<()> {
     let (declared, stored) = (dataset.size() as u64, dataset.storage_size());
     let limit = stored
         .saturating_mul(MAX_ELEMENTS_PER_STORED_BYTE)
@@ -497,12 +669,7 @@ fn read_values<V: H5Type>(dataset: &Dataset, field: Option<&str>) -> hdf5::Resul
         )
         .into());
     }
-    let Some(name) = field else {
-        return dataset.read_raw::<V>();
-    };
-    FIELD_NAME.with(|n| name.clone_into(&mut n.borrow_mut()));
-    let values = dataset.read_raw::<Field<V>>()?;
-    Ok(values.into_iter().map(|f| f.0).collect())
+    Ok(())
 }
 
 /// A scalar string attribute, if present and a string.
@@ -538,7 +705,7 @@ fn attr_strings(location: &Location, name: &str) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::str::FromStr;
 
@@ -700,21 +867,52 @@ mod tests {
     fn raw_x_is_the_fallback_when_x_is_normalised() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raw.h5ad");
-        (|| -> H5Result {
-            let f = File::create(&path)?;
-            frame(&f, "obs", &["c0"])?;
-            frame(&f, "var", &["A"])?;
-            sparse(&f, "X", "csr_matrix", [1, 1], &[0, 1], &[0], &[0.25])?;
-            let raw = f.create_group("raw")?;
-            frame(&raw, "var", &["A", "B"])?;
-            sparse(&raw, "X", "csr_matrix", [1, 2], &[0, 1], &[1], &[4.0])
-        })()
-        .unwrap();
+        write_normalised_with_raw(&path).unwrap();
         let d = read_h5ad(&path, &ReadOptions::default()).unwrap();
         assert_eq!(d.counts.genes, ["A", "B"]);
         assert_eq!(d.counts.data, [4]);
         let err = read_h5ad(&path, &with_layer("X")).unwrap_err();
         assert!(matches!(err, ReadError::NonIntegerCounts { .. }), "{err}");
+    }
+
+    /// One cell c0: `X` over gene A holds 0.25 (normalised), `raw/X` over A, B holds B = 4.
+    pub(crate) fn write_normalised_with_raw(path: &Path) -> H5Result {
+        let f = File::create(path)?;
+        frame(&f, "obs", &["c0"])?;
+        frame(&f, "var", &["A"])?;
+        sparse(&f, "X", "csr_matrix", [1, 1], &[0, 1], &[0], &[0.25])?;
+        let raw = f.create_group("raw")?;
+        frame(&raw, "var", &["A", "B"])?;
+        sparse(&raw, "X", "csr_matrix", [1, 2], &[0, 1], &[1], &[4.0])
+    }
+
+    /// The streamed CSR reader gives what the whole-file reader gives, names raw/X as the
+    /// fallback of a streamed X, and finds X's non-integer value while streaming.
+    #[test]
+    fn streamed_csr_matches_the_whole_read() {
+        let (_dir, path) = example();
+        let lognorm = with_layer("lognorm");
+        let mut stream = crate::io::open_dataset(&path, &lognorm).unwrap();
+        assert!(stream.fallback.is_none());
+        let err = stream.next_chunk().unwrap_err();
+        assert!(
+            matches!(&err, ReadError::NonIntegerCounts { cell, gene, .. } if cell == "c0" && gene == "B"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw.h5ad");
+        write_normalised_with_raw(&path).unwrap();
+        let mut stream = crate::io::open_dataset(&path, &ReadOptions::default()).unwrap();
+        let fallback = stream.fallback.clone().unwrap();
+        assert_eq!(fallback.layer.as_deref(), Some("raw/X"));
+        let err = stream.next_chunk().unwrap_err();
+        assert!(matches!(err, ReadError::NonIntegerCounts { .. }), "{err}");
+        let mut raw = crate::io::open_dataset(&path, &fallback).unwrap();
+        let whole = read_h5ad(&path, &ReadOptions::default()).unwrap();
+        assert_eq!(raw.genes, whole.counts.genes);
+        assert_eq!(raw.next_chunk().unwrap(), Some(whole.counts));
+        assert_eq!(raw.next_chunk().unwrap(), None);
     }
 
     #[test]

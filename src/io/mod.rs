@@ -94,6 +94,82 @@ impl DatasetFile {
     }
 }
 
+/// A dataset read a chunk of cells at a time: its names and annotations now, its counts by
+/// [`DatasetStream::next_chunk`]. A CSR matrix in an h5ad is streamed from the file (hyperslab
+/// reads, memory bounded by the chunk); every other layout (CSC, dense, 10x) is read whole and
+/// handed out as one chunk. Chunks are validated exactly as [`read_dataset`] validates the whole.
+pub struct DatasetStream {
+    /// Cell identifiers, one per row.
+    pub barcodes: Vec<String>,
+    /// Gene symbols, one per column.
+    pub genes: Vec<String>,
+    /// Per-cell annotation columns.
+    pub obs: Vec<ObsColumn>,
+    /// Short name of the format read (`h5ad`, `mtx`).
+    pub format: &'static str,
+    /// Read options to try instead when this stream's counts turn out not to be integers
+    /// (`X` streamed with a `raw/X` beside it), as [`read_dataset`] falls back to `raw/X`.
+    pub fallback: Option<ReadOptions>,
+    rows: Rows,
+}
+
+/// Where the rows of a [`DatasetStream`] come from.
+enum Rows {
+    /// Read whole; taken by the first chunk.
+    Whole(Option<CountMatrix>),
+    /// Streamed from an h5ad's CSR matrix.
+    Csr(h5ad::CsrRows),
+}
+
+impl DatasetStream {
+    /// A stream over a dataset already read whole.
+    fn whole(file: DatasetFile) -> DatasetStream {
+        let DatasetFile {
+            counts,
+            obs,
+            format,
+        } = file;
+        DatasetStream {
+            barcodes: counts.barcodes.clone(),
+            genes: counts.genes.clone(),
+            obs,
+            format,
+            fallback: None,
+            rows: Rows::Whole(Some(counts)),
+        }
+    }
+
+    /// Number of cells.
+    pub fn n_cells(&self) -> usize {
+        self.barcodes.len()
+    }
+
+    /// The annotation column called `name`, if present.
+    pub fn obs_column(&self, name: &str) -> Option<&ObsColumn> {
+        self.obs.iter().find(|c| c.name == name)
+    }
+
+    /// The next cells in file order as a validated matrix (its barcodes are the chunk's), or
+    /// `None` after the last.
+    pub fn next_chunk(&mut self) -> Result<Option<CountMatrix>, ReadError> {
+        match &mut self.rows {
+            Rows::Whole(matrix) => Ok(matrix.take()),
+            Rows::Csr(rows) => rows.next_chunk(&self.barcodes, &self.genes),
+        }
+    }
+}
+
+/// Opens a dataset for [`DatasetStream`] reading: what [`read_dataset`] reads, without holding
+/// a CSR h5ad's counts.
+pub fn open_dataset(path: &Path, options: &ReadOptions) -> Result<DatasetStream, ReadError> {
+    if is_h5ad(path) {
+        if let Some(stream) = h5ad::open_csr(path, options)? {
+            return Ok(stream);
+        }
+    }
+    read_dataset(path, options).map(DatasetStream::whole)
+}
+
 /// Where the raw counts of a dataset are, and where extra annotations come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
@@ -108,12 +184,14 @@ pub struct ReadOptions {
 /// Reads a dataset from an `.h5ad` file or a 10x MatrixMarket directory (or a `.mtx[.gz]` file
 /// inside one), dispatching on what `path` is.
 pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<DatasetFile, ReadError> {
-    let is_h5ad = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad") || e.eq_ignore_ascii_case("h5"));
-    if is_h5ad {
+    if is_h5ad(path) {
         h5ad::read_h5ad(path, options)
     } else {
         mtx::read_10x(path, options)
     }
+}
+
+fn is_h5ad(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad") || e.eq_ignore_ascii_case("h5"))
 }

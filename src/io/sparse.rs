@@ -171,41 +171,14 @@ pub(crate) fn push_compressed(
         Major::Cell => (builder.n_cells(), builder.n_genes()),
         Major::Gene => (builder.n_genes(), builder.n_cells()),
     };
-    if indptr.len() != n_major + 1 {
-        return Err(invalid(format!(
-            "indptr has {} entries, expected {} (one more than the {} {})",
-            indptr.len(),
-            n_major + 1,
-            n_major,
-            if major == Major::Cell {
-                "cells"
-            } else {
-                "genes"
-            }
-        )));
-    }
-    if indices.len() != values.len() {
-        return Err(invalid(format!(
-            "indices has {} entries but data has {}",
-            indices.len(),
-            values.len()
-        )));
-    }
-    if indptr[0] != 0 || indptr[n_major] != indices.len() as i64 {
-        return Err(invalid(format!(
-            "indptr must run from 0 to the {} stored entries, found {}..{}",
-            indices.len(),
-            indptr[0],
-            indptr[n_major]
-        )));
-    }
-    if let Some(k) = indptr.windows(2).position(|w| w[1] < w[0]) {
-        return Err(invalid(format!(
-            "indptr decreases at position {k} ({} then {})",
-            indptr[k],
-            indptr[k + 1]
-        )));
-    }
+    check_pointers(
+        major,
+        n_major,
+        indptr,
+        indices.len(),
+        values.len(),
+        &invalid,
+    )?;
     builder.reserve(values.len());
     for k in 0..n_major {
         for p in indptr[k] as usize..indptr[k + 1] as usize {
@@ -225,6 +198,51 @@ pub(crate) fn push_compressed(
     Ok(())
 }
 
+/// Checks a compressed matrix's pointer against its `n_major` rows (or columns) and the lengths of
+/// its index and value arrays: one more entry than rows, from 0 to the stored entries, never
+/// decreasing.
+pub(crate) fn check_pointers(
+    major: Major,
+    n_major: usize,
+    indptr: &[i64],
+    n_indices: usize,
+    n_values: usize,
+    invalid: impl Fn(String) -> ReadError,
+) -> Result<(), ReadError> {
+    if indptr.len() != n_major + 1 {
+        return Err(invalid(format!(
+            "indptr has {} entries, expected {} (one more than the {} {})",
+            indptr.len(),
+            n_major + 1,
+            n_major,
+            if major == Major::Cell {
+                "cells"
+            } else {
+                "genes"
+            }
+        )));
+    }
+    if n_indices != n_values {
+        return Err(invalid(format!(
+            "indices has {n_indices} entries but data has {n_values}"
+        )));
+    }
+    if indptr[0] != 0 || indptr[n_major] != n_indices as i64 {
+        return Err(invalid(format!(
+            "indptr must run from 0 to the {n_indices} stored entries, found {}..{}",
+            indptr[0], indptr[n_major]
+        )));
+    }
+    if let Some(k) = indptr.windows(2).position(|w| w[1] < w[0]) {
+        return Err(invalid(format!(
+            "indptr decreases at position {k} ({} then {})",
+            indptr[k],
+            indptr[k + 1]
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes a dense row-major cells x genes matrix into `builder`.
 pub(crate) fn push_dense(builder: &mut CountsBuilder, values: &[f64]) -> Result<(), ReadError> {
     let n_genes = builder.n_genes();
@@ -236,7 +254,11 @@ pub(crate) fn push_dense(builder: &mut CountsBuilder, values: &[f64]) -> Result<
     Ok(())
 }
 
-fn check_unique(path: &Path, kind: &'static str, names: &[String]) -> Result<(), ReadError> {
+pub(crate) fn check_unique(
+    path: &Path,
+    kind: &'static str,
+    names: &[String],
+) -> Result<(), ReadError> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(names.len());
     for (second, name) in names.iter().enumerate() {
         if let Some(first) = seen.insert(name, second) {

@@ -179,3 +179,50 @@ fn killed_ingest_and_index_build_leave_the_last_committed_state() {
     let build = ["index", "build", "--m", "32", "--ef-construction", "400"];
     kill_and_check(&atlas, &build, index_facts);
 }
+
+/// The streaming ingest at several read chunks: a synthetic h5ad of 6,000 cells (simulated from
+/// the full Baron human file when `../shared/data` is there, about 11M non-zeros in 6 chunks;
+/// else from the fixture) killed while its chunks are being written.
+#[test]
+fn killed_streaming_ingest_leaves_the_last_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let atlas = dir.path().join("stream.satlas");
+    satlas_ok(&atlas, &["init"]);
+    let proteome = crate::common::fixture_arg("proteins/human.fa.gz");
+    satlas_ok(&atlas, &["add-proteome", "--species", "human", &proteome]);
+    let baron = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/baron_pancreas/raw-Baron_human.h5ad");
+    let like = if baron.exists() {
+        baron
+    } else {
+        fixture("baron/human.h5ad")
+    };
+    let sim = path_arg(&dir.path().join("sim.h5ad"));
+    let simulate = [
+        "simulate",
+        "--like",
+        &path_arg(&like),
+        "--label",
+        "cell_type1",
+        "--cells",
+        "6000",
+        "--seed",
+        "3",
+        "--out",
+        &sim,
+    ];
+    satlas_ok(&atlas, &simulate);
+    let ingest = [
+        "add-dataset",
+        "--species",
+        "human",
+        "--label",
+        "cell_type1",
+        "--name",
+        "sim",
+        &sim,
+    ];
+    kill_and_check(&atlas, &ingest, |a| dataset_facts(a, "sim"));
+    let added = dataset_facts(&Atlas::open_read_only(&atlas).unwrap(), "sim");
+    assert!(added.starts_with("6000 cells"), "{added}");
+}

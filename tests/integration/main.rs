@@ -28,3 +28,4 @@ mod saturn_atlas;
 mod saturn_parity;
 mod saturn_training;
 mod structure;
+mod synth;
