@@ -18,6 +18,7 @@ use crate::filter::FilterT;
 use crate::hnsw::{prefetch, shuffled};
 use crate::simd::dot_f32;
 use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -545,7 +546,8 @@ impl PackedHnsw {
         write_block(data, &self.vectors, |x| x.to_le_bytes())
     }
 
-    /// Reads an index written by [`dump`](Self::dump), checking that its blocks agree.
+    /// Reads an index written by [`dump`](Self::dump), checking that its blocks agree; the
+    /// blocks are decoded and checked in parallel.
     pub fn load(graph: &[u8], data: &[u8]) -> Result<PackedHnsw, LoadError> {
         let mut g = Reader::new(graph, GRAPH_MAGIC, "graph")?;
         let [dim, m, ef_construction, entry, top] = g.u32s()?;
@@ -572,12 +574,12 @@ impl PackedHnsw {
         }
         let ids: Vec<usize> = d
             .block(n, 8, "ids")?
-            .chunks_exact(8)
+            .par_chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
             .collect();
         let vectors: Vec<f32> = d
             .block(n * dim, 4, "vectors")?
-            .chunks_exact(4)
+            .par_chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
         d.end()?;
@@ -622,25 +624,29 @@ impl PackedHnsw {
     /// Every count within its list and every link to an existing node.
     fn check_links(&self) -> Result<(), LoadError> {
         let n = self.len() as u32;
-        for node in 0..n {
-            for layer in 0..=self.levels[node as usize] {
+        let bad = |node: u32| {
+            (0..=self.levels[node as usize]).find(|&layer| {
                 let slots = self.slots(node, layer);
-                let count = slots[0].load(Atomic::Relaxed) as usize;
-                if count >= slots.len() || self.links(node, layer).any(|l| l >= n) {
-                    return Err(LoadError::Corrupt(format!(
-                        "the list of node {node} on layer {layer}"
-                    )));
-                }
-            }
+                slots[0].load(Atomic::Relaxed) as usize >= slots.len()
+                    || self.links(node, layer).any(|l| l >= n)
+            })
+        };
+        match (0..n)
+            .into_par_iter()
+            .find_map_first(|node| bad(node).map(|l| (node, l)))
+        {
+            Some((node, layer)) => Err(LoadError::Corrupt(format!(
+                "the list of node {node} on layer {layer}"
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// Level of node `node`: `floor(-ln(u) * scale)`, `u` uniform from a hash of the node number,
 /// capped at [`MAX_LEVEL`].
 fn level_of(node: u64, scale: f64) -> u8 {
-    let u = ((splitmix64(node ^ 0x5EED_1E7E_15) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let u = ((splitmix64(node ^ 0x005E_ED1E_7E15) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     (-u.ln() * scale).floor().min(f64::from(MAX_LEVEL)) as u8
 }
 
@@ -726,7 +732,7 @@ impl<'a> Reader<'a> {
     fn words(&mut self, count: usize, what: &str) -> Result<Vec<AtomicU32>, LoadError> {
         Ok(self
             .block(count, 4, what)?
-            .chunks_exact(4)
+            .par_chunks_exact(4)
             .map(|b| AtomicU32::new(u32::from_le_bytes(b.try_into().expect("4 bytes"))))
             .collect())
     }
