@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# HNSW bench: the vendored hnsw_rs (vendor/hnsw_rs/examples/compare.rs, release build) and hnswlib
-# (PyPI) side by side in one run, on the same N points, same M / ef_construction / threads:
-# recall@10 vs ef, single-thread q/s at equal recall, build time, index bytes, load time, and
-# inserting EXTRA more points into the reloaded index (recall after).
-#   bash scripts/bench_hnsw_vs_hnswlib.sh [N] [SET] [EXTRA]
+# Index bench: satlas' HNSW (the vendored hnsw_rs' PackedHnsw, driven by
+# vendor/hnsw_rs/examples/compare.rs, release build) and hnswlib (PyPI) side by side in one run,
+# on the same N points, same M / ef_construction / threads: recall@10 vs ef, single-thread q/s
+# at equal recall, build time, index bytes, load time, and inserting EXTRA more points into the
+# reloaded index (recall after). (benches/index.rs times satlas' own CellIndex wrapper.)
+#   bash scripts/bench_index.sh [N] [SET] [EXTRA]
 # N: points (default 100000). SET: synthetic (default; satlas' clustered 256-d set, stored in
 # cluster order) or resample:FILE.npy (rows of an f32/f16 matrix, e.g. a trained run's cell
 # embeddings, resampled with noise to N in file order). EXTRA: default 100000.

@@ -1,5 +1,5 @@
 //! Side-by-side bench of this hnsw_rs against hnswlib (driven by
-//! `scripts/bench_hnsw_vs_hnswlib.sh` in satlas; hnswlib runs in
+//! `scripts/bench_index.sh` in satlas; hnswlib runs in
 //! `scripts/reference/hnswlib_compare.py` on the `.npy` files written here).
 //!
 //! ```text
