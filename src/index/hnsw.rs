@@ -380,11 +380,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dump_and_reload_give_the_same_answers() {
-        let e = random(500, 16, 1);
+    /// `n` random `dim`-d cells indexed as run 7 with the default parameters.
+    fn built(n: usize, dim: usize, seed: u64) -> (Embeddings, ValidIndexParams, CellIndex) {
+        let e = random(n, dim, seed);
         let params = IndexParams::default().check().unwrap();
         let index = CellIndex::build(7, &e, params).unwrap();
+        (e, params, index)
+    }
+
+    #[test]
+    fn dump_and_reload_give_the_same_answers() {
+        let (e, params, index) = built(500, 16, 1);
         let (graph, data) = index.to_blobs().unwrap();
         let back = CellIndex::from_blobs(7, params, 16, index.digest(), &graph, &data).unwrap();
         assert_eq!(back.len(), 500);
@@ -403,9 +409,7 @@ mod tests {
 
     #[test]
     fn damaged_blobs_are_refused_as_corrupt() {
-        let e = random(300, 8, 3);
-        let params = IndexParams::default().check().unwrap();
-        let index = CellIndex::build(7, &e, params).unwrap();
+        let (_, params, index) = built(300, 8, 3);
         let (graph, data) = index.to_blobs().unwrap();
         let load = |g: &[u8], d: &[u8]| CellIndex::from_blobs(7, params, 8, index.digest(), g, d);
         let short = recompress(&graph, |b| b.truncate(b.len() - 4));
@@ -438,7 +442,7 @@ mod tests {
     #[test]
     fn an_index_stored_by_an_older_satlas_is_refused_with_the_rebuild_command() {
         use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw};
-        let e = random(50, 4, 4);
+        let (e, params, index) = built(50, 4, 4);
         let old = Hnsw::<f32, DistCosine>::new(16, 50, 16, 100, DistCosine);
         for i in 0..e.len() {
             old.insert_slice((e.row(i), i + 1));
@@ -449,14 +453,13 @@ mod tests {
             let bytes = std::fs::read(dir.path().join(format!("{name}.hnsw.{suffix}"))).unwrap();
             zstd::stream::encode_all(&bytes[..], ZSTD_LEVEL).unwrap()
         };
-        let params = IndexParams::default().check().unwrap();
-        let digest = CellIndex::build(3, &e, params).unwrap().digest();
-        let err = CellIndex::from_blobs(3, params, 4, digest, &blob("graph"), &blob("data"))
+        let (graph, data) = (blob("graph"), blob("data"));
+        let err = CellIndex::from_blobs(7, params, 4, index.digest(), &graph, &data)
             .err()
             .expect("an old dump is refused");
-        assert!(matches!(err, IndexError::OldFormat { run: 3, .. }), "{err}");
+        assert!(matches!(err, IndexError::OldFormat { run: 7, .. }), "{err}");
         assert!(
-            err.to_string().contains("satlas index build --run 3"),
+            err.to_string().contains("satlas index build --run 7"),
             "{err}"
         );
     }
