@@ -3,7 +3,7 @@
 //!
 //! The index is the vendored hnsw_rs' `PackedHnsw` (HNSW, Malkov & Yashunin, *IEEE TPAMI* 2020,
 //! in hnswlib's flat layout) with cosine distance `1 - a·b / (|a||b|)`, built in parallel. It is
-//! persisted in `hnsw_indexes` as its graph and data dumps (zstd-compressed), its parameters, and
+//! persisted in `hnsw_indexes` as its graph dump (zstd-compressed) and data dump, its parameters, and
 //! a digest of the embeddings it covers
 //! ([`CellsDigest`]); loading compares that digest with `cell_embeddings` so a stale index is
 //! never used: it is extended (only cells were added), rebuilt, or refused on a read-only atlas.
@@ -131,11 +131,9 @@ pub enum IndexError {
         /// Which format was found.
         detail: String,
     },
-    /// Compressing a dump of the index failed.
-    #[error("compressing the HNSW index's {part} dump: {source}")]
+    /// Compressing the graph dump of the index failed.
+    #[error("compressing the HNSW index's graph dump: {source}")]
     Compress {
-        /// "graph" or "data".
-        part: &'static str,
         /// zstd's error.
         #[source]
         source: std::io::Error,
