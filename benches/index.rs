@@ -9,7 +9,6 @@
 //! | `SATLAS_BENCH_POINTS` | synthetic points (default 100 000 with `--bench`; 2 000 as a smoke test) |
 //! | `SATLAS_BENCH_ATLAS` | also bench the embeddings of this atlas' newest finetune run |
 //! | `SATLAS_BENCH_EF` | ef_search values to sweep, comma-separated (default 16,32,64,128,256,512) |
-//! | `SATLAS_BENCH_NPY` | a directory: the synthetic points, queries, exact neighbours and satlas' sweep are written there for `scripts/reference/hnswlib_bench.py` |
 //!
 //! Building is timed once (parallel insert, all cores); recall@10 and single-thread QPS are
 //! measured for every ef_search of the sweep; the exact search's QPS is that of computing the
@@ -24,8 +23,7 @@ use satlas::runs::{self, Embeddings, Need};
 use satlas::Atlas;
 use std::collections::HashSet;
 use std::hint::black_box;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 const DIM: usize = 256;
@@ -76,18 +74,10 @@ fn real(atlas: &Path) -> (Embeddings, Vec<f32>) {
     (embeddings, queries)
 }
 
-/// One ef_search setting's result.
-struct SweepPoint {
-    ef_search: usize,
-    recall: f64,
-    qps: f64,
-}
-
 /// What one data set measured.
 struct Measured {
     index: CellIndex,
     queries: Vec<f32>,
-    truth: Vec<Vec<i64>>,
 }
 
 /// Builds, computes the exact neighbours, sweeps ef_search; prints one line per step.
@@ -116,7 +106,6 @@ fn measure(name: &str, embeddings: &Embeddings, queries: Vec<f32>, efs: &[usize]
         .collect();
     let exact_qps = n_queries as f64 / start.elapsed().as_secs_f64();
     println!("index bench [{name}]: exact search {exact_qps:.1} q/s (single thread)");
-    let mut sweep = Vec::new();
     for &ef_search in efs {
         index.set_ef_search(ef_search).expect("ef_search in range");
         let start = Instant::now();
@@ -136,92 +125,9 @@ fn measure(name: &str, embeddings: &Embeddings, queries: Vec<f32>, efs: &[usize]
              {qps:.0} q/s (single thread, x{:.1} exact)",
             qps / exact_qps
         );
-        sweep.push(SweepPoint {
-            ef_search,
-            recall,
-            qps,
-        });
-    }
-    if let Some(dir) = npy_dir() {
-        write_sweep(
-            &dir.join(format!("satlas_{name}.json")),
-            build,
-            exact_qps,
-            &sweep,
-        );
     }
     index.set_ef_search(p.ef_search).expect("default ef_search");
-    Measured {
-        index,
-        queries,
-        truth,
-    }
-}
-
-fn npy_dir() -> Option<PathBuf> {
-    std::env::var_os("SATLAS_BENCH_NPY").map(PathBuf::from)
-}
-
-/// satlas' sweep as JSON for the comparison script.
-fn write_sweep(path: &Path, build: f64, exact_qps: f64, sweep: &[SweepPoint]) {
-    let points: Vec<String> = sweep
-        .iter()
-        .map(|s| {
-            format!(
-                r#"{{"ef_search": {}, "recall": {}, "qps": {}}}"#,
-                s.ef_search, s.recall, s.qps
-            )
-        })
-        .collect();
-    let json = format!(
-        r#"{{"build_seconds": {build}, "exact_qps": {exact_qps}, "threads": {}, "sweep": [{}]}}"#,
-        rayon::current_num_threads(),
-        points.join(", ")
-    );
-    std::fs::write(path, json).expect("writing the sweep");
-}
-
-/// A C-order 2-D `.npy` file of little-endian values (`descr` e.g. `<f4`).
-fn write_npy(path: &Path, descr: &str, rows: usize, cols: usize, bytes: &[u8]) {
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut file = std::fs::File::create(path).expect("creating the .npy file");
-    file.write_all(b"\x93NUMPY\x01\x00").unwrap();
-    file.write_all(&(header.len() as u16).to_le_bytes())
-        .unwrap();
-    file.write_all(header.as_bytes()).unwrap();
-    file.write_all(bytes).unwrap();
-}
-
-/// Points, queries and exact neighbours (row numbers) of the synthetic set for hnswlib.
-fn write_synthetic(dir: &Path, embeddings: &Embeddings, measured: &Measured) {
-    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let n_queries = measured.truth.len();
-    write_npy(
-        &dir.join("points.npy"),
-        "<f4",
-        embeddings.len(),
-        DIM,
-        &f32_bytes(&embeddings.values),
-    );
-    write_npy(
-        &dir.join("queries.npy"),
-        "<f4",
-        n_queries,
-        DIM,
-        &f32_bytes(&measured.queries),
-    );
-    let truth: Vec<u8> = measured
-        .truth
-        .iter()
-        .flatten()
-        .flat_map(|id| (id - 1).to_le_bytes())
-        .collect();
-    write_npy(&dir.join("truth.npy"), "<i8", n_queries, K, &truth);
+    Measured { index, queries }
 }
 
 fn bench(c: &mut Criterion) {
@@ -247,11 +153,8 @@ fn bench(c: &mut Criterion) {
     }
     let (embeddings, queries) = synthetic(n);
     let measured = measure("synthetic", &embeddings, queries, &efs);
-    if let Some(dir) = npy_dir() {
-        write_synthetic(&dir, &embeddings, &measured);
-    }
 
-    let Measured { index, queries, .. } = measured;
+    let Measured { index, queries } = measured;
     let all = || (0..n).map(|i| (i as i64 + 1, embeddings.row(i)));
     let queries: Vec<&[f32]> = queries.chunks(DIM).collect();
     let mut group = c.benchmark_group(format!("knn_{n}x{DIM}"));

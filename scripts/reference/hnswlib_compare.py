@@ -1,4 +1,4 @@
-"""hnswlib (PyPI) side of scripts/bench_hnsw_vs_hnswlib.sh: the same points, queries and HNSW
+"""hnswlib (PyPI) side of scripts/bench_index.sh: the same points, queries and HNSW
 parameters as the vendored hnsw_rs' `examples/compare.rs`, and the side-by-side report.
 
     python hnswlib_compare.py DIR --truth   exact top-10 of DIR/queries.npy among DIR/points.npy

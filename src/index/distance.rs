@@ -1,30 +1,12 @@
-//! Cosine distance `1 - a·b / (|a||b|)` in the two forms the index needs, both as f32 sums over
-//! eight independent lanes that the compiler vectorises:
+//! Cosine distance `1 - a·b / (|a||b|)` for vectors of any length ([`cosine_distance`]: exact
+//! search, evaluation), [`dot`] and [`normalized`], as f32 sums over eight independent lanes that
+//! the compiler vectorises. (The HNSW graph normalises every vector once when it enters the
+//! index, so its distance is one dot product: hnsw_rs' `simd::dot_f32`.)
 //!
-//! - [`UnitCosine`], the HNSW graph's distance: every vector is L2-normalised once when it enters
-//!   the index (cells on insert, queries on search), so a distance is one dot product;
-//! - [`cosine_distance`], for vectors of any length (exact search, evaluation).
-//!
-//! hnsw_rs' own `DistCosine` sums three f64 products one element at a time: on 256-d
-//! embeddings that serial chain dominated building and searching the index.
-
-use hnsw_rs::prelude::Distance;
+//! hnsw_rs' own `DistCosine` sums three f64 products one element at a time.
 
 /// Lanes of the partial sums (two AVX registers of f32, or four SSE ones).
 const LANES: usize = 8;
-
-/// Cosine distance between L2-normalised vectors: `1 - a·b`, clamped to [0, 2].
-///
-/// The name is stored in hnsw_rs dumps; hnsw_rs refuses to reload a dump made with another
-/// distance, so an index built before this type existed is reported corrupt, not misread.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).clamp(0.0, 2.0)
-    }
-}
 
 /// `v / |v|`; `v` must be non-zero (the index refuses zero vectors before this).
 pub fn normalized(v: &[f32]) -> Vec<f32> {
@@ -77,7 +59,7 @@ fn sums<const N: usize>(a: &[f32], b: &[f32], terms: impl Fn(f32, f32) -> [f32; 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hnsw_rs::prelude::DistCosine;
+    use hnsw_rs::prelude::{DistCosine, Distance};
     use rand::{Rng, SeedableRng};
 
     #[test]
@@ -91,7 +73,7 @@ mod tests {
                 (cosine_distance(&a, &b) - reference).abs() < 1e-5,
                 "dim {dim}"
             );
-            let unit = UnitCosine.eval(&normalized(&a), &normalized(&b));
+            let unit = 1.0 - dot(&normalized(&a), &normalized(&b));
             assert!((unit - reference).abs() < 1e-5, "dim {dim}");
         }
     }
@@ -100,7 +82,6 @@ mod tests {
     fn bounds_and_zero_vectors() {
         let v = [3.0, -4.0, 0.5];
         let minus: Vec<f32> = v.iter().map(|x| -x).collect();
-        assert!(UnitCosine.eval(&normalized(&v), &normalized(&v)) < 1e-6);
         assert!((cosine_distance(&v, &minus) - 2.0).abs() < 1e-6);
         assert_eq!(cosine_distance(&v, &[0.0; 3]), 0.0);
         assert!((dot(&normalized(&v), &normalized(&v)) - 1.0).abs() < 1e-6);

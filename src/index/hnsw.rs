@@ -1,35 +1,29 @@
-//! [`CellIndex`]: an hnsw_rs HNSW graph over one run's cell embeddings (cosine distance, as
-//! [`UnitCosine`] over L2-normalised copies of the embeddings), with parallel build, incremental insert, exact-k filtered search, and dump/reload as two
-//! zstd-compressed blobs (hnsw_rs' `.hnsw.graph` and `.hnsw.data` files).
+//! [`CellIndex`]: the vendored hnsw_rs' [`PackedHnsw`] over one run's cell embeddings (cosine
+//! distance `1 - a.b` over L2-normalised copies of the embeddings, one contiguous array), with
+//! parallel build, incremental insert, exact-k filtered search, and dump/reload as two
+//! blobs: the graph dump zstd-compressed, the data dump (ids and vectors) as is, since floats
+//! barely compress (8% at level 3) and a 1M-cell index would spend seconds decompressing them.
 //!
-//! hnsw_rs uses the cell id as the point's data id, so search results are cell ids directly.
+//! The index uses the cell id as the point's id, so search results are cell ids directly.
 
-use super::distance::{normalized, UnitCosine};
+use super::distance::normalized;
 use super::exact::{exact_knn, Hit};
 use super::{IndexError, IndexParams, ValidIndexParams};
 use crate::runs::{CellsDigest, Embeddings};
-use hnsw_rs::hnsw::Point;
-use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
+use hnsw_rs::packed::{Found, LoadError, PackedHnsw};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
-use std::path::Path;
-use std::sync::Arc;
 
 /// Filtered subsets smaller than this many cells are searched exactly.
 pub const EXACT_BELOW_CELLS: usize = 2000;
 /// Filtered subsets smaller than this share of the index are searched exactly.
 pub const EXACT_BELOW_SHARE: f64 = 0.05;
-/// Layers of the HNSW graph (hnsw_rs' maximum).
-const MAX_LAYERS: usize = 16;
 /// Rows inserted per parallel batch (and per progress-bar step).
 const INSERT_BATCH: usize = 10_000;
-/// zstd level of the stored blobs.
+/// zstd level of the stored graph blob.
 const ZSTD_LEVEL: i32 = 3;
-/// Base name of the hnsw_rs dump files in their scratch directory.
-const DUMP_NAME: &str = "cells";
 
 /// Which cells a search may return.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +34,8 @@ pub enum Candidates {
     Only(Vec<usize>),
 }
 
-type Points = HashMap<i64, Arc<Point<'static, f32>>>;
+/// Cell id to node number in the index.
+type Points = HashMap<i64, usize>;
 
 /// An HNSW index over the cell embeddings of one model run, in memory.
 pub struct CellIndex {
@@ -48,7 +43,7 @@ pub struct CellIndex {
     params: ValidIndexParams,
     dim: usize,
     digest: CellsDigest,
-    hnsw: Hnsw<'static, f32, UnitCosine>,
+    hnsw: PackedHnsw,
     points: Points,
 }
 
@@ -60,13 +55,7 @@ impl CellIndex {
         params: ValidIndexParams,
     ) -> Result<CellIndex, IndexError> {
         let p = params.get();
-        let hnsw = Hnsw::new(
-            p.m,
-            embeddings.len().max(1),
-            MAX_LAYERS,
-            p.ef_construction,
-            UnitCosine,
-        );
+        let hnsw = PackedHnsw::new(embeddings.dim.max(1), p.m, p.ef_construction);
         let mut index = CellIndex {
             run,
             params,
@@ -85,8 +74,10 @@ impl CellIndex {
         if embeddings.is_empty() {
             return Ok(());
         }
-        if self.points.is_empty() && self.dim == 0 {
+        if self.points.is_empty() && self.dim != embeddings.dim {
+            let p = self.params.get();
             self.dim = embeddings.dim;
+            self.hnsw = PackedHnsw::new(self.dim, p.m, p.ef_construction);
         }
         let mut rows = Vec::with_capacity(embeddings.len());
         for (i, &cell_id) in embeddings.cell_ids.iter().enumerate() {
@@ -114,16 +105,13 @@ impl CellIndex {
             indicatif::ProgressBar::hidden()
         };
         for batch in rows.chunks(INSERT_BATCH) {
-            let unit: Vec<Vec<f32>> = batch
+            let vectors: Vec<f32> = batch
                 .iter()
-                .map(|&(i, _)| normalized(embeddings.row(i)))
+                .flat_map(|&(i, _)| embeddings.row(i))
+                .copied()
                 .collect();
-            let slices: Vec<(&[f32], usize)> = unit
-                .iter()
-                .zip(batch)
-                .map(|(v, &(_, id))| (&v[..], id))
-                .collect();
-            self.hnsw.parallel_insert_slice(&slices);
+            let ids: Vec<usize> = batch.iter().map(|&(_, id)| id).collect();
+            self.hnsw.insert(&vectors, &ids);
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
@@ -185,7 +173,7 @@ impl CellIndex {
     pub fn embedding(&self, cell_id: i64) -> Result<&[f32], IndexError> {
         self.points
             .get(&cell_id)
-            .map(|p| p.get_v())
+            .map(|&node| self.hnsw.vector(node))
             .ok_or(IndexError::CellNotIndexed {
                 cell_id,
                 run: self.run,
@@ -198,8 +186,8 @@ impl CellIndex {
     /// - all cells: HNSW search with `ef = max(ef_search, k + 1)`;
     /// - a filtered subset smaller than [`EXACT_BELOW_CELLS`] cells or [`EXACT_BELOW_SHARE`] of
     ///   the index: exact search over the subset;
-    /// - a larger subset: hnsw_rs `search_filter` (the filter is applied while walking the
-    ///   graph, not afterwards) with ef scaled by `index size / subset size`.
+    /// - a larger subset: HNSW search with the subset as filter (applied while walking the
+    ///   graph, not afterwards) and ef scaled by `index size / subset size`.
     ///
     /// If HNSW returns fewer hits than exist (it can, on a sparse filter), the search is
     /// repeated exactly: results are never silently short.
@@ -218,7 +206,7 @@ impl CellIndex {
             Candidates::All => {
                 let want = k.min(self.len() - usize::from(excluded.is_some()));
                 let ask = want + usize::from(excluded.is_some());
-                let mut hits = to_hits(self.hnsw.search(query, ask, ef_search.max(ask)));
+                let mut hits = to_hits(self.hnsw.search(query, ask, ef_search.max(ask), None));
                 hits.retain(|h| Some(h.cell_id) != excluded);
                 hits.truncate(want);
                 if hits.len() < want {
@@ -243,7 +231,7 @@ impl CellIndex {
                     let scale = self.len().div_ceil(ids.len().max(1));
                     let ef = (ef_search.max(want) * scale).min(self.len());
                     let filter: &Vec<usize> = &ids;
-                    let hits = to_hits(self.hnsw.search_filter(query, want, ef, Some(filter)));
+                    let hits = to_hits(self.hnsw.search(query, want, ef, Some(filter)));
                     if hits.len() < want {
                         self.exact(query, want, cells, None)
                     } else {
@@ -265,7 +253,7 @@ impl CellIndex {
     ) -> Vec<Hit> {
         let candidates = cells
             .filter(|&id| Some(id) != exclude)
-            .filter_map(|id| self.points.get(&id).map(|p| (id, p.get_v())));
+            .filter_map(|id| self.points.get(&id).map(|&n| (id, self.hnsw.vector(n))));
         exact_knn(candidates, query, k)
     }
 
@@ -280,31 +268,20 @@ impl CellIndex {
         check_vector(query, || "the query vector".into())
     }
 
-    /// The index as the two hnsw_rs dump files, zstd-compressed: `(graph, data)`.
+    /// The index as its two dumps (hnsw_rs' `PackedHnsw::dump`): `(graph zstd-compressed, data)`.
     pub fn to_blobs(&self) -> Result<(Vec<u8>, Vec<u8>), IndexError> {
-        let dir = scratch_dir()?;
-        let name = self
-            .hnsw
-            .file_dump(dir.path(), DUMP_NAME)
-            .map_err(|e| IndexError::Scratch {
-                context: format!("dumping the index into {}", dir.path().display()),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        let compress = |suffix: &str| -> Result<Vec<u8>, IndexError> {
-            let path = dir.path().join(format!("{name}.hnsw.{suffix}"));
-            let file = std::fs::File::open(&path).map_err(|source| IndexError::Scratch {
-                context: format!("reading {}", path.display()),
-                source,
-            })?;
-            zstd::stream::encode_all(file, ZSTD_LEVEL).map_err(|source| IndexError::Scratch {
-                context: format!("compressing {}", path.display()),
-                source,
-            })
-        };
-        Ok((compress("graph")?, compress("data")?))
+        let (mut graph, mut data) = (Vec::new(), Vec::new());
+        self.hnsw
+            .dump(&mut graph, &mut data)
+            .expect("writing into memory cannot fail");
+        let graph = zstd::stream::encode_all(&graph[..], ZSTD_LEVEL)
+            .map_err(|source| IndexError::Compress { source })?;
+        Ok((graph, data))
     }
 
-    /// Reloads an index from [`to_blobs`](Self::to_blobs) output, without rebuilding it.
+    /// Reloads an index from [`to_blobs`](Self::to_blobs) output, without rebuilding it. Blobs
+    /// of another format (an index stored by an older satlas) are refused with
+    /// [`IndexError::OldFormat`], damaged ones with [`IndexError::Corrupt`].
     pub fn from_blobs(
         run: i32,
         params: ValidIndexParams,
@@ -314,20 +291,19 @@ impl CellIndex {
         data: &[u8],
     ) -> Result<CellIndex, IndexError> {
         let corrupt = |detail: String| IndexError::Corrupt { run, detail };
-        let dir = scratch_dir()?;
-        for (suffix, blob) in [("graph", graph), ("data", data)] {
-            let bytes = zstd::stream::decode_all(blob)
-                .map_err(|e| corrupt(format!("{suffix} blob does not decompress: {e}")))?;
-            write_scratch(
-                &dir.path().join(format!("{DUMP_NAME}.hnsw.{suffix}")),
-                &bytes,
-            )?;
-        }
-        let hnsw = load_dump(dir.path()).map_err(corrupt)?;
-        if hnsw.get_nb_point() > 0 && hnsw.get_point_indexation().get_data_dimension() != dim {
+        let graph = zstd::stream::decode_all(graph)
+            .map_err(|e| corrupt(format!("graph blob does not decompress: {e}")))?;
+        let hnsw = PackedHnsw::load(&graph, data).map_err(|e| match e {
+            LoadError::Corrupt(detail) => corrupt(detail),
+            other => IndexError::OldFormat {
+                run,
+                detail: other.to_string(),
+            },
+        })?;
+        if hnsw.dim() != dim && !hnsw.is_empty() {
             return Err(corrupt(format!(
                 "dump holds {}-d vectors, its parameters say {dim}",
-                hnsw.get_point_indexation().get_data_dimension()
+                hnsw.dim()
             )));
         }
         let points = collect_points(&hnsw);
@@ -349,34 +325,20 @@ impl CellIndex {
     }
 }
 
-/// Reads an hnsw_rs dump. hnsw_rs ties the reloaded graph's lifetime to its loader (the loader
-/// may memory-map the data file); satlas reloads without mmap, so the graph owns all its data and
-/// the small loader (a path, a name, options) is leaked once per load to get a `'static` graph.
-/// hnsw_rs asserts on malformed files: the panic is caught and reported as corruption.
-fn load_dump(dir: &Path) -> Result<Hnsw<'static, f32, UnitCosine>, String> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, DUMP_NAME)));
-        loader.load_hnsw::<f32, UnitCosine>()
-    })) {
-        Ok(Ok(hnsw)) => Ok(hnsw),
-        Ok(Err(e)) => Err(format!("hnsw_rs cannot reload it: {e}")),
-        Err(_) => Err("hnsw_rs panicked while reloading it".into()),
-    }
-}
-
-fn collect_points(hnsw: &Hnsw<'static, f32, UnitCosine>) -> Points {
-    hnsw.get_point_indexation()
-        .into_iter()
-        .map(|p| (p.get_origin_id() as i64, p))
+fn collect_points(hnsw: &PackedHnsw) -> Points {
+    hnsw.ids()
+        .iter()
+        .enumerate()
+        .map(|(node, &id)| (id as i64, node))
         .collect()
 }
 
-fn to_hits(neighbours: Vec<hnsw_rs::prelude::Neighbour>) -> Vec<Hit> {
-    neighbours
+fn to_hits(found: Vec<Found>) -> Vec<Hit> {
+    found
         .into_iter()
-        .map(|n| Hit {
-            cell_id: n.d_id as i64,
-            distance: n.distance,
+        .map(|f| Hit {
+            cell_id: f.id as i64,
+            distance: f.distance,
         })
         .collect()
 }
@@ -388,31 +350,13 @@ fn data_id(cell_id: i64, run: i32) -> Result<usize, IndexError> {
     })
 }
 
-/// Cosine distance needs a finite, non-zero vector (hnsw_rs would call a zero vector at distance
-/// 0 from everything).
+/// Cosine distance needs a finite, non-zero vector (a zero vector cannot be normalised).
 fn check_vector(v: &[f32], what: impl FnOnce() -> String) -> Result<(), IndexError> {
     if v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0) {
         Ok(())
     } else {
         Err(IndexError::DegenerateVector { what: what() })
     }
-}
-
-fn scratch_dir() -> Result<tempfile::TempDir, IndexError> {
-    tempfile::Builder::new()
-        .prefix("satlas-hnsw-")
-        .tempdir()
-        .map_err(|source| IndexError::Scratch {
-            context: "creating a scratch directory".into(),
-            source,
-        })
-}
-
-fn write_scratch(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
-    std::fs::write(path, bytes).map_err(|source| IndexError::Scratch {
-        context: format!("writing {}", path.display()),
-        source,
-    })
 }
 
 #[cfg(test)]
@@ -431,11 +375,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dump_and_reload_give_the_same_answers() {
-        let e = random(500, 16, 1);
+    /// `n` random `dim`-d cells indexed as run 7 with the default parameters.
+    fn built(n: usize, dim: usize, seed: u64) -> (Embeddings, ValidIndexParams, CellIndex) {
+        let e = random(n, dim, seed);
         let params = IndexParams::default().check().unwrap();
         let index = CellIndex::build(7, &e, params).unwrap();
+        (e, params, index)
+    }
+
+    #[test]
+    fn dump_and_reload_give_the_same_answers() {
+        let (e, params, index) = built(500, 16, 1);
         let (graph, data) = index.to_blobs().unwrap();
         let back = CellIndex::from_blobs(7, params, 16, index.digest(), &graph, &data).unwrap();
         assert_eq!(back.len(), 500);
@@ -444,10 +394,70 @@ mod tests {
             let b = back.search(e.row(q), 10, &Candidates::All, None).unwrap();
             assert_eq!(a, b);
         }
+    }
+
+    fn recompress(blob: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut bytes = zstd::stream::decode_all(blob).unwrap();
+        edit(&mut bytes);
+        zstd::stream::encode_all(&bytes[..], ZSTD_LEVEL).unwrap()
+    }
+
+    #[test]
+    fn damaged_blobs_are_refused_as_corrupt() {
+        let (_, params, index) = built(300, 8, 3);
+        let (graph, data) = index.to_blobs().unwrap();
+        let load = |g: &[u8], d: &[u8]| CellIndex::from_blobs(7, params, 8, index.digest(), g, d);
+        let short = recompress(&graph, |b| b.truncate(b.len() - 4));
+        let long = [&data[..], &[0]].concat();
+        let bad_link = recompress(&graph, |b| {
+            // The first link of the first node (header: magic, six u32, two u64; one level byte
+            // per node; then the node's count).
+            let at = 8 + 6 * 4 + 2 * 8 + 300 + 4;
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        });
+        for (g, d) in [(&short, &data), (&graph, &long), (&bad_link, &data)] {
+            let err = load(g, d).err().expect("a damaged blob is refused");
+            assert!(matches!(err, IndexError::Corrupt { run: 7, .. }), "{err}");
+            assert!(
+                err.to_string().contains("satlas index build --run 7"),
+                "{err}"
+            );
+        }
         assert!(matches!(
-            CellIndex::from_blobs(7, params, 16, index.digest(), &data, &graph),
+            load(&graph[..graph.len() / 2], &data),
             Err(IndexError::Corrupt { .. })
         ));
+        let fewer = CellsDigest::default();
+        assert!(matches!(
+            CellIndex::from_blobs(7, params, 8, fewer, &graph, &data),
+            Err(IndexError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn an_index_stored_by_an_older_satlas_is_refused_with_the_rebuild_command() {
+        use hnsw_rs::prelude::{AnnT, DistCosine, Hnsw};
+        let (e, params, index) = built(50, 4, 4);
+        let old = Hnsw::<f32, DistCosine>::new(16, 50, 16, 100, DistCosine);
+        for i in 0..e.len() {
+            old.insert_slice((e.row(i), i + 1));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let name = old.file_dump(dir.path(), "cells").unwrap();
+        // An older satlas stored both files zstd-compressed.
+        let blob = |suffix: &str| {
+            let bytes = std::fs::read(dir.path().join(format!("{name}.hnsw.{suffix}"))).unwrap();
+            zstd::stream::encode_all(&bytes[..], ZSTD_LEVEL).unwrap()
+        };
+        let (graph, data) = (blob("graph"), blob("data"));
+        let err = CellIndex::from_blobs(7, params, 4, index.digest(), &graph, &data)
+            .err()
+            .expect("an old dump is refused");
+        assert!(matches!(err, IndexError::OldFormat { run: 7, .. }), "{err}");
+        assert!(
+            err.to_string().contains("satlas index build --run 7"),
+            "{err}"
+        );
     }
 
     #[test]

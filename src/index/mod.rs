@@ -1,14 +1,15 @@
 //! The searchable atlas: an HNSW index over a model run's cell embeddings, kept inside the atlas,
 //! kNN search (whole atlas, or one species or dataset) and kNN label transfer.
 //!
-//! The index is hnsw_rs' HNSW (Malkov & Yashunin, *IEEE TPAMI* 2020) with cosine distance
-//! `1 - a·b / (|a||b|)`, built in parallel. It is persisted in `hnsw_indexes` as the two hnsw_rs
-//! dump files (zstd-compressed), its parameters, and a digest of the embeddings it covers
-//! ([`crate::runs::CellsDigest`]); loading compares that digest with `cell_embeddings` so a stale index is
-//! never used: it is extended (only cells were added), rebuilt, or refused on a read-only atlas.
+//! The index is the vendored hnsw_rs' `PackedHnsw` (HNSW, Malkov & Yashunin, *IEEE TPAMI* 2020,
+//! in hnswlib's flat layout) with cosine distance `1 - a·b / (|a||b|)`, built in parallel. It is
+//! persisted in `hnsw_indexes` as its graph dump (zstd-compressed) and data dump, its parameters,
+//! and a digest of the embeddings it covers ([`crate::runs::CellsDigest`]); loading compares that
+//! digest with `cell_embeddings` so a stale index is never used: it is extended (only cells were
+//! added), rebuilt, or refused on a read-only atlas.
 //!
 //! - [`params`]: M, ef_construction, ef_search, checked before any work.
-//! - [`distance`]: the cosine distance, vectorised (hnsw_rs' own sums serially in f64).
+//! - [`distance`]: the cosine distance and normalisation, vectorised.
 //! - [`exact`]: brute-force cosine kNN (fallback for small filtered subsets, recall reference).
 //! - [`hnsw`]: [`CellIndex`], the in-memory index: build, insert, search, dump and reload.
 //! - [`store`]: the writer and reader of `hnsw_indexes`, and [`open`]: load, extend or rebuild.
@@ -103,12 +104,21 @@ pub enum IndexError {
         /// What failed.
         detail: String,
     },
-    /// Dumping the index to, or reading it from, its scratch directory failed.
-    #[error("index scratch files: {context}: {source}")]
-    Scratch {
-        /// What satlas was doing.
-        context: String,
-        /// The I/O error.
+    /// The stored index is in a format this satlas does not read (stored by an older one).
+    #[error(
+        "the stored HNSW index of run {run} is in an older format ({detail}): rebuild it with \
+         `satlas index build --run {run}`"
+    )]
+    OldFormat {
+        /// The run.
+        run: i32,
+        /// Which format was found.
+        detail: String,
+    },
+    /// Compressing the graph dump of the index failed.
+    #[error("compressing the HNSW index's graph dump: {source}")]
+    Compress {
+        /// zstd's error.
         #[source]
         source: std::io::Error,
     },

@@ -1,5 +1,5 @@
 //! Side-by-side bench of this hnsw_rs against hnswlib (driven by
-//! `scripts/bench_hnsw_vs_hnswlib.sh` in satlas; hnswlib runs in
+//! `scripts/bench_index.sh` in satlas; hnswlib runs in
 //! `scripts/reference/hnswlib_compare.py` on the `.npy` files written here).
 //!
 //! ```text
@@ -19,11 +19,12 @@
 //!    and stops. Otherwise reads the exact top-10 (`truth.npy` over the N points,
 //!    `truth_after.npy` over N + extra, from `hnswlib_compare.py --truth`, numpy being faster at
 //!    it), or computes and writes them if absent.
-//! 3. Builds the index (parallel insert, all rayon threads, in the stored order), sweeps ef
-//!    (single-thread queries), dumps it, reloads it (timed), inserts the extra points into the
-//!    reloaded index and measures recall again. Results go to `DIR/hnsw_rs.json`.
+//! 3. Builds the index ([`PackedHnsw`], parallel insert on all rayon threads, given the points
+//!    in the stored order), sweeps ef (single-thread queries), dumps it, reloads it (timed: both
+//!    files read and parsed), inserts the extra points into the reloaded index and measures
+//!    recall again. Results go to `DIR/hnsw_rs.json`.
 
-use hnsw_rs::prelude::*;
+use hnsw_rs::packed::{Found, PackedHnsw};
 use rayon::prelude::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,16 +33,6 @@ use std::time::Instant;
 const K: usize = 10;
 const DIM: usize = 256;
 const CLUSTERS: usize = 100;
-
-/// `1 - a.b` on unit vectors, computed as satlas' `UnitCosine` (eight f32 lanes).
-#[derive(Default, Clone, Copy)]
-struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).clamp(0.0, 2.0)
-    }
-}
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     hnsw_rs::simd::dot_f32(a, b)
@@ -290,41 +281,36 @@ fn f16_to_f32(h: u16) -> f32 {
     }
 }
 
-fn insert(
-    hnsw: &Hnsw<'static, f32, UnitCosine>,
-    rows: &[f32],
-    dim: usize,
-    first_id: usize,
-    batch: usize,
-) {
-    let items: Vec<(&[f32], usize)> = rows
-        .chunks(dim)
-        .enumerate()
-        .map(|(i, v)| (v, first_id + i))
-        .collect();
-    for chunk in items.chunks(batch.max(1)) {
-        hnsw.parallel_insert_slice(chunk);
+fn insert(index: &mut PackedHnsw, rows: &[f32], first_id: usize, batch: usize) {
+    let dim = index.dim();
+    let n = rows.len() / dim;
+    let ids: Vec<usize> = (first_id..first_id + n).collect();
+    for (chunk, ids) in rows
+        .chunks(batch.max(1) * dim)
+        .zip(ids.chunks(batch.max(1)))
+    {
+        index.insert(chunk, ids);
     }
 }
 
 /// (recall@K, single-thread queries per second) at `ef`.
 fn sweep_point(
-    hnsw: &Hnsw<'static, f32, UnitCosine>,
+    hnsw: &PackedHnsw,
     queries: &[f32],
     dim: usize,
     truth: &[[i32; K]],
     ef: usize,
 ) -> (f64, f64) {
     let start = Instant::now();
-    let found: Vec<Vec<Neighbour>> = queries
+    let found: Vec<Vec<Found>> = queries
         .chunks(dim)
-        .map(|q| hnsw.search(q, K, ef.max(K)))
+        .map(|q| hnsw.search(q, K, ef.max(K), None))
         .collect();
     let qps = truth.len() as f64 / start.elapsed().as_secs_f64();
     let hits: usize = found
         .iter()
         .zip(truth)
-        .map(|(f, t)| f.iter().filter(|n| t.contains(&(n.d_id as i32))).count())
+        .map(|(f, t)| f.iter().filter(|n| t.contains(&(n.id as i32))).count())
         .sum();
     (hits as f64 / (K * truth.len()) as f64, qps)
 }
@@ -381,9 +367,9 @@ fn main() {
         start.elapsed().as_secs_f64()
     );
 
-    let hnsw: Hnsw<'static, f32, UnitCosine> = Hnsw::new(m, n + extra, 16, efc, UnitCosine);
+    let mut hnsw = PackedHnsw::new(dim, m, efc);
     let start = Instant::now();
-    insert(&hnsw, &data.points, dim, 0, batch);
+    insert(&mut hnsw, &data.points, 0, batch);
     let build = start.elapsed().as_secs_f64();
     println!("hnsw_rs: M={m} ef_construction={efc}: build {build:.1}s ({threads} threads)");
     let mut sweep = Vec::new();
@@ -395,21 +381,23 @@ fn main() {
         ));
     }
 
-    let dump_dir = out.join("hnsw_rs_dump");
-    std::fs::create_dir_all(&dump_dir).unwrap();
-    let name = hnsw.file_dump(&dump_dir, "index").expect("dump");
-    let bytes: u64 = ["graph", "data"]
-        .iter()
-        .map(|s| {
-            std::fs::metadata(dump_dir.join(format!("{name}.hnsw.{s}")))
-                .unwrap()
-                .len()
-        })
-        .sum();
+    let (graph_file, data_file) = (out.join("hnsw_rs.graph"), out.join("hnsw_rs.data"));
+    {
+        let mut graph = std::io::BufWriter::new(std::fs::File::create(&graph_file).unwrap());
+        let mut data = std::io::BufWriter::new(std::fs::File::create(&data_file).unwrap());
+        hnsw.dump(&mut graph, &mut data).expect("dump");
+        graph.flush().unwrap();
+        data.flush().unwrap();
+    }
+    let bytes = std::fs::metadata(&graph_file).unwrap().len()
+        + std::fs::metadata(&data_file).unwrap().len();
     drop(hnsw);
     let start = Instant::now();
-    let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dump_dir, &name)));
-    let reloaded: Hnsw<'static, f32, UnitCosine> = loader.load_hnsw().expect("reload");
+    let mut reloaded = PackedHnsw::load(
+        &std::fs::read(&graph_file).unwrap(),
+        &std::fs::read(&data_file).unwrap(),
+    )
+    .expect("reload");
     let load = start.elapsed().as_secs_f64();
     let ef_check = 128;
     let (recall_reloaded, _) = sweep_point(&reloaded, &data.queries, dim, &truth, ef_check);
@@ -418,7 +406,7 @@ fn main() {
         bytes as f64 / 1e6
     );
     let start = Instant::now();
-    insert(&reloaded, &data.extra, dim, n, batch);
+    insert(&mut reloaded, &data.extra, n, batch);
     let insert_extra = start.elapsed().as_secs_f64();
     let mut after = Vec::new();
     for &ef in &efs {

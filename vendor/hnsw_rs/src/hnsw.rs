@@ -1453,7 +1453,7 @@ thread_local! {
 
 /// Hints the CPU to fetch the first cache lines of `v` (a neighbour about to be compared).
 #[inline(always)]
-fn prefetch<T>(v: &[T]) {
+pub(crate) fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -1470,7 +1470,7 @@ fn prefetch<T>(v: &[T]) {
 }
 
 /// A permutation of `0..n`, reproducible from `seed` (Fisher-Yates on splitmix64).
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut state = seed;
     let mut next = || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

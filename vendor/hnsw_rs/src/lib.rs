@@ -12,6 +12,7 @@ pub mod flatten;
 pub mod hnsw;
 pub mod hnswio;
 pub mod libext;
+pub mod packed;
 pub mod prelude;
 pub mod simd;
 
