@@ -14,6 +14,21 @@ use std::time::Duration;
 /// libtorch's random generator is process-wide: tests that train take turns.
 pub static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// HDF5 file locks off in this test process and the satlas processes it starts. Tests run in
+/// parallel threads and some start child processes; a child forked while another test has an
+/// HDF5 file open inherits the descriptor (libhdf5 opens without close-on-exec) and with it the
+/// file's lock, so reading back a file just written failed now and then with "unable to lock
+/// file, errno = 11" for as long as that unrelated child lived. libhdf5 1.10 reads
+/// `HDF5_USE_FILE_LOCKING` once, when it initialises, so the variable is set before `main`.
+#[used]
+#[link_section = ".init_array"]
+static HDF5_FILE_LOCKS_OFF: extern "C" fn() = {
+    extern "C" fn off() {
+        std::env::set_var("HDF5_USE_FILE_LOCKING", "FALSE");
+    }
+    off
+};
+
 /// A file under `fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

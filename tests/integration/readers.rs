@@ -248,3 +248,25 @@ fn full_human_proteome_reads() {
     assert_eq!(p.report.records, 17_205);
     assert_eq!(p.n_genes(), p.report.kept);
 }
+
+/// A child process started while an HDF5 file is open for writing inherits its descriptor; the
+/// file must still read back once the writer closed it (see `common::HDF5_FILE_LOCKS_OFF`).
+#[test]
+fn an_hdf5_file_written_while_a_child_starts_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("written.h5");
+    let file = hdf5::File::create(&path).unwrap();
+    file.new_dataset_builder()
+        .with_data(&[1u8, 2, 3])
+        .create("x")
+        .unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    drop(file);
+    let read_back = hdf5::File::open(&path).and_then(|f| f.dataset("x")?.read_raw::<u8>());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(read_back.unwrap(), [1, 2, 3]);
+}
