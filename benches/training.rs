@@ -11,7 +11,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array2;
-use satlas::macrogene::CsrView;
+use satlas::csr::Csr;
 use satlas::model::losses::{anchored_regulariser, anchored_regulariser_fused, UnitRows};
 use satlas::model::{zinb_nll, zinb_nll_fused};
 use tch::{Device, Kind, Tensor};
@@ -60,8 +60,8 @@ fn zinb(c: &mut Criterion) {
     let shape = [CELLS, SPECIES_GENES];
     let kept = Tensor::rand(shape, opts).gt(0.9).to_kind(Kind::Float);
     let x = (Tensor::rand(shape, opts) * 8.0).floor() * &kept + &kept;
-    let csr = Csr::of(&x);
-    let counts = csr.view();
+    let csr = csr_of(&x);
+    let counts = csr.view().expect("valid CSR");
     let rows: Vec<usize> = (0..CELLS as usize).collect();
     let logits = Tensor::randn(shape, opts).set_requires_grad(true);
     let theta = (Tensor::rand([SPECIES_GENES], opts) * 4.0 + 0.1).set_requires_grad(true);
@@ -87,37 +87,16 @@ fn zinb(c: &mut Criterion) {
     group.finish();
 }
 
-/// A dense count matrix's CSR arrays.
-struct Csr {
-    genes: usize,
-    indptr: Vec<u64>,
-    cols: Vec<u32>,
-    counts: Vec<u32>,
-}
-
-impl Csr {
-    fn of(x: &Tensor) -> Self {
-        let genes = x.size()[1] as usize;
-        let dense = Vec::<f32>::try_from(&x.reshape([-1])).expect("float counts");
-        let (mut indptr, mut cols, mut counts) = (vec![0u64], vec![], vec![]);
-        for row in dense.chunks(genes) {
-            for (j, &v) in row.iter().enumerate().filter(|(_, &v)| v > 0.0) {
-                cols.push(j as u32);
-                counts.push(v as u32);
-            }
-            indptr.push(cols.len() as u64);
-        }
-        Self {
-            genes,
-            indptr,
-            cols,
-            counts,
-        }
+/// The CSR form of a dense (cells x genes) count matrix.
+fn csr_of(x: &Tensor) -> Csr {
+    let genes = x.size()[1] as usize;
+    let dense = Vec::<f32>::try_from(&x.reshape([-1])).expect("float counts");
+    let mut csr = Csr::empty(genes);
+    for row in dense.chunks(genes) {
+        let entries = row.iter().enumerate().filter(|(_, &v)| v > 0.0);
+        csr.push_row(entries.map(|(j, &v)| (j as u32, v as u32)).collect());
     }
-
-    fn view(&self) -> CsrView<'_> {
-        CsrView::new(self.genes, &self.indptr, &self.cols, &self.counts).expect("valid CSR")
-    }
+    csr
 }
 
 fn threads() {

@@ -15,6 +15,9 @@ pub enum Error {
     /// An ingest was refused (unknown species, duplicate dataset, ...).
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
+    /// A count matrix is inconsistent, or a selection lies outside it.
+    #[error(transparent)]
+    Csr(#[from] crate::csr::CsrError),
     /// Gene selection, k-means or macrogene weights refused to run.
     #[error(transparent)]
     Macrogene(#[from] crate::macrogene::MacrogeneError),

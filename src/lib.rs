@@ -27,6 +27,8 @@
 //! 15. [`synth`] — synthetic datasets of any size drawn from a real one, for capacity planning
 //!     and benchmarks (outside the data path).
 //!
+//! Shared by the stages: [`csr`], the cells x genes count matrix in CSR layout.
+//!
 //! ```no_run
 //! use satlas::Atlas;
 //! let atlas = Atlas::create("pancreas.satlas")?;
@@ -35,6 +37,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod csr;
 pub mod io;
 pub mod atlas;
 pub mod ingest;

@@ -1,6 +1,11 @@
-//! satlas' readers (`src/io`) compiled on their own for fuzzing, and the one helper every target
-//! shares: fuzz bytes written to files a reader can open. The gene-embedding reader needs
+//! satlas' readers (`src/io`, with the count matrix type they fill, `src/csr.rs`) compiled on
+//! their own for fuzzing, and the one helper every target shares: fuzz bytes written to files a
+//! reader can open. The gene-embedding reader needs
 //! libtorch and is left out (`cfg(fuzzing)` in `src/io/mod.rs`).
+
+#[path = "../../src/csr.rs"]
+#[allow(dead_code)]
+pub mod csr;
 
 #[path = "../../src/io/mod.rs"]
 #[allow(dead_code)]

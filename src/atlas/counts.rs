@@ -2,6 +2,7 @@
 //! chosen list of genes (the layout training and embedding consume).
 
 use super::{AtlasError, DbContext};
+use crate::csr::Csr;
 use duckdb::arrow::array::{Array, AsArray, Int32Array, ListArray};
 use duckdb::arrow::datatypes::Int64Type;
 use duckdb::Connection;
@@ -23,14 +24,9 @@ pub struct CellCounts {
     pub cell_ids: Vec<i64>,
     /// Cell-type label of each cell (`None` when the source had none).
     pub labels: Vec<Option<String>>,
-    /// Number of genes (columns): the length of the gene list asked for.
-    pub n_genes: usize,
-    /// Row pointer.
-    pub indptr: Vec<u64>,
-    /// Column of each entry (position in the gene list), ascending within a row.
-    pub indices: Vec<u32>,
-    /// Count of each entry.
-    pub data: Vec<u32>,
+    /// The counts: one row per cell, one column per gene of the list asked for (column `j` is
+    /// `genes[j]`), column indices ascending within a row.
+    pub csr: Csr,
 }
 
 impl CellCounts {
@@ -64,8 +60,7 @@ pub fn read_counts(
     let context = "reading counts";
     let mut stmt = conn.prepare(&sql).context(context)?;
     let mut out = CellCounts {
-        n_genes: genes.len(),
-        indptr: vec![0],
+        csr: Csr::empty(genes.len()),
         ..CellCounts::default()
     };
     for batch in stmt.query_arrow([id]).context(context)? {
@@ -99,15 +94,13 @@ fn push_row(
             what: "counts.gene_ids and counts.counts must be INTEGER[]".into(),
         });
     };
-    let mut entries: Vec<(u32, u32)> = genes
-        .values()
-        .iter()
-        .zip(counts.values())
-        .filter_map(|(g, &c)| column.get(g).map(|&j| (j, c as u32)))
-        .collect();
-    entries.sort_unstable();
-    out.indices.extend(entries.iter().map(|e| e.0));
-    out.data.extend(entries.iter().map(|e| e.1));
-    out.indptr.push(out.indices.len() as u64);
+    out.csr.push_row(
+        genes
+            .values()
+            .iter()
+            .zip(counts.values())
+            .filter_map(|(g, &c)| column.get(g).map(|&j| (j, c as u32)))
+            .collect(),
+    );
     Ok(())
 }

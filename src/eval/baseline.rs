@@ -195,21 +195,15 @@ fn shared_genes(
 /// Dense row-major `log1p(count / total * 1e4)` (scanpy `normalize_total` + `log1p`); a cell
 /// without counts stays 0.
 pub fn log_normalised(counts: &CellCounts) -> Vec<f64> {
-    let g = counts.n_genes;
+    let g = counts.csr.n_cols;
     let mut x = vec![0.0; counts.n_cells() * g];
     for (i, row) in x.chunks_mut(g).enumerate() {
-        let range = counts.indptr[i] as usize..counts.indptr[i + 1] as usize;
-        let total: f64 = counts.data[range.clone()]
-            .iter()
-            .map(|&c| f64::from(c))
-            .sum();
+        let (indices, data) = counts.csr.row(i);
+        let total: f64 = data.iter().map(|&c| f64::from(c)).sum();
         if total == 0.0 {
             continue;
         }
-        for (&j, &c) in counts.indices[range.clone()]
-            .iter()
-            .zip(&counts.data[range])
-        {
+        for (&j, &c) in indices.iter().zip(data) {
             row[j as usize] = (f64::from(c) / total * TARGET_SUM).ln_1p();
         }
     }

@@ -257,7 +257,7 @@ fn insert_chunks(
         insert_cells(conn, dataset_id, first, &chunk, &labels[done..done + n])?;
         insert_counts(conn, first, &chunk, gene_ids, merge)?;
         totals.nnz += chunk.nnz();
-        totals.counts += chunk.data.iter().map(|&c| u64::from(c)).sum::<u64>();
+        totals.counts += chunk.csr.data.iter().map(|&c| u64::from(c)).sum::<u64>();
         done += n;
         bar.inc(n as u64);
     }

@@ -828,9 +828,9 @@ pub(crate) mod tests {
         let d = read_h5ad(&path, &ReadOptions::default()).unwrap();
         assert_eq!(d.counts.barcodes, ["c0", "c1"]);
         assert_eq!(d.counts.genes, ["A", "B", "C"]);
-        assert_eq!(d.counts.indptr, [0, 1, 3]);
-        assert_eq!(d.counts.indices, [1, 0, 2]);
-        assert_eq!(d.counts.data, [2, 1, 3]);
+        assert_eq!(d.counts.csr.indptr, [0, 1, 3]);
+        assert_eq!(d.counts.csr.indices, [1, 0, 2]);
+        assert_eq!(d.counts.csr.data, [2, 1, 3]);
         let dense = read_h5ad(&path, &with_layer("layers/dense")).unwrap();
         assert_eq!(dense.counts, d.counts);
         assert_eq!(
@@ -870,7 +870,7 @@ pub(crate) mod tests {
         write_normalised_with_raw(&path).unwrap();
         let d = read_h5ad(&path, &ReadOptions::default()).unwrap();
         assert_eq!(d.counts.genes, ["A", "B"]);
-        assert_eq!(d.counts.data, [4]);
+        assert_eq!(d.counts.csr.data, [4]);
         let err = read_h5ad(&path, &with_layer("X")).unwrap_err();
         assert!(matches!(err, ReadError::NonIntegerCounts { .. }), "{err}");
     }

@@ -27,6 +27,7 @@ pub use embeddings::{read_gene_embeddings, GeneEmbeddings};
 pub use error::ReadError;
 pub use fasta::{read_proteome, FastaOptions, FastaReport, ProteinRecord, Proteome};
 
+use crate::csr::Csr;
 use std::path::Path;
 
 /// A sparse cells x genes matrix of raw integer counts in CSR layout (one row per cell).
@@ -36,12 +37,9 @@ pub struct CountMatrix {
     pub barcodes: Vec<String>,
     /// Gene symbols (var names), one per column, in file order.
     pub genes: Vec<String>,
-    /// Row pointer: the entries of cell `i` are `indptr[i]..indptr[i + 1]`.
-    pub indptr: Vec<u64>,
-    /// Column (gene) index of every stored entry, ascending within a row.
-    pub indices: Vec<u32>,
-    /// Count of every stored entry; zeros are never stored.
-    pub data: Vec<u32>,
+    /// The counts, one row per barcode and one column per gene; column indices ascend within a
+    /// row and zeros are never stored.
+    pub csr: Csr,
 }
 
 impl CountMatrix {
@@ -57,13 +55,12 @@ impl CountMatrix {
 
     /// Number of stored non-zero entries.
     pub fn nnz(&self) -> usize {
-        self.data.len()
+        self.csr.nnz()
     }
 
     /// The `(gene indices, counts)` of one cell.
     pub fn row(&self, cell: usize) -> (&[u32], &[u32]) {
-        let (a, b) = (self.indptr[cell] as usize, self.indptr[cell + 1] as usize);
-        (&self.indices[a..b], &self.data[a..b])
+        self.csr.row(cell)
     }
 }
 

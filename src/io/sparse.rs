@@ -8,6 +8,7 @@
 //! stored layouts.
 
 use super::{CountMatrix, ReadError};
+use crate::csr::Csr;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -147,12 +148,16 @@ impl CountsBuilder {
         indptr[n_cells] = write as u64;
         indices.truncate(write);
         data.truncate(write);
-        CountMatrix {
-            barcodes: self.barcodes,
-            genes: self.genes,
+        let csr = Csr {
+            n_cols: self.genes.len(),
             indptr,
             indices,
             data,
+        };
+        CountMatrix {
+            barcodes: self.barcodes,
+            genes: self.genes,
+            csr,
         }
     }
 }
@@ -316,9 +321,9 @@ mod tests {
         let mut dense = builder(2, 3);
         push_dense(&mut dense, &[0.0, 2.0, 0.0, 1.0, 0.0, 3.0]).unwrap();
         let m = csr.finish();
-        assert_eq!(m.indptr, [0, 1, 3]);
-        assert_eq!(m.indices, [1, 0, 2]);
-        assert_eq!(m.data, [2, 1, 3]);
+        assert_eq!(m.csr.indptr, [0, 1, 3]);
+        assert_eq!(m.csr.indices, [1, 0, 2]);
+        assert_eq!(m.csr.data, [2, 1, 3]);
         assert_eq!(m, csc.finish());
         assert_eq!(m, dense.finish());
     }
@@ -336,9 +341,9 @@ mod tests {
             b.push(c, g, v).unwrap();
         }
         let m = b.finish();
-        assert_eq!(m.indptr, [0, 2, 3]);
-        assert_eq!(m.indices, [0, 2, 2]);
-        assert_eq!(m.data, [1, 4, 3]);
+        assert_eq!(m.csr.indptr, [0, 2, 3]);
+        assert_eq!(m.csr.indices, [0, 2, 2]);
+        assert_eq!(m.csr.data, [1, 4, 3]);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! ([`MacrogeneSet::write_extended`]).
 
 use super::{
-    gene_centroid_distances, highly_variable_genes, kmeans, rank_weights, CsrView, HvgParams,
-    KMeansParams, MacrogeneError, ScoreFunction,
+    gene_centroid_distances, highly_variable_genes, kmeans, rank_weights, HvgParams, KMeansParams,
+    MacrogeneError, ScoreFunction,
 };
 use crate::atlas::counts::{read_counts, Cells};
 use crate::atlas::{self, bulk, query_all, query_opt, species, AtlasError, DbContext};
@@ -207,12 +207,7 @@ pub fn species_highly_variable_genes(
     n_top_genes: usize,
 ) -> crate::Result<Vec<i32>> {
     let counts = read_counts(conn, Cells::Species(species_id), candidates)?;
-    let view = CsrView::new(
-        candidates.len(),
-        &counts.indptr,
-        &counts.indices,
-        &counts.data,
-    )?;
+    let view = counts.csr.view()?;
     let hvg = HvgParams {
         n_top_genes: n_top_genes.min(candidates.len()),
         ..HvgParams::default()

@@ -19,12 +19,9 @@ pub enum MacrogeneError {
         /// What is missing and which command provides it.
         what: String,
     },
-    /// A CSR count matrix is inconsistent (indptr, indices and data do not agree).
-    #[error("malformed CSR count matrix: {what}")]
-    MalformedCsr {
-        /// What is inconsistent, with the offending row or entry.
-        what: String,
-    },
+    /// A count matrix is inconsistent, or a selection lies outside it.
+    #[error(transparent)]
+    Csr(#[from] crate::csr::CsrError),
     /// Two inputs that must agree in shape do not.
     #[error("shape mismatch: {what}")]
     Shape {

@@ -16,7 +16,7 @@
 //! The selection is returned in the original gene order.
 
 use super::error::{invalid, MacrogeneError, Result};
-use super::CsrView;
+use crate::csr::CsrView;
 
 /// Parameters of [`highly_variable_genes`].
 #[derive(Debug, Clone, PartialEq)]

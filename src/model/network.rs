@@ -25,7 +25,7 @@
 use super::error::{invalid, ModelError, Result};
 use super::ops::{dense_tensor, dropout, dropout_mask_tensor, to_array};
 use super::product::{MacrogeneProduct, SparseRows, WeightLeaves};
-use crate::macrogene::CsrView;
+use crate::csr::CsrView;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};

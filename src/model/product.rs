@@ -17,10 +17,10 @@
 //! its blocks and these gradients are contiguous rows and nothing here is transposed but the
 //! sparse counts ([`SparseRows::transpose`]).
 
+use crate::csr::CsrView;
 use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut, new_f32};
 use crate::kernels::pool::map_parts;
 use crate::kernels::simd::widest;
-use crate::macrogene::CsrView;
 use std::sync::OnceLock;
 use tch::Tensor;
 
@@ -447,7 +447,7 @@ widest! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::macrogene::CsrView;
+    use crate::csr::CsrView;
     use tch::{Device, Kind};
 
     /// Random counts (rows x cols, about a fifth non-zero, up to 40) as CSR arrays.

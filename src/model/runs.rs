@@ -13,7 +13,8 @@ use super::{
 };
 use crate::atlas::counts::{read_counts, Cells};
 use crate::atlas::{self, query_opt, AtlasError, DbContext};
-use crate::macrogene::{Csr, CsrView, MacrogeneSet, SpeciesGenes};
+use crate::csr::Csr;
+use crate::macrogene::{MacrogeneSet, SpeciesGenes};
 use crate::progress;
 use crate::runs::{self, embeddings, Need, RunInfo};
 use crate::Atlas;
@@ -258,12 +259,7 @@ pub(super) fn species_cells(
     species: &SpeciesGenes,
 ) -> crate::Result<(SpeciesCells, usize)> {
     let counts = read_counts(conn, cells, &species.gene_ids)?;
-    let view = CsrView::new(
-        counts.n_genes,
-        &counts.indptr,
-        &counts.indices,
-        &counts.data,
-    )?;
+    let view = counts.csr.view()?;
     let keep: Vec<usize> = view
         .row_sums()
         .iter()
@@ -271,7 +267,7 @@ pub(super) fn species_cells(
         .filter(|(_, &s)| s > 0)
         .map(|(i, _)| i)
         .collect();
-    let columns: Vec<usize> = (0..counts.n_genes).collect();
+    let columns: Vec<usize> = (0..view.n_cols()).collect();
     let out = SpeciesCells {
         name: species.name.clone(),
         cell_ids: keep.iter().map(|&i| counts.cell_ids[i]).collect(),

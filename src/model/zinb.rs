@@ -8,11 +8,11 @@
 //! tensor operations and their autograd graph. Counts are mostly zero, and a zero needs neither
 //! `lgamma` nor `digamma`.
 
+use crate::csr::CsrView;
 use crate::kernels::host::{cpu_f32, f32_data, f32_data_mut, with_gradients};
 use crate::kernels::pool::map_parts;
 use crate::kernels::simd::widest;
 use crate::kernels::vmath;
-use crate::macrogene::CsrView;
 use tch::{Device, Kind, Tensor};
 
 /// The `eps` scvi-tools uses inside the logarithms.
@@ -455,6 +455,7 @@ fn digamma(mut x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csr::Csr;
     use tch::Device;
 
     #[test]
@@ -499,47 +500,25 @@ mod tests {
         }
     }
 
-    /// Sparse rows of a dense count matrix (cells x genes, integer values), in CSR layout; the
-    /// first cell's first count is stored as two entries of the same column (which add up).
-    struct Sparse {
-        genes: usize,
-        indptr: Vec<u64>,
-        cols: Vec<u32>,
-        counts: Vec<u32>,
-    }
-
-    impl Sparse {
-        fn new(x: &Tensor) -> Self {
-            let (b, g) = x.size2().unwrap();
-            let dense = Vec::<f32>::try_from(&x.reshape([-1])).unwrap();
-            let (mut indptr, mut cols, mut counts) = (vec![0u64], vec![], vec![]);
-            for (c, row) in dense.chunks(g as usize).enumerate() {
-                for (j, &v) in row.iter().enumerate().filter(|(_, &v)| v > 0.0) {
-                    let v = v as u32;
-                    if c == 0 && cols.is_empty() && v > 1 {
-                        cols.push(j as u32);
-                        counts.push(1);
-                        cols.push(j as u32);
-                        counts.push(v - 1);
-                    } else {
-                        cols.push(j as u32);
-                        counts.push(v);
-                    }
+    /// Sparse rows of a dense count matrix (cells x genes, integer values); the first cell's first
+    /// count is stored as two entries of the same column (which add up).
+    fn sparse(x: &Tensor) -> Csr {
+        let (_, g) = x.size2().unwrap();
+        let dense = Vec::<f32>::try_from(&x.reshape([-1])).unwrap();
+        let mut csr = Csr::empty(g as usize);
+        for (c, row) in dense.chunks(g as usize).enumerate() {
+            let mut entries: Vec<(u32, u32)> = vec![];
+            for (j, &v) in row.iter().enumerate().filter(|(_, &v)| v > 0.0) {
+                let v = v as u32;
+                if c == 0 && entries.is_empty() && v > 1 {
+                    entries.extend([(j as u32, 1), (j as u32, v - 1)]);
+                } else {
+                    entries.push((j as u32, v));
                 }
-                indptr.push(cols.len() as u64);
             }
-            assert_eq!(indptr.len(), b as usize + 1);
-            Self {
-                genes: g as usize,
-                indptr,
-                cols,
-                counts,
-            }
+            csr.push_row(entries);
         }
-
-        fn view(&self) -> CsrView<'_> {
-            CsrView::new(self.genes, &self.indptr, &self.cols, &self.counts).unwrap()
-        }
+        csr
     }
 
     /// Counts like a training batch's (mostly zeros, a few large counts, every cell non-empty),
@@ -563,8 +542,8 @@ mod tests {
         tch::manual_seed(4);
         let (b, g) = (100, 53);
         let (x, [logits, theta, pi]) = batch(b, g);
-        let sparse = Sparse::new(&x);
-        let counts = sparse.view();
+        let sparse = sparse(&x);
+        let counts = sparse.view().unwrap();
         let rows: Vec<usize> = (0..b as usize).rev().collect();
         let before = tch::get_num_threads();
         let run = |threads| {
@@ -589,7 +568,7 @@ mod tests {
         tch::manual_seed(3);
         let (b, g) = (37, 211);
         let (x, [logits, theta, pi]) = batch(b, g);
-        let sparse = Sparse::new(&x);
+        let sparse = sparse(&x);
         let rows: Vec<usize> = (0..b as usize).map(|i| (i * 5) % b as usize).collect();
         let index = Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
         let x_rows = x.index_select(0, &index);
@@ -601,7 +580,13 @@ mod tests {
         let library = x_rows.sum_dim_intlist(1, true, Kind::Float);
         let mu = library * logits.softmax(-1, Kind::Float);
         let (want, want_grads) = grads(zinb_nll(&x_rows, &mu, &theta, &pi));
-        let (got, got_grads) = grads(zinb_nll_fused(&sparse.view(), &rows, &logits, &theta, &pi));
+        let (got, got_grads) = grads(zinb_nll_fused(
+            &sparse.view().unwrap(),
+            &rows,
+            &logits,
+            &theta,
+            &pi,
+        ));
         assert!(
             (got - want).abs() <= 1e-5 * want.abs(),
             "nll {got} vs {want}"

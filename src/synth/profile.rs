@@ -171,6 +171,7 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csr::Csr;
     use crate::io::{CountMatrix, ObsColumn};
 
     /// Two types: "a" cells (library 10 and 30) all in gene 0 and 1; "b" one cell in gene 2.
@@ -178,9 +179,12 @@ mod tests {
         let counts = CountMatrix {
             barcodes: vec!["c0".into(), "c1".into(), "c2".into(), "c3".into()],
             genes: vec!["G0".into(), "G1".into(), "G2".into()],
-            indptr: vec![0, 2, 4, 5, 5],
-            indices: vec![0, 1, 0, 1, 2],
-            data: vec![5, 5, 20, 10, 7],
+            csr: Csr {
+                n_cols: 3,
+                indptr: vec![0, 2, 4, 5, 5],
+                indices: vec![0, 1, 0, 1, 2],
+                data: vec![5, 5, 20, 10, 7],
+            },
         };
         let label = |s: &str| Some(s.to_string());
         DatasetFile {

@@ -39,9 +39,7 @@ fn counts_read_back_exactly_over_the_dataset_genes() {
     let mouse = species::require(conn, "mouse").unwrap();
     let read = read_counts(conn, Cells::Species(mouse), &genes).unwrap();
     assert_eq!(read.n_cells(), source.counts.n_cells());
-    assert_eq!(read.indptr, source.counts.indptr);
-    assert_eq!(read.indices, source.counts.indices);
-    assert_eq!(read.data, source.counts.data);
+    assert_eq!(read.csr, source.counts.csr);
     let labels: Vec<Option<String>> = source.obs_column("cell_type1").unwrap().values.clone();
     assert_eq!(read.labels, labels);
 
@@ -60,12 +58,8 @@ fn counts_read_back_exactly_over_the_dataset_genes() {
             })
             .collect();
         want.sort_unstable();
-        let (a, b) = (part.indptr[cell] as usize, part.indptr[cell + 1] as usize);
-        let got: Vec<(u32, u32)> = part.indices[a..b]
-            .iter()
-            .copied()
-            .zip(part.data[a..b].iter().copied())
-            .collect();
+        let (cols, vals) = part.csr.row(cell);
+        let got: Vec<(u32, u32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
         assert_eq!(got, want, "cell {cell}");
     }
 }

@@ -130,7 +130,7 @@ fn datasets_match_expected_facts() {
             "{rel}"
         );
         assert_eq!(m.nnz() as u64, facts["nnz"].as_u64().unwrap(), "{rel}");
-        let total: u64 = m.data.iter().map(|&v| u64::from(v)).sum();
+        let total: u64 = m.csr.data.iter().map(|&v| u64::from(v)).sum();
         assert_eq!(total, facts["total_counts"].as_u64().unwrap(), "{rel}");
         let types: BTreeMap<String, u64> = facts["cell_type1"]
             .as_object()
@@ -233,7 +233,7 @@ fn full_baron_files_read_identically_in_both_encodings() {
         let modern = read_dataset(&modern_path, &ReadOptions::default()).unwrap();
         let m = &old.counts;
         assert_eq!((m.n_cells(), m.n_genes(), m.nnz()), (cells, genes, nnz));
-        assert_eq!(m.data.iter().map(|&v| u64::from(v)).sum::<u64>(), total);
+        assert_eq!(m.csr.data.iter().map(|&v| u64::from(v)).sum::<u64>(), total);
         assert_eq!(old.counts, modern.counts);
         assert_eq!(old.obs, modern.obs);
         assert_eq!(old.obs.len(), 9);

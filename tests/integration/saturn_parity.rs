@@ -7,7 +7,8 @@
 
 use crate::common::reference;
 use ndarray::{Array2, ArrayView2};
-use satlas::macrogene::{self, hvg::loess, CsrView, HvgParams, ScoreFunction};
+use satlas::csr::CsrView;
+use satlas::macrogene::{self, hvg::loess, HvgParams, ScoreFunction};
 use satlas::model::{self, losses, Saturn, SaturnConfig, Triplet};
 use std::collections::HashMap;
 use std::path::Path;

@@ -5,7 +5,8 @@
 
 use ndarray::Array2;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use satlas::macrogene::{self, Csr, KMeansParams, ScoreFunction};
+use satlas::csr::Csr;
+use satlas::macrogene::{self, KMeansParams, ScoreFunction};
 use satlas::model::{
     self, EpochLog, FinetuneParams, ModelError, PretrainParams, Saturn, SaturnConfig, SpeciesData,
     Triplet,
