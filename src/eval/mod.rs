@@ -421,7 +421,7 @@ pub fn evaluate(atlas: &Atlas, spec: &EvalSpec) -> Result<EvalReport, EvalError>
             "knn_balanced_accuracy",
             knn_scores.balanced_accuracy,
         );
-        let swapped = swaps(&knn, &truth, &correspondence);
+        let swapped = swaps(&knn, &truth, &correspondence, &x_known);
         let swapped_cells: usize = swapped.iter().map(|s| s.cells).sum();
         push(
             &direction,
