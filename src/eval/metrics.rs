@@ -205,6 +205,7 @@ pub fn swaps(
         }
     }
     let classes: Vec<&str> = calls.keys().copied().collect();
+    let nameable = correspondence.reachable(known.iter().copied());
     calls
         .iter()
         .filter_map(|(&class, called)| {
@@ -214,20 +215,17 @@ pub fn swaps(
             let belongs_elsewhere = classes
                 .iter()
                 .any(|&other| other != class && correspondence.correct(label, Some(other)));
-            let nameable = known
-                .iter()
-                .any(|&l| correspondence.correct(l, Some(class)));
             (cells >= SWAP_MIN_CELLS
                 && share >= 0.5
                 && !correspondence.correct(label, Some(class))
                 && belongs_elsewhere
-                && nameable)
-                .then(|| Swap {
-                    class: class.to_string(),
-                    cells,
-                    called: label.to_string(),
-                    share,
-                })
+                && nameable.contains(class))
+            .then(|| Swap {
+                class: class.to_string(),
+                cells,
+                called: label.to_string(),
+                share,
+            })
         })
         .collect()
 }
